@@ -1,0 +1,3 @@
+from lor2c_probe.cli import main
+
+main()

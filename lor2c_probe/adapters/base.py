@@ -1,0 +1,59 @@
+"""What every adapter method provides, and the architecture shapes that parameter counts use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from lor2c_probe.config import AdapterConfig
+    from lor2c_probe.models import Backbone
+
+# Modules a sequence-classification model creates fresh on top of the encoder; they always train.
+HEAD_PREFIXES = ("classifier.", "score.")
+
+
+@dataclass(frozen=True)
+class ArchShape:
+    """The sizes parameter counts depend on. ``q_*``/``v_*`` differ from d under grouped-query attention."""
+
+    name: str
+    hidden_size: int
+    num_layers: int
+    q_in: int
+    q_out: int
+    v_in: int
+    v_out: int
+
+    @classmethod
+    def square(cls, name: str, hidden_size: int, num_layers: int) -> ArchShape:
+        d = hidden_size
+        return cls(name, d, num_layers, d, d, d, d)
+
+
+# Bundled shapes for `lor2c-probe params` (from each model's config.json; no weights needed).
+ARCH_SHAPES: dict[str, ArchShape] = {
+    "roberta-base": ArchShape.square("roberta-base", 768, 12),
+    "roberta-large": ArchShape.square("roberta-large", 1024, 24),
+    "bert-base": ArchShape.square("bert-base", 768, 12),
+    "minilm": ArchShape.square("minilm", 384, 6),  # all-MiniLM-L6-v2, the embedded default
+    "llama-2-7b": ArchShape.square("llama-2-7b", 4096, 32),
+}
+
+
+class Method(Protocol):
+    """An adapter method. A new method is one module implementing this plus one registry line."""
+
+    name: str
+    #: Adapter parameter names contain this; probes select parameters by it, never by importing adapters.
+    param_marker: str
+
+    def attach(self, model: nn.Module, backbone: Backbone, cfg: AdapterConfig) -> nn.Module:
+        """Add the adapters, freeze everything but adapters + head; return the model to train."""
+        ...
+
+    def count_params(self, shape: ArchShape, cfg: AdapterConfig) -> int:
+        """Adapter parameters (head excluded) by formula, for shapes with no weights at hand."""
+        ...

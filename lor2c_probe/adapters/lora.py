@@ -1,0 +1,33 @@
+"""LoRA on the query and value projections, through PEFT (the baseline every comparison uses)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from lor2c_probe.adapters.base import ArchShape
+from lor2c_probe.config import AdapterConfig
+from lor2c_probe.models import Backbone
+
+TARGETS = ["query", "value"]  # BERT/RoBERTa attention.self.{query,value}
+
+
+class LoraMethod:
+    name = "lora"
+    param_marker = "lora_"
+
+    def attach(self, model: nn.Module, backbone: Backbone, cfg: AdapterConfig) -> nn.Module:
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(
+            r=cfg.rank,
+            lora_alpha=cfg.alpha,
+            lora_dropout=cfg.dropout,
+            target_modules=TARGETS,
+            bias="none",
+            task_type="SEQ_CLS",  # wraps the classifier head as a trainable copy (modules_to_save)
+        )
+        return get_peft_model(model, config)
+
+    def count_params(self, shape: ArchShape, cfg: AdapterConfig) -> int:
+        per_layer = cfg.rank * (shape.q_in + shape.q_out) + cfg.rank * (shape.v_in + shape.v_out)
+        return per_layer * shape.num_layers

@@ -1,0 +1,1 @@
+"""Command implementations: turn parsed options into configs and call the library."""

@@ -1,0 +1,84 @@
+"""``lor2c-probe train``: options -> RunConfig (policy applied) -> a recorded run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from lor2c_probe.config import AdapterConfig, DataConfig, RunConfig, TrainConfig, resolve_policy
+from lor2c_probe.errors import UserError
+
+TRAIN_FIELDS = (
+    "epochs", "steps_per_epoch", "batch_size", "grad_accum", "lr", "warmup_ratio", "max_length", "seed",
+    "device", "precision", "flush_every",
+)
+DATA_FIELDS = ("task", "data_dir", "train_file", "eval_file", "max_train_examples", "max_eval_examples")
+
+
+@dataclass(frozen=True)
+class TrainArgs:
+    options: dict[str, Any]  # every config option; None = not given
+    out: Path | None
+    overwrite: bool
+    resume: bool
+    quiet: bool
+
+
+def config_from_options(o: dict[str, Any]) -> tuple[RunConfig, dict[str, str]]:
+    """Build the validated RunConfig; unset policy fields come from the policy."""
+    method = o["method"] or "lor2c"
+    policy = o["policy"] or "paper"
+    values, sources = resolve_policy(
+        policy, method, dropout=o["dropout"], weight_decay=o["weight_decay"], head_lr_scale=o["head_lr_scale"]
+    )
+    adapter = AdapterConfig(
+        method=method,
+        rank=o["rank"] if o["rank"] is not None else AdapterConfig.rank,
+        alpha=o["alpha"] if o["alpha"] is not None else AdapterConfig.alpha,
+        dropout=values["dropout"],
+    )
+    train_kw = {k: o[k] for k in TRAIN_FIELDS if o.get(k) is not None}
+    if o.get("max_grad_norm") is not None:
+        train_kw["max_grad_norm"] = o["max_grad_norm"] or None  # 0 disables clipping
+    train = TrainConfig(**train_kw, weight_decay=values["weight_decay"], head_lr_scale=values["head_lr_scale"])
+    data_kw = {k: (str(o[k]) if isinstance(o[k], Path) else o[k]) for k in DATA_FIELDS if o.get(k) is not None}
+    data = DataConfig(**data_kw)
+    return RunConfig(model=o["model"], adapter=adapter, train=train, data=data, policy=policy), sources
+
+
+def run_train(args: TrainArgs) -> None:
+    from lor2c_probe.cli import default_out
+    from lor2c_probe.train.session import resume_training, run_training
+
+    if args.resume:
+        given = sorted(k for k, v in args.options.items() if v is not None)
+        if args.out is None:
+            raise UserError("--resume needs --out RUN_DIR (the run to continue)")
+        if given:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise UserError(f"--resume takes its configuration from {args.out}/manifest.json; drop {flags}")
+        if args.overwrite:
+            raise UserError("--resume and --overwrite contradict each other; pick one")
+        manifest = resume_training(args.out, progress=not args.quiet)
+    else:
+        cfg, sources = config_from_options(args.options)
+        out = args.out or default_out(cfg.adapter.method)
+        manifest = run_training(cfg, out, overwrite=args.overwrite, policy_sources=sources, progress=not args.quiet)
+        args = TrainArgs(args.options, out, args.overwrite, args.resume, args.quiet)
+    _summary(manifest, args.out)
+
+
+def _summary(manifest: dict[str, Any], out: Path | None) -> None:
+    res = manifest.get("results") or {}
+    p = manifest["params"]
+    typer.echo(
+        f"method {manifest['method']['name']}: {p['adapter_params']:,} adapter + {p['head_params']:,} head parameters"
+    )
+    final, best = res.get("final_eval"), res.get("best_eval")
+    if final:
+        head = res["headline_metric"]
+        typer.echo(f"eval {head}: final {final[head]:.4f} (epoch {final['epoch']}), best {best[head]:.4f} (epoch {best['epoch']})")
+    typer.echo(f"run directory: {out}")

@@ -1,0 +1,182 @@
+"""Run configuration: frozen dataclasses validated on construction, round-tripped through manifest.json.
+
+Policies (decisions.md items 1 and 9) fill the optimizer fields a user leaves unset:
+``paper`` uses one plain AdamW for every parameter; ``reference`` reproduces the released LoR2C code
+(weight decay 0.01, head at half the learning rate, LoR2C dropout 0.1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from lor2c_probe.adapters import METHODS
+from lor2c_probe.errors import ConfigError
+
+POLICIES: dict[str, dict[str, float]] = {
+    # The paper names no weight decay, head learning rate or LoR2C dropout: we use the neutral values.
+    "paper": {"weight_decay": 0.0, "head_lr_scale": 1.0, "residual_dropout": 0.05},
+    # run_glue_lor2c.py: AdamW built by hand (torch default wd 0.01), head at lr/2, dropout 0.1 hard-coded.
+    "reference": {"weight_decay": 0.01, "head_lr_scale": 0.5, "residual_dropout": 0.1},
+}
+LORA_DROPOUT = 0.05  # the reference's --lora_dropout for q,v LoRA, under both policies
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{name} must be a positive integer; got {value!r}")
+
+
+def _positive_float(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name} must be a positive number; got {value!r}")
+
+
+def _fraction(name: str, value: Any, *, hi_open: bool = True) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value and (
+        value < 1 if hi_open else value <= 1
+    )
+    if not ok:
+        raise ConfigError(f"{name} must be in [0, 1{')' if hi_open else ']'}; got {value!r}")
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...] | list[str]) -> None:
+    if value not in choices:
+        raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """Which method to attach and its size. ``dropout`` acts on the adapter's input."""
+
+    method: str = "lor2c"
+    rank: int = 8  # the paper's r for RoBERTa (Table I)
+    alpha: float = 16.0  # s = alpha / r = 2, as in the paper's GLUE runs
+    dropout: float = 0.05
+
+    def __post_init__(self) -> None:
+        _choice("method", self.method, list(METHODS))
+        _positive_int("rank", self.rank)
+        _positive_float("alpha", self.alpha)
+        _fraction("dropout", self.dropout)
+
+    @property
+    def scaling(self) -> float:
+        return self.alpha / self.rank
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The explicit training loop's knobs; defaults follow the paper's SST-2 row where it has one."""
+
+    epochs: int = 3
+    steps_per_epoch: int | None = None  # cap on optimizer steps per epoch, for quick runs
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    grad_accum: int = 1
+    lr: float = 5e-4
+    head_lr_scale: float = 1.0
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.06
+    max_grad_norm: float | None = 1.0  # None disables clipping
+    max_length: int = 128
+    seed: int = 17  # the reference scripts' seed
+    device: str = "auto"
+    precision: str = "auto"  # auto: bf16 on a CUDA device that supports it, else fp32
+    flush_every: int = 50  # optimizer steps between run-store flushes
+
+    def __post_init__(self) -> None:
+        _positive_int("epochs", self.epochs)
+        if self.steps_per_epoch is not None:
+            _positive_int("steps_per_epoch", self.steps_per_epoch)
+        _positive_int("batch_size", self.batch_size)
+        _positive_int("eval_batch_size", self.eval_batch_size)
+        _positive_int("grad_accum", self.grad_accum)
+        _positive_float("lr", self.lr)
+        _positive_float("head_lr_scale", self.head_lr_scale)
+        if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be a non-negative number; got {self.weight_decay!r}")
+        _fraction("warmup_ratio", self.warmup_ratio)
+        if self.max_grad_norm is not None:
+            _positive_float("max_grad_norm", self.max_grad_norm)
+        _positive_int("max_length", self.max_length)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer; got {self.seed!r}")
+        _choice("device", self.device, DEVICES)
+        _choice("precision", self.precision, PRECISIONS)
+        _positive_int("flush_every", self.flush_every)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where examples come from. Sources without an eval split are split with ``split_seed``."""
+
+    task: str = "rotten-tomatoes"
+    data_dir: str | None = None  # GLUE: folder of the official TSV files
+    train_file: str | None = None  # CSV/TSV/JSONL of the user's own data
+    eval_file: str | None = None
+    eval_fraction: float = 0.1
+    split_seed: int = 0  # kept apart from the training seed so every run sees the same eval set
+    max_train_examples: int | None = None
+    max_eval_examples: int | None = None
+
+    def __post_init__(self) -> None:
+        from lor2c_probe.data.tasks import TASKS
+
+        _choice("task", self.task, list(TASKS))
+        if self.task == "custom" and self.train_file is None:
+            raise ConfigError("task 'custom' needs --train-file (CSV, TSV or JSONL)")
+        if self.task != "custom" and (self.train_file or self.eval_file):
+            raise ConfigError("--train-file/--eval-file are for your own data: use them with --task custom")
+        if self.eval_file is not None and self.train_file is None:
+            raise ConfigError("--eval-file needs --train-file")
+        if not (0 < self.eval_fraction < 1):
+            raise ConfigError(f"eval_fraction must be in (0, 1); got {self.eval_fraction!r}")
+        for name in ("max_train_examples", "max_eval_examples"):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run; stored verbatim in manifest.json."""
+
+    model: str | None = None  # hub id or local path; None = the embedded all-MiniLM-L6-v2
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    policy: str = "paper"
+
+    def __post_init__(self) -> None:
+        _choice("policy", self.policy, list(POLICIES))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        return cls(
+            model=d.get("model"),
+            adapter=AdapterConfig(**d["adapter"]),
+            train=TrainConfig(**d["train"]),
+            data=DataConfig(**d["data"]),
+            policy=d["policy"],
+        )
+
+
+def resolve_policy(
+    policy: str, method: str, *, dropout: float | None, weight_decay: float | None, head_lr_scale: float | None
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Fill unset policy fields. Returns (values, source per field: 'policy' or 'user')."""
+    _choice("policy", policy, list(POLICIES))
+    p = POLICIES[policy]
+    method_dropout = LORA_DROPOUT if method == "lora" else p["residual_dropout"]
+    given = {"dropout": dropout, "weight_decay": weight_decay, "head_lr_scale": head_lr_scale}
+    defaults = {"dropout": method_dropout, "weight_decay": p["weight_decay"], "head_lr_scale": p["head_lr_scale"]}
+    values = {k: (v if v is not None else defaults[k]) for k, v in given.items()}
+    sources = {k: ("user" if v is not None else "policy") for k, v in given.items()}
+    return values, sources

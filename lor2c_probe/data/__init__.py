@@ -1,0 +1,1 @@
+"""Tasks, their sources and their metrics."""

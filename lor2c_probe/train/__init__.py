@@ -1,0 +1,1 @@
+"""The explicit training loop, its hook points, checkpoints and run sessions."""

@@ -1,0 +1,46 @@
+"""Named points inside one optimizer step, where probes read the live training state.
+
+Order within a step: ``after_backward`` (each micro-batch) -> ``before_clip`` (gradients accumulated
+and, under fp16, unscaled) -> ``before_optimizer_step`` (after clipping) -> ``on_step_end`` (after the
+optimizer and scheduler stepped and gradients were zeroed). A callback never writes files: it hands
+rows to ``state.record(table, rows)`` and the loop flushes them with the run store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+
+@dataclass
+class TrainState:
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    record: Callable[[str, list[dict[str, Any]]], None]
+    device: torch.device
+    param_marker: str  # adapter parameter names contain this (probes select by it)
+    step: int = 0  # optimizer steps completed
+    epoch: int = 0
+    micro_step: int = 0
+    loss: torch.Tensor | None = None  # mean loss of the current optimizer step (on device)
+    grad_norm: torch.Tensor | None = None  # global pre-clip L2 norm of trainable gradients
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class TrainerCallback:
+    """Override what you need; each method receives the live ``TrainState``."""
+
+    def on_train_start(self, state: TrainState) -> None: ...
+    def after_backward(self, state: TrainState) -> None: ...
+    def before_clip(self, state: TrainState) -> None: ...
+    def before_optimizer_step(self, state: TrainState) -> None: ...
+    def on_step_end(self, state: TrainState) -> None: ...
+    def on_epoch_end(self, state: TrainState) -> None: ...
+    def on_train_end(self, state: TrainState) -> None: ...
+
+    def manifest_entry(self) -> dict[str, Any] | None:
+        """What to record about this callback (name, schedule) in manifest.json; None for nothing."""
+        return None

@@ -1,0 +1,242 @@
+"""The explicit training loop: AdamW, linear warmup/decay, clipping, accumulation, AMP, per-epoch eval."""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from lor2c_probe.config import TrainConfig
+from lor2c_probe.data.tasks import TaskSpec
+from lor2c_probe.metrics import task_metrics
+from lor2c_probe.record.store import RunStore
+from lor2c_probe.train.batches import Encoded, batches, epoch_order
+from lor2c_probe.train.hooks import TrainerCallback, TrainState
+
+HEAD_MODULES = {"classifier", "score"}
+
+
+def is_head(name: str) -> bool:
+    """Head parameters, plain (classifier.weight) or PEFT-wrapped (...classifier.modules_to_save...)."""
+    return bool(HEAD_MODULES & set(name.split(".")))
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over trainable parameters: adapters at lr, the head at lr * head_lr_scale."""
+    adapters, head = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (head if is_head(name) else adapters).append(p)
+    groups = [
+        {"params": adapters, "lr": cfg.lr, "name": "adapters"},
+        {"params": head, "lr": cfg.lr * cfg.head_lr_scale, "name": "head"},
+    ]
+    return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=cfg.weight_decay)
+
+
+def linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup over ``warmup`` steps, then linear decay to 0 at ``total``."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)  # never 0, so the first step already learns
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How many optimizer steps an epoch and the run take."""
+
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+
+    @classmethod
+    def make(cls, n_train: int, cfg: TrainConfig) -> Plan:
+        per_epoch = max(1, math.ceil(n_train / cfg.batch_size) // cfg.grad_accum)
+        if cfg.steps_per_epoch is not None:
+            per_epoch = min(per_epoch, cfg.steps_per_epoch)
+        total = per_epoch * cfg.epochs
+        return cls(per_epoch, total, math.ceil(cfg.warmup_ratio * total))
+
+
+class Trainer:
+    """Runs epochs ``start_epoch..epochs-1``; records metrics rows; calls callbacks at named points."""
+
+    def __init__(
+        self,
+        *,
+        model: torch.nn.Module,
+        cfg: TrainConfig,
+        spec: TaskSpec,
+        train: Encoded,
+        eval: Encoded,
+        store: RunStore,
+        device: torch.device,
+        precision: str,
+        param_marker: str,
+        callbacks: list[TrainerCallback] | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.model, self.cfg, self.spec = model, cfg, spec
+        self.train_data, self.eval_data, self.store = train, eval, store
+        self.device, self.precision = device, precision
+        self.callbacks = list(callbacks or [])
+        self.progress = progress
+        self.plan = Plan.make(len(train), cfg)
+        self.optimizer = build_optimizer(model, cfg)
+        self.scheduler = linear_schedule(self.optimizer, self.plan.warmup_steps, self.plan.total_steps)
+        self.scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.state = TrainState(model, self.optimizer, self.scheduler, self._record, device, param_marker)
+        self._scalars: list[tuple[int, int, str, str, Any]] = []  # deferred so the step never syncs
+        self.step_times: list[float] = []
+        self.eval_history: list[dict[str, float]] = []
+
+    # -- recording ---------------------------------------------------------------------------------
+    def _record(self, table: str, rows: list[dict[str, Any]]) -> None:
+        self.store.append(table, rows)
+
+    def _scalar(self, split: str, name: str, value: Any) -> None:
+        self._scalars.append((self.state.step, self.state.epoch, split, name, value))
+
+    def flush(self) -> None:
+        """Move deferred scalars to host in one transfer, then write every pending table."""
+        if self._scalars:
+            tensors = [v.detach().float().reshape(()) for *_, v in self._scalars if torch.is_tensor(v)]
+            host = iter(torch.stack(tensors).tolist()) if tensors else iter(())
+            rows = []
+            for step, epoch, split, name, v in self._scalars:
+                value = next(host) if torch.is_tensor(v) else float(v)
+                rows.append({"step": step, "epoch": epoch, "split": split, "name": name, "value": value})
+            self.store.append("metrics", rows)
+            self._scalars.clear()
+        self.store.flush()
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def _autocast(self):
+        if self.precision in ("bf16", "fp16"):
+            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+            return torch.autocast(self.device.type, dtype=dtype)
+        return nullcontext()
+
+    def _emit(self, point: str) -> None:
+        for cb in self.callbacks:
+            getattr(cb, point)(self.state)
+
+    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    def train_step(self, micro_batches: list[dict[str, torch.Tensor]]) -> None:
+        st, accum = self.state, len(micro_batches)
+        total = torch.zeros((), device=self.device)
+        for i, batch in enumerate(micro_batches):
+            st.micro_step = i
+            with self._autocast():
+                loss = self.model(**self._to_device(batch)).loss / accum
+            (self.scaler.scale(loss) if self.scaler else loss).backward()
+            total += loss.detach()
+            self._emit("after_backward")
+        st.loss = total
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        self._emit("before_clip")
+        max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm is not None else float("inf")
+        st.grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, max_norm)  # pre-clip norm
+        self._emit("before_optimizer_step")
+        lr = self.optimizer.param_groups[0]["lr"]
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        st.step += 1
+        self._scalar("train", "loss", total)
+        self._scalar("train", "grad_norm", st.grad_norm)
+        self._scalar("train", "lr", lr)
+        self._emit("on_step_end")
+
+    def fit(self, start_epoch: int = 0, on_epoch_done: Any = None) -> None:
+        """Train to the end. ``on_epoch_done(epoch)`` runs after each epoch's eval and flush (checkpoints)."""
+        st = self.state
+        st.step = start_epoch * self.plan.steps_per_epoch
+        if start_epoch == 0:
+            self._emit("on_train_start")
+        accum, per_epoch = self.cfg.grad_accum, self.plan.steps_per_epoch
+        with _progress(self.progress) as bar:
+            task = bar.add_task("train", total=self.plan.total_steps, completed=st.step, loss=float("nan")) if bar else None
+            for epoch in range(start_epoch, self.cfg.epochs):
+                st.epoch = epoch
+                self.model.train()
+                order = epoch_order(len(self.train_data), self.cfg.seed, epoch)
+                it = batches(self.train_data, order, self.cfg.batch_size)
+                for _ in range(per_epoch):
+                    t0 = time.perf_counter()
+                    self.train_step([next(it) for _ in range(accum)])
+                    self.step_times.append(time.perf_counter() - t0)
+                    if st.step % self.cfg.flush_every == 0:
+                        self.flush()
+                    if bar is not None:
+                        fields = {"loss": float(st.loss)} if st.step % 10 == 0 else {}
+                        bar.update(task, advance=1, description=f"epoch {epoch}", **fields)
+                results = self.evaluate()
+                for name, value in results.items():
+                    self._scalar("eval", name, value)
+                self.eval_history.append({"epoch": epoch, "step": st.step, **results})
+                self._emit("on_epoch_end")
+                self.flush()
+                if on_epoch_done is not None:
+                    on_epoch_done(epoch)
+        self._emit("on_train_end")
+        self.flush()
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Loss and the task's metrics on the eval split (dropout off)."""
+        was_training = self.model.training
+        self.model.eval()
+        logits, losses = [], []
+        order = np.arange(len(self.eval_data))
+        for batch in batches(self.eval_data, order, self.cfg.eval_batch_size):
+            with self._autocast():
+                out = self.model(**self._to_device(batch))
+            logits.append(out.logits.float().cpu())
+            losses.append(out.loss.float().cpu() * len(batch["labels"]))
+        self.model.train(was_training)
+        all_logits = torch.cat(logits).numpy()
+        gold = self.eval_data.labels.numpy()
+        results = {"loss": float(torch.stack(losses).sum()) / len(gold)}
+        results.update(task_metrics(self.spec.metrics, all_logits, gold, self.spec.regression))
+        return results
+
+
+class _NoBar:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeRemainingColumn(),
+        transient=False,
+    )

@@ -1,0 +1,267 @@
+"""A run from start to end: validate, build data/model/adapters, write the manifest, train, checkpoint.
+
+Everything that can fail on user input is checked before the run directory is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lor2c_probe import __version__
+from lor2c_probe.adapters import get_method
+from lor2c_probe.adapters.base import ArchShape
+from lor2c_probe.config import ConfigError, RunConfig
+from lor2c_probe.data.load import load_task
+from lor2c_probe.data.tasks import TaskSpec
+from lor2c_probe.errors import UserError
+from lor2c_probe.models import EMBEDDED_DEFAULT_NAME, Backbone, load_model
+from lor2c_probe.record.schema import SCHEMA_VERSION
+from lor2c_probe.record.store import MANIFEST, RunStore, read_manifest
+from lor2c_probe.train.batches import encode
+from lor2c_probe.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from lor2c_probe.train.hooks import TrainerCallback
+from lor2c_probe.train.loop import Trainer, is_head
+
+
+def resolve_device(cfg_device: str, precision: str) -> tuple[torch.device, str]:
+    """(device, precision). Mixed precision needs CUDA; auto picks bf16 where the GPU supports it."""
+    if cfg_device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda requested but no CUDA device is available; use --device cpu or auto")
+    use_cuda = cfg_device == "cuda" or (cfg_device == "auto" and torch.cuda.is_available())
+    device = torch.device("cuda" if use_cuda else "cpu")
+    if precision == "auto":
+        precision = "bf16" if use_cuda and torch.cuda.is_bf16_supported() else "fp32"
+    if precision in ("bf16", "fp16") and not use_cuda:
+        raise ConfigError(f"precision {precision} needs a CUDA device; use --precision fp32 on the CPU")
+    return device, precision
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Built:
+    model: torch.nn.Module
+    tokenizer: Any
+    backbone: Backbone
+    spec: TaskSpec
+
+
+def build_model(cfg: RunConfig, spec: TaskSpec) -> Built:
+    """Seeded model + adapters: the head and adapter inits depend only on the seed and the method."""
+    seed_everything(cfg.train.seed)
+    problem = "regression" if spec.regression else "single_label_classification"
+    model, tokenizer, backbone = load_model(cfg.model, num_labels=spec.num_labels, problem_type=problem)
+    model = get_method(cfg.adapter.method).attach(model, backbone, cfg.adapter)
+    return Built(model, tokenizer, backbone, spec)
+
+
+def param_counts(model: torch.nn.Module, marker: str) -> dict[str, int]:
+    trainable = {n: p.numel() for n, p in model.named_parameters() if p.requires_grad}
+    return {
+        "trainable_params": sum(trainable.values()),
+        "adapter_params": sum(v for n, v in trainable.items() if marker in n and not is_head(n)),
+        "head_params": sum(v for n, v in trainable.items() if is_head(n)),
+        "total_params": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "lor2c-probe": __version__}
+    for pkg in ("torch", "transformers", "peft", "numpy", "pandas", "pyarrow", "safetensors"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def prepare_out_dir(out: Path, overwrite: bool) -> None:
+    """Fail before any work if ``out`` cannot be used; clear it only with ``overwrite``."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output path {out} exists and is not a directory")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise UserError(f"output directory {out} already exists; pass --overwrite to replace it or --resume to continue it")
+        if not (out / MANIFEST).is_file():
+            raise UserError(f"refusing to --overwrite {out}: it is not a lor2c-probe run directory (no manifest.json)")
+    parent = out if out.exists() else out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"output directory {out} is not writable (no write permission on {parent})")
+
+
+def run_training(
+    cfg: RunConfig,
+    out: Path,
+    *,
+    overwrite: bool = False,
+    policy_sources: dict[str, str] | None = None,
+    callbacks: list[TrainerCallback] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train one method and record it into ``out``. Returns the final manifest."""
+    out = Path(out)
+    prepare_out_dir(out, overwrite)
+    device, precision = resolve_device(cfg.train.device, cfg.train.precision)
+    train_ex, eval_ex, spec, source = load_task(cfg.data)  # data errors surface before any write
+    built = build_model(cfg, spec)
+    if overwrite and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = _manifest(cfg, built, spec, source, len(train_ex), len(eval_ex), device, precision, policy_sources or {})
+    return _train(cfg, out, built, train_ex, eval_ex, manifest, device, precision, callbacks, progress, start_epoch=0)
+
+
+def resume_training(out: Path, *, callbacks: list[TrainerCallback] | None = None, progress: bool = True) -> dict[str, Any]:
+    """Continue the run in ``out`` from its last checkpoint, with the configuration in its manifest."""
+    out = Path(out)
+    if not (out / MANIFEST).is_file():
+        raise UserError(f"cannot --resume {out}: no manifest.json there (not a lor2c-probe run directory)")
+    ckpt = latest_checkpoint(out)
+    if ckpt is None:
+        raise UserError(f"cannot --resume {out}: it has no checkpoint yet (one is written at the end of each epoch)")
+    manifest = read_manifest(out)
+    cfg = RunConfig.from_dict(manifest["config"])
+    device, precision = resolve_device(cfg.train.device, cfg.train.precision)
+    train_ex, eval_ex, spec, _ = load_task(cfg.data)
+    built = build_model(cfg, spec)
+    manifest.setdefault("resumes", []).append({"from": ckpt.name, "at": _now()})
+    return _train(cfg, out, built, train_ex, eval_ex, manifest, device, precision, callbacks, progress, resume_from=ckpt)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _manifest(
+    cfg: RunConfig, built: Built, spec: TaskSpec, source: str, n_train: int, n_eval: int,
+    device: torch.device, precision: str, policy_sources: dict[str, str],
+) -> dict[str, Any]:
+    method = get_method(cfg.adapter.method)
+    bb = built.backbone
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "status": "running",
+        "created": _now(),
+        "config": cfg.to_dict(),
+        "policy": {
+            "name": cfg.policy,
+            "fields": {
+                "dropout": {"value": cfg.adapter.dropout, "source": policy_sources.get("dropout", "user")},
+                "weight_decay": {"value": cfg.train.weight_decay, "source": policy_sources.get("weight_decay", "user")},
+                "head_lr_scale": {"value": cfg.train.head_lr_scale, "source": policy_sources.get("head_lr_scale", "user")},
+            },
+        },
+        "method": {"name": method.name, "param_marker": method.param_marker, "scaling": cfg.adapter.scaling},
+        "model": {
+            "source": cfg.model or EMBEDDED_DEFAULT_NAME,
+            "model_type": bb.model_type,
+            "hidden_size": bb.hidden_size,
+            "num_layers": bb.num_layers,
+            "layers_path": bb.layers_path,
+        },
+        "task": {
+            "name": spec.name,
+            "source": source,
+            "n_train": n_train,
+            "n_eval": n_eval,
+            "labels": list(spec.labels),
+            "regression": spec.regression,
+            "metrics": list(spec.metrics),
+        },
+        "params": {
+            **param_counts(built.model, method.param_marker),
+            "adapter_params_formula": method.count_params(
+                ArchShape.square("run", bb.hidden_size, bb.num_layers), cfg.adapter
+            ),
+        },
+        "device": {"type": device.type, "name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu", "threads": torch.get_num_threads()},
+        "precision": precision,
+        "seed": cfg.train.seed,
+        "versions": _versions(),
+    }
+
+
+def _train(
+    cfg: RunConfig, out: Path, built: Built, train_ex, eval_ex, manifest: dict[str, Any], device: torch.device,
+    precision: str, callbacks: list[TrainerCallback] | None, progress: bool, *, start_epoch: int = 0, resume_from: Path | None = None,
+) -> dict[str, Any]:
+    tok = built.tokenizer
+    train = encode(tok, train_ex, cfg.train.max_length, built.spec.regression)
+    ev = encode(tok, eval_ex, cfg.train.max_length, built.spec.regression)
+    model = built.model.to(device)
+    store = RunStore(out)
+    trainer = Trainer(
+        model=model, cfg=cfg.train, spec=built.spec, train=train, eval=ev, store=store, device=device,
+        precision=precision, param_marker=manifest["method"]["param_marker"], callbacks=callbacks, progress=progress,
+    )
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, model=model, optimizer=trainer.optimizer, scheduler=trainer.scheduler)
+        moved = store.supersede_from(state["store_next_seq"], label=f"resume-{len(manifest['resumes'])}")
+        manifest["resumes"][-1]["superseded_shards"] = moved
+        trainer.eval_history = state["eval_history"]
+        start_epoch = state["epoch"] + 1
+    manifest["schedule"] = {
+        "steps_per_epoch": trainer.plan.steps_per_epoch,
+        "total_steps": trainer.plan.total_steps,
+        "warmup_steps": trainer.plan.warmup_steps,
+        "epochs": cfg.train.epochs,
+    }
+    manifest["recording"] = {
+        "flush_every": cfg.train.flush_every,
+        "callbacks": [e for cb in trainer.callbacks if (e := cb.manifest_entry()) is not None],
+    }
+    manifest["status"] = "running"
+    store.write_manifest(manifest)
+
+    def on_epoch_done(epoch: int) -> None:
+        save_checkpoint(
+            out, epoch, model=model, optimizer=trainer.optimizer, scheduler=trainer.scheduler,
+            extra={"step": trainer.state.step, "store_next_seq": store.next_seq, "eval_history": trainer.eval_history},
+        )
+
+    t0 = time.perf_counter()
+    try:
+        if start_epoch < cfg.train.epochs:
+            trainer.fit(start_epoch, on_epoch_done)
+    except BaseException:
+        trainer.flush()  # keep every row recorded so far
+        manifest["status"] = "interrupted"
+        store.write_manifest(manifest)
+        raise
+    manifest["status"] = "completed"
+    manifest["finished"] = _now()
+    manifest["results"] = _results(trainer, built.spec, time.perf_counter() - t0)
+    store.write_manifest(manifest)
+    return manifest
+
+
+def _results(trainer: Trainer, spec: TaskSpec, wall: float) -> dict[str, Any]:
+    hist = trainer.eval_history
+    headline = spec.metrics[0]
+    best = max(hist, key=lambda h: h[headline]) if hist else None
+    times = trainer.step_times[1:] or trainer.step_times  # the first step includes warm-up costs
+    return {
+        "final_eval": hist[-1] if hist else None,
+        "best_eval": best,  # the paper reports the best per-epoch value
+        "headline_metric": headline,
+        "wall_seconds_this_session": round(wall, 3),
+        "median_step_seconds_this_session": float(np.median(times)) if times else None,
+    }
