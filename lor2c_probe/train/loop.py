@@ -22,8 +22,12 @@ HEAD_MODULES = {"classifier", "score"}
 
 
 def is_head(name: str) -> bool:
-    """Head parameters, plain (classifier.weight) or PEFT-wrapped (...classifier.modules_to_save...)."""
-    return bool(HEAD_MODULES & set(name.split(".")))
+    """Trainable head parameters: plain (classifier.weight) or PEFT's copy (classifier.modules_to_save...).
+
+    PEFT also keeps the frozen original under ``classifier.original_module``; that one is not the head.
+    """
+    parts = set(name.split("."))
+    return bool(HEAD_MODULES & parts) and "original_module" not in parts
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
