@@ -77,9 +77,9 @@ def train(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Train one adapter method and record it into a run directory."""
+    options = dict(locals())  # before any import below adds names
     from lor2c_probe.commands.train import TrainArgs, run_train
 
-    options = dict(locals())
     for key in ("out", "overwrite", "resume", "quiet"):
         options.pop(key)
     run_train(TrainArgs(options=options, out=out, overwrite=overwrite, resume=resume, quiet=quiet))

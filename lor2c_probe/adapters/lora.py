@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from torch import nn
 
 from lor2c_probe.adapters.base import ArchShape
@@ -26,7 +28,10 @@ class LoraMethod:
             bias="none",
             task_type="SEQ_CLS",  # wraps the classifier head as a trainable copy (modules_to_save)
         )
-        return get_peft_model(model, config)
+        with warnings.catch_warnings():
+            # PEFT calls transformers' deprecated is_gradient_checkpointing; harmless, and not the user's to fix.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            return get_peft_model(model, config)
 
     def count_params(self, shape: ArchShape, cfg: AdapterConfig) -> int:
         per_layer = cfg.rank * (shape.q_in + shape.q_out) + cfg.rank * (shape.v_in + shape.v_out)

@@ -85,7 +85,7 @@ class ResidualBank(nn.Module):
     def __init__(self, *, scaling: float, dropout: float) -> None:
         super().__init__()
         self.scaling = float(scaling)
-        self.drop = nn.Dropout(dropout)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()  # p = 0: no copy of h
         self.paths = nn.ModuleDict()
         self._layers: list[nn.ModuleList] = []  # a plain list, so the blocks are not registered twice
         self._handles: list[Any] = []

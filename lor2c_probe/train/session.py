@@ -103,6 +103,8 @@ def prepare_out_dir(out: Path, overwrite: bool) -> None:
     parent = out if out.exists() else out.parent
     while not parent.exists():
         parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"output directory {out} cannot be created: {parent} is a file, not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UserError(f"output directory {out} is not writable (no write permission on {parent})")
 

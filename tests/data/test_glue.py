@@ -70,3 +70,31 @@ def test_empty_split_is_an_error(glue_dir):
     (glue_dir / "SST-2" / "dev.tsv").write_text("sentence\tlabel\n")
     with pytest.raises(UserError, match="evaluation set of task sst2 is empty"):
         load_task(DataConfig(task="sst2", data_dir=str(glue_dir)))
+
+
+class _FakeDatasets:
+    """Stands in for the `datasets` package: load_dataset returns GLUE-shaped splits (column -> list)."""
+
+    def __init__(self, splits=None, error=None):
+        self.splits, self.error, self.calls = splits, error, []
+
+    def load_dataset(self, path, name):
+        self.calls.append((path, name))
+        if self.error:
+            raise self.error
+        return self.splits
+
+
+def test_hf_datasets_cache_is_used_without_data_dir(monkeypatch):
+    split = {"sentence1": ["A", "B"], "sentence2": ["C", "D"], "label": [0, 1]}
+    fake = _FakeDatasets({"train": split, "validation": split})
+    monkeypatch.setitem(__import__("sys").modules, "datasets", fake)
+    train, ev, spec, source = load_task(DataConfig(task="rte"))
+    assert fake.calls == [("nyu-mll/glue", "rte")] and "datasets cache" in source
+    assert train.text_b == ["C", "D"] and ev.labels == [0, 1]
+
+
+def test_hf_cache_miss_says_to_pass_data_dir(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "datasets", _FakeDatasets(error=ConnectionError("offline")))
+    with pytest.raises(UserError, match="not in the Hugging Face datasets cache: pass --data-dir"):
+        load_task(DataConfig(task="qnli"))
