@@ -141,6 +141,32 @@ class DataConfig:
                 _positive_int(name, getattr(self, name))
 
 
+PROBES = ("grads", "activations")
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """Which probes record during training, and how often (every N optimizer steps)."""
+
+    grads: bool = True  # per-module gradient statistics -> `grads` table
+    activations: bool = True  # dL/dh_i per block input -> `activation_grads` table
+    every: int = 1
+
+    def __post_init__(self) -> None:
+        _positive_int("probe every", self.every)
+
+    @classmethod
+    def parse(cls, names: str, every: int = 1) -> ProbeConfig:
+        """From a comma list such as "grads,activations", "grads" or "none"."""
+        chosen = {n.strip() for n in names.split(",") if n.strip()}
+        if chosen == {"none"}:
+            chosen = set()
+        unknown = sorted(chosen - set(PROBES))
+        if unknown:
+            raise ConfigError(f"unknown probe {unknown[0]!r}; choose from: {', '.join(PROBES)} (or none)")
+        return cls(grads="grads" in chosen, activations="activations" in chosen, every=every)
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that determines a run; stored verbatim in manifest.json."""
@@ -150,6 +176,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     policy: str = "paper"
+    probes: ProbeConfig = field(default_factory=ProbeConfig)
 
     def __post_init__(self) -> None:
         _choice("policy", self.policy, list(POLICIES))
@@ -165,6 +192,7 @@ class RunConfig:
             train=TrainConfig(**d["train"]),
             data=DataConfig(**d["data"]),
             policy=d["policy"],
+            probes=ProbeConfig(**d.get("probes", {})),
         )
 
 

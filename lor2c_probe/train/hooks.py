@@ -1,9 +1,11 @@
 """Named points inside one optimizer step, where probes read the live training state.
 
-Order within a step: ``after_backward`` (each micro-batch) -> ``before_clip`` (gradients accumulated
-and, under fp16, unscaled) -> ``before_optimizer_step`` (after clipping) -> ``on_step_end`` (after the
-optimizer and scheduler stepped and gradients were zeroed). A callback never writes files: it hands
-rows to ``state.record(table, rows)`` and the loop flushes them with the run store.
+Order within a step: ``on_step_begin`` (before the first micro-batch's forward) -> ``after_backward``
+(each micro-batch) -> ``before_clip`` (gradients accumulated and, under fp16, unscaled) ->
+``before_optimizer_step`` (after clipping) -> ``on_step_end`` (after the optimizer and scheduler
+stepped and gradients were zeroed). A callback never writes files: it keeps what it measured (on the
+device, to avoid a host sync per step) and hands rows to ``state.record(table, rows)`` in ``on_flush``,
+which the loop calls right before each write of the run store.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class TrainState:
     record: Callable[[str, list[dict[str, Any]]], None]
     device: torch.device
     param_marker: str  # adapter parameter names contain this (probes select by it)
+    max_grad_norm: float | None = None
     step: int = 0  # optimizer steps completed
     epoch: int = 0
     micro_step: int = 0
@@ -34,12 +37,14 @@ class TrainerCallback:
     """Override what you need; each method receives the live ``TrainState``."""
 
     def on_train_start(self, state: TrainState) -> None: ...
+    def on_step_begin(self, state: TrainState) -> None: ...
     def after_backward(self, state: TrainState) -> None: ...
     def before_clip(self, state: TrainState) -> None: ...
     def before_optimizer_step(self, state: TrainState) -> None: ...
     def on_step_end(self, state: TrainState) -> None: ...
     def on_epoch_end(self, state: TrainState) -> None: ...
     def on_train_end(self, state: TrainState) -> None: ...
+    def on_flush(self, state: TrainState) -> None: ...
 
     def manifest_entry(self) -> dict[str, Any] | None:
         """What to record about this callback (name, schedule) in manifest.json; None for nothing."""

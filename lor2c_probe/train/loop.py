@@ -97,9 +97,11 @@ class Trainer:
         self.plan = Plan.make(len(train), cfg)
         self.optimizer = build_optimizer(model, cfg)
         self.scheduler = linear_schedule(self.optimizer, self.plan.warmup_steps, self.plan.total_steps)
-        self.scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+        self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
         self.trainable = [p for p in model.parameters() if p.requires_grad]
-        self.state = TrainState(model, self.optimizer, self.scheduler, self._record, device, param_marker)
+        self.state = TrainState(
+            model, self.optimizer, self.scheduler, self._record, device, param_marker, max_grad_norm=cfg.max_grad_norm
+        )
         self._scalars: list[tuple[int, int, str, str, Any]] = []  # deferred so the step never syncs
         self.step_times: list[float] = []
         self.eval_history: list[dict[str, float]] = []
@@ -112,7 +114,8 @@ class Trainer:
         self._scalars.append((self.state.step, self.state.epoch, split, name, value))
 
     def flush(self) -> None:
-        """Move deferred scalars to host in one transfer, then write every pending table."""
+        """Let callbacks hand over their rows, move deferred scalars to host in one transfer, write every table."""
+        self._emit("on_flush")
         if self._scalars:
             tensors = [v.detach().float().reshape(()) for *_, v in self._scalars if torch.is_tensor(v)]
             host = iter(torch.stack(tensors).tolist()) if tensors else iter(())
@@ -140,6 +143,7 @@ class Trainer:
 
     def train_step(self, micro_batches: list[dict[str, torch.Tensor]]) -> None:
         st, accum = self.state, len(micro_batches)
+        self._emit("on_step_begin")
         total = torch.zeros((), device=self.device)
         for i, batch in enumerate(micro_batches):
             st.micro_step = i

@@ -71,6 +71,22 @@ def build_model(cfg: RunConfig, spec: TaskSpec) -> Built:
     return Built(model, tokenizer, backbone, spec)
 
 
+def make_probes(cfg: RunConfig, backbone: Backbone) -> list[TrainerCallback]:
+    """The probes ``cfg.probes`` asks for; they select adapter parameters by the method's name marker."""
+    from lor2c_probe.probes.activations import ActivationGradProbe
+    from lor2c_probe.probes.gradients import GradientProbe
+    from lor2c_probe.probes.schedule import Every
+
+    schedule = Every(cfg.probes.every)
+    probes: list[TrainerCallback] = []
+    if cfg.probes.grads:
+        marker = get_method(cfg.adapter.method).param_marker
+        probes.append(GradientProbe((marker,), scaling=cfg.adapter.scaling, schedule=schedule))
+    if cfg.probes.activations:
+        probes.append(ActivationGradProbe(backbone.layers_path, schedule=schedule))
+    return probes
+
+
 def param_counts(model: torch.nn.Module, marker: str) -> dict[str, int]:
     trainable = {n: p.numel() for n, p in model.named_parameters() if p.requires_grad}
     return {
@@ -212,7 +228,8 @@ def _train(
     store = RunStore(out)
     trainer = Trainer(
         model=model, cfg=cfg.train, spec=built.spec, train=train, eval=ev, store=store, device=device,
-        precision=precision, param_marker=manifest["method"]["param_marker"], callbacks=callbacks, progress=progress,
+        precision=precision, param_marker=manifest["method"]["param_marker"],
+        callbacks=make_probes(cfg, built.backbone) + list(callbacks or []), progress=progress,
     )
     if resume_from is not None:
         state = load_checkpoint(resume_from, model=model, optimizer=trainer.optimizer, scheduler=trainer.scheduler)

@@ -1,0 +1,46 @@
+"""The parameter-naming contract between adapters and probes: name -> (module, layer, factor).
+
+- LoR2C family: ``lor2c.paths.<start>[-<end>].<factor>`` -> module ``lor2c.<start>[-<end>]``, layer = start
+  (a merged module covers start..end), factor A, B or W; ``lor2c.shared_A`` -> module ``lor2c.shared``,
+  layer -1 (it serves every layer), factor A.
+- LoRA (PEFT): ``...layer.<l>.<...>.{query,value,q_proj,v_proj,...}.lora_{A,B}.<adapter>.weight`` ->
+  module ``lora.<l>`` (the q and v adapters of layer l together), layer l, factor A or B.
+- Anything else selected: module = the parameter name, layer -1, factor "all".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_LOR2C = re.compile(r"(?:^|\.)lor2c\.paths\.(\d+)(?:-(\d+))?\.([A-Za-z]+)$")
+_SHARED = re.compile(r"(?:^|\.)lor2c\.shared_A$")
+_LORA = re.compile(r"(?:^|\.)layers?\.(\d+)\..*\.lora_([AB])\.")
+_SPAN = re.compile(r"\.(\d+)(?:-(\d+))?$")
+
+
+@dataclass(frozen=True)
+class ParamRole:
+    module: str
+    layer: int  # first block the module covers; -1 when it serves all layers
+    factor: str
+
+
+def classify(name: str) -> ParamRole:
+    if m := _LOR2C.search(name):
+        start, end, factor = m.groups()
+        return ParamRole(f"lor2c.{start}" + (f"-{end}" if end else ""), int(start), factor)
+    if _SHARED.search(name):
+        return ParamRole("lor2c.shared", -1, "A")
+    if m := _LORA.search(name):
+        return ParamRole(f"lora.{m.group(1)}", int(m.group(1)), m.group(2))
+    return ParamRole(name, -1, "all")
+
+
+def module_span(module: str) -> tuple[int, int] | None:
+    """(first, last) block of a module id such as ``lor2c.3`` or ``lor2c.3-5``; None if it has no layer."""
+    m = _SPAN.search(module)
+    if m is None:
+        return None
+    start = int(m.group(1))
+    return start, int(m.group(2) or start)
