@@ -41,40 +41,74 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 Method = typer.Option(help=f"Adapter method: {', '.join(METHODS)}.")
 
+# Options shared by the commands that train; None means "not given" (so --resume can reject them).
+Opt = Optional
+ModelOpt = Annotated[Opt[str], typer.Option(help="HF hub id or local folder; default: the embedded all-MiniLM-L6-v2.")]
+TaskOpt = Annotated[Opt[str], typer.Option(help="rotten-tomatoes (default), sst2, mrpc, rte, cola, stsb, qnli, or custom.")]
+DataDirOpt = Annotated[Opt[Path], typer.Option(help="Folder with the official GLUE TSV files.")]
+TrainFileOpt = Annotated[Opt[Path], typer.Option(help="Your training data (CSV/TSV/JSONL), with --task custom.")]
+EvalFileOpt = Annotated[Opt[Path], typer.Option(help="Your eval data; without it a seeded split of --train-file is used.")]
+MaxTrainOpt = Annotated[Opt[int], typer.Option(help="Use only the first N training examples.")]
+MaxEvalOpt = Annotated[Opt[int], typer.Option(help="Use only the first N eval examples.")]
+EpochsOpt = Annotated[Opt[int], typer.Option(help="Training epochs.")]
+StepsOpt = Annotated[Opt[int], typer.Option(help="Cap on optimizer steps per epoch, for quick runs.")]
+BatchOpt = Annotated[Opt[int], typer.Option(help="Examples per micro-batch.")]
+AccumOpt = Annotated[Opt[int], typer.Option(help="Micro-batches per optimizer step [default: 1].")]
+LrOpt = Annotated[Opt[float], typer.Option(help="Peak learning rate.")]
+RankOpt = Annotated[Opt[int], typer.Option(help="Adapter rank r [default: 8].")]
+AlphaOpt = Annotated[Opt[float], typer.Option(help="Adapter alpha; scaling s = alpha / r [default: 16].")]
+DropoutOpt = Annotated[Opt[float], typer.Option(help="Adapter input dropout [default: set by --policy].")]
+WdOpt = Annotated[Opt[float], typer.Option(help="AdamW weight decay [default: set by --policy].")]
+HeadLrOpt = Annotated[Opt[float], typer.Option(help="Head lr = lr * this [default: set by --policy].")]
+WarmupOpt = Annotated[Opt[float], typer.Option(help="Share of steps with linear warmup [default: 0.06].")]
+ClipOpt = Annotated[Opt[float], typer.Option(help="Clip the global gradient norm [default: 1.0]; 0 disables.")]
+MaxLenOpt = Annotated[Opt[int], typer.Option(help="Truncate inputs to this many tokens [default: 128].")]
+SeedOpt = Annotated[Opt[int], typer.Option(help="Seed for init, dropout and data order [default: 17].")]
+PolicyOpt = Annotated[Opt[str], typer.Option(help="paper (default) or reference: the released code's optimizer quirks.")]
+DeviceOpt = Annotated[Opt[str], typer.Option(help="auto (default), cpu or cuda.")]
+PrecisionOpt = Annotated[Opt[str], typer.Option(help="auto, fp32, bf16 or fp16 (mixed precision needs CUDA).")]
+FlushOpt = Annotated[Opt[int], typer.Option(help="Optimizer steps between writes of the run store [default: 50].")]
+ProbesOpt = Annotated[Opt[str], typer.Option(help="Probes to record: grads,activations (default), grads, activations or none.")]
+ProbeEveryOpt = Annotated[Opt[int], typer.Option(help="Record the probes every N optimizer steps [default: 1].")]
+OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing output directory.")]
+QuietOpt = Annotated[bool, typer.Option(help="No progress bar.")]
+
 
 @app.command()
 @user_errors
 def train(
-    method: Annotated[Optional[str], Method] = None,
-    model: Annotated[Optional[str], typer.Option(help="HF hub id or local folder; default: the embedded all-MiniLM-L6-v2.")] = None,
-    task: Annotated[Optional[str], typer.Option(help="rotten-tomatoes (default), sst2, mrpc, rte, cola, stsb, qnli, or custom.")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help="Folder with the official GLUE TSV files.")] = None,
-    train_file: Annotated[Optional[Path], typer.Option(help="Your training data (CSV/TSV/JSONL), with --task custom.")] = None,
-    eval_file: Annotated[Optional[Path], typer.Option(help="Your eval data; without it a seeded split of --train-file is used.")] = None,
-    max_train_examples: Annotated[Optional[int], typer.Option(help="Use only the first N training examples.")] = None,
-    max_eval_examples: Annotated[Optional[int], typer.Option(help="Use only the first N eval examples.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Training epochs [default: 3].")] = None,
-    steps_per_epoch: Annotated[Optional[int], typer.Option(help="Cap on optimizer steps per epoch, for quick runs.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Examples per micro-batch [default: 32].")] = None,
-    grad_accum: Annotated[Optional[int], typer.Option(help="Micro-batches per optimizer step [default: 1].")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate [default: 5e-4].")] = None,
-    rank: Annotated[Optional[int], typer.Option(help="Adapter rank r [default: 8].")] = None,
-    alpha: Annotated[Optional[float], typer.Option(help="Adapter alpha; scaling s = alpha / r [default: 16].")] = None,
-    dropout: Annotated[Optional[float], typer.Option(help="Adapter input dropout [default: set by --policy].")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help="AdamW weight decay [default: set by --policy].")] = None,
-    head_lr_scale: Annotated[Optional[float], typer.Option(help="Head lr = lr * this [default: set by --policy].")] = None,
-    warmup_ratio: Annotated[Optional[float], typer.Option(help="Share of steps with linear warmup [default: 0.06].")] = None,
-    max_grad_norm: Annotated[Optional[float], typer.Option(help="Clip the global gradient norm [default: 1.0]; 0 disables.")] = None,
-    max_length: Annotated[Optional[int], typer.Option(help="Truncate inputs to this many tokens [default: 128].")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed for init, dropout and data order [default: 17].")] = None,
-    policy: Annotated[Optional[str], typer.Option(help="paper (default) or reference: the released code's optimizer quirks.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto (default), cpu or cuda.")] = None,
-    precision: Annotated[Optional[str], typer.Option(help="auto, fp32, bf16 or fp16 (mixed precision needs CUDA).")] = None,
-    flush_every: Annotated[Optional[int], typer.Option(help="Optimizer steps between writes of the run store [default: 50].")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Run directory [default: runs/<method>-<time>].")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
+    method: Annotated[Opt[str], Method] = None,
+    model: ModelOpt = None,
+    task: TaskOpt = None,
+    data_dir: DataDirOpt = None,
+    train_file: TrainFileOpt = None,
+    eval_file: EvalFileOpt = None,
+    max_train_examples: MaxTrainOpt = None,
+    max_eval_examples: MaxEvalOpt = None,
+    epochs: Annotated[Opt[int], typer.Option(help="Training epochs [default: 3].")] = None,
+    steps_per_epoch: StepsOpt = None,
+    batch_size: Annotated[Opt[int], typer.Option(help="Examples per micro-batch [default: 32].")] = None,
+    grad_accum: AccumOpt = None,
+    lr: Annotated[Opt[float], typer.Option(help="Peak learning rate [default: 5e-4].")] = None,
+    rank: RankOpt = None,
+    alpha: AlphaOpt = None,
+    dropout: DropoutOpt = None,
+    weight_decay: WdOpt = None,
+    head_lr_scale: HeadLrOpt = None,
+    warmup_ratio: WarmupOpt = None,
+    max_grad_norm: ClipOpt = None,
+    max_length: MaxLenOpt = None,
+    seed: SeedOpt = None,
+    policy: PolicyOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+    flush_every: FlushOpt = None,
+    probes: ProbesOpt = None,
+    probe_every: ProbeEveryOpt = None,
+    out: Annotated[Opt[Path], typer.Option(help="Run directory [default: runs/<method>-<time>].")] = None,
+    overwrite: OverwriteOpt = False,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
-    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Train one adapter method and record it into a run directory."""
     options = dict(locals())  # before any import below adds names
@@ -83,6 +117,51 @@ def train(
     for key in ("out", "overwrite", "resume", "quiet"):
         options.pop(key)
     run_train(TrainArgs(options=options, out=out, overwrite=overwrite, resume=resume, quiet=quiet))
+
+
+@app.command()
+@user_errors
+def gradients(
+    methods: Annotated[str, typer.Option(help="Comma list of methods trained side by side.")] = "lor2c,lora",
+    baseline: Annotated[Opt[str], typer.Option(help="Denominator method [default: lora if listed, else the last].")] = None,
+    from_runs: Annotated[Opt[list[Path]], typer.Option(help="Analyse existing run directories instead of training (repeat the option).")] = None,
+    stat: Annotated[str, typer.Option(help="Gradient statistic: mean_abs (the paper's mean gradient), l2 or max_abs.")] = "mean_abs",
+    factor: Annotated[str, typer.Option(help="Module factor: all (element-weighted), A or B.")] = "all",
+    model: ModelOpt = None,
+    task: TaskOpt = None,
+    data_dir: DataDirOpt = None,
+    train_file: TrainFileOpt = None,
+    eval_file: EvalFileOpt = None,
+    max_train_examples: MaxTrainOpt = None,
+    max_eval_examples: Annotated[Opt[int], typer.Option(help="Use only the first N eval examples [default: 500].")] = None,
+    epochs: Annotated[Opt[int], typer.Option(help="Training epochs [default: 3].")] = None,
+    steps_per_epoch: Annotated[Opt[int], typer.Option(help="Optimizer steps per epoch [default: 100].")] = None,
+    batch_size: Annotated[Opt[int], typer.Option(help="Examples per micro-batch [default: 16].")] = None,
+    grad_accum: AccumOpt = None,
+    lr: Annotated[Opt[float], typer.Option(help="Peak learning rate [default: 1e-3].")] = None,
+    rank: RankOpt = None,
+    alpha: AlphaOpt = None,
+    dropout: DropoutOpt = None,
+    weight_decay: WdOpt = None,
+    head_lr_scale: HeadLrOpt = None,
+    warmup_ratio: WarmupOpt = None,
+    max_grad_norm: ClipOpt = None,
+    max_length: MaxLenOpt = None,
+    seed: SeedOpt = None,
+    policy: PolicyOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+    flush_every: FlushOpt = None,
+    probe_every: ProbeEveryOpt = None,
+    out: Annotated[Opt[Path], typer.Option(help="Output directory [default: runs/gradients-<time>].")] = None,
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Gradient flow, LoR2C vs LoRA: train with probes, then the ratio surface (paper Fig. 7) and dL/dh maps."""
+    options = dict(locals())
+    from lor2c_probe.commands.gradients import GradientsArgs, run_gradients
+
+    run_gradients(GradientsArgs.from_options(options))
 
 
 @app.command()
@@ -107,7 +186,6 @@ def _reserved(name: str, issue: int, what: str) -> None:
     app.command(name=name)(command)
 
 
-_reserved("gradients", 3, "Gradient-flow probes and the LoR2C/LoRA gradient-ratio surface, paper Fig. 7")
 _reserved("spectrum", 4, "Spectral probes and the low-rank evidence of the full-rank residual, paper Fig. 2")
 _reserved("sfs", 5, "MergeLoR2C/InjectLoR2C/IMLoR2C with the SFS scheduler and SFS traces across events")
 _reserved("report", 6, "Self-contained HTML figure report from recorded runs")

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from lor2c_probe.config import AdapterConfig, DataConfig, RunConfig, TrainConfig, resolve_policy
+from lor2c_probe.config import AdapterConfig, DataConfig, ProbeConfig, RunConfig, TrainConfig, resolve_policy
 from lor2c_probe.errors import UserError
 
 TRAIN_FIELDS = (
@@ -46,7 +46,8 @@ def config_from_options(o: dict[str, Any]) -> tuple[RunConfig, dict[str, str]]:
     train = TrainConfig(**train_kw, weight_decay=values["weight_decay"], head_lr_scale=values["head_lr_scale"])
     data_kw = {k: (str(o[k]) if isinstance(o[k], Path) else o[k]) for k in DATA_FIELDS if o.get(k) is not None}
     data = DataConfig(**data_kw)
-    return RunConfig(model=o["model"], adapter=adapter, train=train, data=data, policy=policy), sources
+    probes = ProbeConfig.parse(o.get("probes") or "grads,activations", o.get("probe_every") or 1)
+    return RunConfig(model=o["model"], adapter=adapter, train=train, data=data, policy=policy, probes=probes), sources
 
 
 def run_train(args: TrainArgs) -> None:

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from lor2c_probe.probes.naming import classify
+from lor2c_probe.record.naming import classify
 from lor2c_probe.probes.schedule import Every
 from lor2c_probe.train.hooks import TrainerCallback, TrainState
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lor2c_probe.probes.naming import classify, module_span
+from lor2c_probe.record.naming import classify, module_span
 from lor2c_probe.record.store import read_table
 from lor2c_probe.train.hooks import TrainerCallback
 from lor2c_probe.train.session import run_training

@@ -1,4 +1,4 @@
-"""The parameter-naming contract between adapters and probes: name -> (module, layer, factor).
+"""The parameter-naming contract between adapters, probes and analyses: name -> (module, layer, factor).
 
 - LoR2C family: ``lor2c.paths.<start>[-<end>].<factor>`` -> module ``lor2c.<start>[-<end>]``, layer = start
   (a merged module covers start..end), factor A, B or W; ``lor2c.shared_A`` -> module ``lor2c.shared``,

@@ -1,0 +1,194 @@
+"""Gradient-flow analyses: the LoR2C/LoRA gradient-ratio surface (paper Fig. 7) and activation-gradient profiles.
+
+Rules, stated once:
+- Epoch value = mean of the per-step statistic over the recorded steps of that epoch.
+- A module spanning blocks a..b (a merge) gives its value to every layer it covers; modules without a
+  layer (``lor2c.shared``, ``global``) are not part of the per-layer surface.
+- Ratio = numerator / denominator at the same (epoch, layer). A row's ``status`` says why a ratio is
+  missing: ``numerator_missing`` / ``denominator_missing`` (a method does not cover that layer or epoch),
+  ``zero_denominator`` / ``zero_both`` (the statistic is exactly 0, e.g. factor A at step 1 when B = 0):
+  the ratio is then NaN by rule, never inf and never an unexplained NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lor2c_probe.record.naming import module_span
+
+RATIO_COLUMNS = ["epoch", "layer", "numerator", "denominator", "ratio", "status"]
+
+
+class AlignmentError(ValueError):
+    """Two runs cannot be compared cell by cell."""
+
+
+def _check_choice(df: pd.DataFrame, column: str, value: str, what: str) -> None:
+    present = sorted(df[column].unique())
+    if value not in present:
+        raise ValueError(f"{what} {value!r} is not recorded; available: {', '.join(map(str, present))}")
+
+
+def module_layer_values(grads: pd.DataFrame, *, stat: str = "mean_abs", factor: str = "all") -> pd.DataFrame:
+    """Per (epoch, layer): the epoch-mean ``stat`` of the module(s) covering that layer.
+
+    Returns columns epoch, layer, value, modules (comma-joined ids; several modules on one layer are averaged).
+    """
+    g = grads[grads["module"] != "global"]
+    if g.empty:
+        raise ValueError("the grads table has no module rows")
+    _check_choice(g, "stat", stat, "statistic")
+    _check_choice(g, "factor", factor, "factor")
+    sel = g[(g["stat"] == stat) & (g["factor"] == factor)]
+    per = sel.groupby(["epoch", "module"], as_index=False)["value"].mean()
+    rows = []
+    for epoch, module, value in per.itertuples(index=False):
+        span = module_span(module)
+        if span is None:
+            continue
+        for layer in range(span[0], span[1] + 1):
+            rows.append((epoch, layer, value, module))
+    out = pd.DataFrame(rows, columns=["epoch", "layer", "value", "modules"])
+    return (
+        out.groupby(["epoch", "layer"], as_index=False)
+        .agg(value=("value", "mean"), modules=("modules", lambda m: ",".join(sorted(m))))
+        .sort_values(["epoch", "layer"], ignore_index=True)
+    )
+
+
+def ratio_table(num: pd.DataFrame, den: pd.DataFrame) -> pd.DataFrame:
+    """Align two (epoch, layer, value) tables and divide, with the status rules of this module."""
+    m = pd.merge(
+        num[["epoch", "layer", "value"]].rename(columns={"value": "numerator"}),
+        den[["epoch", "layer", "value"]].rename(columns={"value": "denominator"}),
+        on=["epoch", "layer"],
+        how="outer",
+    ).sort_values(["epoch", "layer"], ignore_index=True)
+    n, d = m["numerator"], m["denominator"]
+    status = np.select(
+        [n.isna(), d.isna(), (d == 0) & (n == 0), d == 0],
+        ["numerator_missing", "denominator_missing", "zero_both", "zero_denominator"],
+        default="ok",
+    )
+    m["status"] = status
+    m["ratio"] = np.where(status == "ok", n / d.where(d != 0, np.nan), np.nan)
+    return m[RATIO_COLUMNS]
+
+
+def covered(grads: pd.DataFrame) -> tuple[list[int], list[int]]:
+    """(epochs, layers) a run's grads table covers."""
+    g = grads[grads["module"] != "global"]
+    layers = set()
+    for module in g["module"].unique():
+        if (span := module_span(module)) is not None:
+            layers.update(range(span[0], span[1] + 1))
+    return sorted(int(e) for e in g["epoch"].unique()), sorted(layers)
+
+
+def check_alignment(num_grads: pd.DataFrame, den_grads: pd.DataFrame, names: tuple[str, str] = ("numerator", "denominator")) -> None:
+    """Raise AlignmentError naming the epochs or layers one run has and the other lacks."""
+    (ne, nl), (de, dl) = covered(num_grads), covered(den_grads)
+    for what, a, b in (("epochs", ne, de), ("layers", nl, dl)):
+        if a != b:
+            only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+            parts = [f"{names[0]} alone has {only_a}" if only_a else "", f"{names[1]} alone has {only_b}" if only_b else ""]
+            raise AlignmentError(f"{what} do not align: {'; '.join(p for p in parts if p)}")
+
+
+def gradient_ratio_surface(
+    numerator: pd.DataFrame, denominator: pd.DataFrame, *, stat: str = "mean_abs", factor: str = "all"
+) -> pd.DataFrame:
+    """Fig. 7: numerator-run module gradient / denominator-run module gradient per (epoch, layer).
+
+    Args:
+        numerator: the ``grads`` table of e.g. the LoR2C run.
+        denominator: the ``grads`` table of e.g. the LoRA run (same seed, data order and schedule).
+        stat: ``mean_abs`` (the paper's "mean gradient"), ``l2`` or ``max_abs``.
+        factor: ``all`` (element-weighted over the module), ``A`` or ``B``.
+
+    Returns:
+        Columns epoch, layer, numerator, denominator, ratio, status.
+    """
+    return ratio_table(
+        module_layer_values(numerator, stat=stat, factor=factor),
+        module_layer_values(denominator, stat=stat, factor=factor),
+    )
+
+
+def activation_grad_profile(activation_grads: pd.DataFrame, *, stat: str = "l2") -> pd.DataFrame:
+    """Per (epoch, layer): the epoch-mean of ||dL/dh_layer|| (or mean |.|); layer L is the encoder output."""
+    if activation_grads.empty:
+        raise ValueError("the activation_grads table is empty")
+    _check_choice(activation_grads, "stat", stat, "statistic")
+    sel = activation_grads[activation_grads["stat"] == stat]
+    return sel.groupby(["epoch", "layer"], as_index=False)["value"].mean().sort_values(["epoch", "layer"], ignore_index=True)
+
+
+def activation_grad_ratio(numerator: pd.DataFrame, denominator: pd.DataFrame, *, stat: str = "l2") -> pd.DataFrame:
+    """The same ratio and status rules for the activation-gradient profiles of two runs."""
+    return ratio_table(activation_grad_profile(numerator, stat=stat), activation_grad_profile(denominator, stat=stat))
+
+
+def zero_layers(surface: pd.DataFrame) -> list[int]:
+    """Layers whose ratio is undefined in every epoch because a statistic is exactly zero there."""
+    zero = surface["status"].isin(["zero_denominator", "zero_both"])
+    by_layer = zero.groupby(surface["layer"]).all()
+    return [int(layer) for layer, all_zero in by_layer.items() if all_zero]
+
+
+def trend_by_epoch(surface: pd.DataFrame) -> pd.DataFrame:
+    """Per epoch: Spearman rho(layer, ratio) (negative = ratio rises toward lower layers), the ratio at the
+    lowest and highest layer, and how many layers have ratio > 1."""
+    rows = []
+    for epoch, g in surface[surface["status"] == "ok"].groupby("epoch"):
+        g = g.sort_values("layer")
+        rho = g["layer"].corr(g["ratio"], method="spearman") if len(g) > 1 else np.nan
+        rows.append(
+            {
+                "epoch": int(epoch),
+                "layers": len(g),
+                "spearman_rho": float(rho),
+                "ratio_lowest_layer": float(g["ratio"].iloc[0]),
+                "ratio_highest_layer": float(g["ratio"].iloc[-1]),
+                "lowest_over_highest": float(g["ratio"].iloc[0] / g["ratio"].iloc[-1]),
+                "layers_ratio_above_1": int((g["ratio"] > 1).sum()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def summarize(surface: pd.DataFrame, *, numerator: str, denominator: str, stat: str, factor: str) -> str:
+    """A short plain-text reading: does the ratio rise toward lower layers, by how much, in which epochs."""
+    trend = trend_by_epoch(surface)
+    lines = [f"Gradient ratio {numerator} / {denominator} (statistic {stat}, factor {factor}), epoch means of per-step values."]
+    if trend.empty:
+        return "\n".join(lines + ["No (epoch, layer) cell has a defined ratio."])
+    for r in trend.itertuples(index=False):
+        lines.append(
+            f"  epoch {r.epoch}: ratio {r.ratio_lowest_layer:.3g} at the lowest layer, {r.ratio_highest_layer:.3g} at the highest "
+            f"(x{r.lowest_over_highest:.3g}); Spearman rho(layer, ratio) = {r.spearman_rho:+.2f}; "
+            f"{r.layers_ratio_above_1}/{r.layers} layers above 1"
+        )
+    judged = trend.dropna(subset=["spearman_rho"])  # an epoch with one defined cell shows no trend
+    rising, n = int((judged["spearman_rho"] < 0).sum()), len(judged)
+    if n == 0:
+        verdict = "cannot be judged: no epoch has two layers with a defined ratio"
+    elif rising == n:
+        verdict = "holds: in every epoch the ratio rises toward lower layers (rho < 0)"
+    elif rising == 0:
+        verdict = "does not hold: in no epoch does the ratio rise toward lower layers"
+    else:
+        verdict = f"holds only partly: the ratio rises toward lower layers in {rising} of {n} epochs"
+    lines.append(f"Paper claim (ratio rising toward lower layers) {verdict}; median rho = {judged['spearman_rho'].median():+.2f}.")
+    if len(judged) < len(trend):
+        lines.append(f"Epochs with fewer than two defined cells (not judged): {sorted(set(trend.epoch) - set(judged.epoch))}.")
+    above = (surface.loc[surface.status == "ok", "ratio"] > 1).mean()
+    lines.append(f"Share of (epoch, layer) cells where {numerator}'s gradient exceeds {denominator}'s: {above:.0%}.")
+    undefined = surface[surface.status != "ok"]
+    if not undefined.empty:
+        counts = undefined["status"].value_counts().to_dict()
+        lines.append(f"Cells without a ratio: {counts}.")
+    if zl := zero_layers(surface):
+        lines.append(f"Layers whose statistic is zero in every epoch (no ratio): {zl}.")
+    return "\n".join(lines)

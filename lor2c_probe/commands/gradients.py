@@ -1,0 +1,225 @@
+"""``lor2c-probe gradients``: train methods side by side with the gradient probes (or read existing runs),
+then write the gradient-ratio surface (paper Fig. 7), the activation-gradient maps and a text summary.
+
+Outputs in ``--out``: ``runs/<method>/`` (when training), ``gradient_ratio.parquet``, ``gradient_ratio.html``
+(works offline), ``gradient_ratio.png``, ``activation_grads.parquet``, ``activation_grad_ratio.parquet``,
+``activation_grads.png``, ``summary.txt`` and ``gradients.json`` (what was compared, with which settings).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from lor2c_probe.adapters import METHODS
+from lor2c_probe.errors import UserError
+
+# Defaults that make the embedded-default comparison take minutes on 2 CPU cores (3 x 100 steps per method).
+QUICK_DEFAULTS = {"epochs": 3, "steps_per_epoch": 100, "batch_size": 16, "lr": 1e-3, "max_eval_examples": 500}
+ANALYSIS_KEYS = ("methods", "baseline", "from_runs", "stat", "factor", "out", "overwrite", "quiet")
+STATS = ("mean_abs", "l2", "max_abs")
+FACTORS = ("all", "A", "B", "W")
+
+
+@dataclass(frozen=True)
+class GradientsArgs:
+    methods: list[str]
+    baseline: str | None
+    from_runs: list[Path]
+    stat: str
+    factor: str
+    out: Path | None
+    overwrite: bool
+    quiet: bool
+    train_options: dict[str, Any]
+
+    @classmethod
+    def from_options(cls, o: dict[str, Any]) -> GradientsArgs:
+        methods = [m.strip() for m in o["methods"].split(",") if m.strip()]
+        train = {k: v for k, v in o.items() if k not in ANALYSIS_KEYS}
+        return cls(methods, o["baseline"], list(o["from_runs"] or []), o["stat"], o["factor"], o["out"], o["overwrite"], o["quiet"], train)
+
+
+@dataclass(frozen=True)
+class RunRef:
+    label: str
+    path: Path
+    manifest: dict[str, Any]
+
+
+def run_gradients(args: GradientsArgs) -> None:
+    from lor2c_probe.cli import default_out
+
+    if args.stat not in STATS:
+        raise UserError(f"unknown --stat {args.stat!r}; choose one of: {', '.join(STATS)}")
+    if args.factor not in FACTORS:
+        raise UserError(f"unknown --factor {args.factor!r}; choose one of: {', '.join(FACTORS)}")
+    out = args.out or default_out("gradients")
+    if args.from_runs:
+        given = sorted(k for k, v in args.train_options.items() if v is not None)
+        if given:
+            raise UserError(f"--from-runs analyses recorded runs and trains nothing; drop {', '.join('--' + k.replace('_', '-') for k in given)}")
+        runs = _existing_runs(args.from_runs)
+        _prepare_out(out, args.overwrite)
+    else:
+        runs = _train_all(args, out)
+    baseline = _pick_baseline(runs, args.baseline)
+    tables = _analyse(runs, baseline, args.stat, args.factor)
+    _write_outputs(out, runs, baseline, tables, args)
+    typer.echo(tables["summary"])
+    typer.echo(f"outputs: {out}")
+
+
+def _prepare_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise UserError(f"output directory {out} already exists; pass --overwrite to replace it")
+        if not (out / "gradients.json").is_file() and not (out / "runs").is_dir():
+            raise UserError(f"refusing to --overwrite {out}: it does not hold lor2c-probe gradients outputs")
+        shutil.rmtree(out)
+
+
+def _existing_runs(paths: list[Path]) -> list[RunRef]:
+    from lor2c_probe.record.store import read_manifest, shard_paths
+
+    if len(paths) < 2:
+        raise UserError("--from-runs needs at least two run directories (e.g. a lor2c run and a lora run)")
+    refs = []
+    for p in paths:
+        if not (p / "manifest.json").is_file():
+            raise UserError(f"--from-runs {p}: not a lor2c-probe run directory (no manifest.json)")
+        if not shard_paths(p, "grads"):
+            raise UserError(
+                f"run {p} has no `grads` table (recorded with --probes none?); re-record it with "
+                "`lor2c-probe train --probes grads,activations`"
+            )
+        refs.append(RunRef("", p, read_manifest(p)))
+    names = [r.manifest["method"]["name"] for r in refs]
+    unique = len(set(names)) == len(names)
+    return [replace(r, label=n if unique else r.path.name) for r, n in zip(refs, names)]
+
+
+def _train_all(args: GradientsArgs, out: Path) -> list[RunRef]:
+    from lor2c_probe.commands.train import config_from_options
+    from lor2c_probe.train.session import run_training
+
+    unknown = [m for m in args.methods if m not in METHODS]
+    if unknown:
+        raise UserError(f"unknown method {unknown[0]!r} in --methods; choose from: {', '.join(METHODS)}")
+    if len(args.methods) < 2 or len(set(args.methods)) != len(args.methods):
+        raise UserError("--methods needs at least two different methods, e.g. lor2c,lora")
+    options = dict(args.train_options)
+    for k, v in QUICK_DEFAULTS.items():
+        if options.get(k) is None:
+            options[k] = v
+    options["probes"] = "grads,activations"
+    configs = []
+    for m in args.methods:  # validate every config before training anything
+        cfg, sources = config_from_options({**options, "method": m})
+        configs.append((m, cfg, sources))
+    _pick_baseline([RunRef(m, Path(m), {}) for m in args.methods], args.baseline)
+    _prepare_out(out, args.overwrite)
+    refs = []
+    for m, cfg, sources in configs:
+        typer.echo(f"training {m} (seed {cfg.train.seed}, {cfg.train.epochs} epochs) ...")
+        manifest = run_training(cfg, out / "runs" / m, policy_sources=sources, progress=not args.quiet)
+        refs.append(RunRef(m, out / "runs" / m, manifest))
+    return refs
+
+
+def _pick_baseline(runs: list[RunRef], baseline: str | None) -> RunRef:
+    labels = [r.label for r in runs]
+    if baseline is None:
+        baseline = "lora" if "lora" in labels else labels[-1]
+    if baseline not in labels:
+        raise UserError(f"--baseline {baseline!r} is not among the compared runs ({', '.join(labels)})")
+    return runs[labels.index(baseline)]
+
+
+def _analyse(runs: list[RunRef], baseline: RunRef, stat: str, factor: str) -> dict[str, Any]:
+    import pandas as pd
+
+    from lor2c_probe.analysis.gradients import (
+        AlignmentError,
+        activation_grad_profile,
+        activation_grad_ratio,
+        check_alignment,
+        gradient_ratio_surface,
+        summarize,
+    )
+    from lor2c_probe.record.store import read_table
+
+    grads = {r.label: read_table(r.path, "grads") for r in runs}
+    acts = {r.label: read_table(r.path, "activation_grads") for r in runs}
+    layers = {r.label: r.manifest.get("model", {}).get("num_layers") for r in runs}
+    surfaces, act_ratios, summaries = [], [], []
+    for r in runs:
+        if r is baseline:
+            continue
+        if layers[r.label] != layers[baseline.label]:
+            raise UserError(f"runs {r.path} and {baseline.path} come from models with {layers[r.label]} and {layers[baseline.label]} layers")
+        try:
+            check_alignment(grads[r.label], grads[baseline.label], (r.label, baseline.label))
+            s = gradient_ratio_surface(grads[r.label], grads[baseline.label], stat=stat, factor=factor)
+        except AlignmentError as e:
+            raise UserError(f"runs {r.path} and {baseline.path} cannot be compared: {e}") from None
+        except ValueError as e:
+            raise UserError(f"{r.label} vs {baseline.label}: {e}") from None
+        surfaces.append(s.assign(method=r.label))
+        summaries.append(summarize(s, numerator=r.label, denominator=baseline.label, stat=stat, factor=factor))
+        if not acts[r.label].empty and not acts[baseline.label].empty:
+            act_ratios.append(activation_grad_ratio(acts[r.label], acts[baseline.label]).assign(method=r.label))
+    profiles = {label: activation_grad_profile(a) for label, a in acts.items() if not a.empty}
+    order = ["method", "epoch", "layer"]
+    surface = pd.concat(surfaces, ignore_index=True)
+    surface = surface[order + [c for c in surface.columns if c not in order]]
+    act_profile = pd.concat([p.assign(method=m) for m, p in profiles.items()], ignore_index=True) if profiles else None
+    act_ratio = pd.concat(act_ratios, ignore_index=True) if act_ratios else None
+    if act_profile is not None:
+        summaries.append(_activation_summary(profiles))
+    return {"surface": surface, "profiles": profiles, "act_profile": act_profile, "act_ratio": act_ratio, "summary": "\n\n".join(summaries)}
+
+
+def _activation_summary(profiles: dict[str, Any]) -> str:
+    lines = ["Activation gradients ||dL/dh_i|| (epoch mean, last epoch), bottom block input vs encoder output:"]
+    for method, p in profiles.items():
+        last = p[p.epoch == p.epoch.max()].set_index("layer")["value"]
+        top, bottom = last.index.max(), last.index.min()
+        lines.append(f"  {method}: ||dL/dh_{bottom}|| = {last[bottom]:.3g}, ||dL/dh_{top}|| = {last[top]:.3g} (bottom/top {last[bottom] / last[top]:.3g})")
+    return "\n".join(lines)
+
+
+def _write_outputs(out: Path, runs: list[RunRef], baseline: RunRef, t: dict[str, Any], args: GradientsArgs) -> None:
+    """Write everything into a hidden folder first, then move the files into ``out`` (nothing half-written)."""
+    from lor2c_probe.plots.gradients import activation_heatmaps_png, ratio_surface_html, ratio_surface_png
+
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".partial-") as tmp:
+        d = Path(tmp)
+        t["surface"].to_parquet(d / "gradient_ratio.parquet", index=False)
+        ratio_surface_html(t["surface"], d / "gradient_ratio.html", denominator=baseline.label, stat=args.stat)
+        ratio_surface_png(t["surface"], d / "gradient_ratio.png", denominator=baseline.label, stat=args.stat)
+        if t["act_profile"] is not None:
+            t["act_profile"].to_parquet(d / "activation_grads.parquet", index=False)
+            activation_heatmaps_png(t["profiles"], d / "activation_grads.png", stat="l2")
+        if t["act_ratio"] is not None:
+            t["act_ratio"].to_parquet(d / "activation_grad_ratio.parquet", index=False)
+        (d / "summary.txt").write_text(t["summary"] + "\n")
+        meta = {
+            "numerators": [r.label for r in runs if r is not baseline],
+            "baseline": baseline.label,
+            "runs": {r.label: str(r.path) for r in runs},
+            "stat": args.stat,
+            "factor": args.factor,
+            "epoch_value": "mean over the recorded steps of the epoch",
+        }
+        (d / "gradients.json").write_text(json.dumps(meta, indent=2) + "\n")
+        for f in d.iterdir():
+            os.replace(f, out / f.name)

@@ -1,0 +1,1 @@
+"""Figures: analysis tables in, figures out. Layout only; no computation beyond pivoting."""

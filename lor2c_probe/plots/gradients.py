@@ -1,0 +1,97 @@
+"""Figures for the gradient-flow analyses: the ratio surface (Fig. 7 style) and activation-gradient heat maps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+
+REQUIRED = {"method", "epoch", "layer", "ratio"}
+
+
+def _require(df: pd.DataFrame, cols: set[str]) -> None:
+    missing = sorted(cols - set(df.columns))
+    if missing:
+        raise ValueError(f"figure input lacks column(s): {', '.join(missing)}")
+
+
+def _grid(surface: pd.DataFrame, value: str = "ratio") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(epochs, layers, z[layer, epoch]) with NaN where a cell has no value."""
+    z = surface.pivot(index="layer", columns="epoch", values=value).sort_index().sort_index(axis=1)
+    return z.columns.to_numpy(), z.index.to_numpy(), z.to_numpy(dtype=float)
+
+
+def ratio_surface_html(surface: pd.DataFrame, path: Path, *, denominator: str, stat: str) -> None:
+    """Interactive 3D surface(s), one scene per numerator method; plotly.js embedded so it works offline."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    _require(surface, REQUIRED)
+    methods = list(dict.fromkeys(surface["method"]))
+    fig = make_subplots(rows=1, cols=len(methods), specs=[[{"type": "scene"}] * len(methods)],
+                        subplot_titles=[f"{m} / {denominator}" for m in methods])
+    for i, m in enumerate(methods, start=1):
+        x, y, z = _grid(surface[surface["method"] == m])
+        fig.add_trace(go.Surface(x=x, y=y, z=z, colorscale="Viridis", showscale=i == 1,
+                                 colorbar={"title": "ratio"},
+                                 hovertemplate="epoch %{x}<br>layer %{y}<br>ratio %{z:.3g}<extra></extra>"), row=1, col=i)
+        scene = "scene" if i == 1 else f"scene{i}"
+        fig.layout[scene].update(xaxis_title="epoch", yaxis_title="layer", zaxis_title=f"{stat} ratio")
+    fig.update_layout(title=f"Module gradient ratio ({stat}) per epoch and layer", height=600, width=max(700, 600 * len(methods)))
+    fig.write_html(path, include_plotlyjs=True, full_html=True)
+
+
+def ratio_surface_png(surface: pd.DataFrame, path: Path, *, denominator: str, stat: str) -> None:
+    """Static version: a 3D surface per numerator (a line over layers when there is a single epoch)."""
+    _require(surface, REQUIRED)
+    methods = list(dict.fromkeys(surface["method"]))
+    fig = Figure(figsize=(6.4 * len(methods), 5.2), dpi=120)
+    for i, m in enumerate(methods, start=1):
+        x, y, z = _grid(surface[surface["method"] == m])
+        title = f"{m} / {denominator}: {stat} gradient ratio"
+        if len(x) >= 2 and len(y) >= 2:
+            ax = fig.add_subplot(1, len(methods), i, projection="3d")
+            X, Y = np.meshgrid(x, y)
+            ax.plot_surface(X, Y, np.ma.masked_invalid(z), cmap="viridis", edgecolor="k", linewidth=0.3)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("layer")
+            ax.set_zlabel("ratio")
+            ax.view_init(elev=25, azim=-130)
+        else:
+            ax = fig.add_subplot(1, len(methods), i)
+            for j, epoch in enumerate(x):
+                ax.plot(y, z[:, j], marker="o", label=f"epoch {epoch}")
+            ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+            ax.set_xlabel("layer")
+            ax.set_ylabel("ratio")
+            ax.legend()
+        ax.set_title(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def activation_heatmaps_png(profiles: dict[str, pd.DataFrame], path: Path, *, stat: str) -> None:
+    """Layer x epoch heat map of the activation-gradient statistic per method, on one shared log scale."""
+    for p in profiles.values():
+        _require(p, {"epoch", "layer", "value"})
+    values = np.concatenate([p["value"].to_numpy(dtype=float) for p in profiles.values()])
+    positive = values[values > 0]
+    norm = LogNorm(vmin=positive.min(), vmax=positive.max()) if positive.size else None
+    fig = Figure(figsize=(3.2 * len(profiles) + 1.2, 4.6), dpi=120)
+    axes = fig.subplots(1, len(profiles), squeeze=False)[0]
+    image = None
+    for ax, (method, p) in zip(axes, profiles.items()):
+        x, y, z = _grid(p, "value")
+        image = ax.imshow(np.where(z > 0, z, np.nan), origin="lower", aspect="auto", norm=norm, cmap="magma",
+                          extent=(x[0] - 0.5, x[-1] + 0.5, y[0] - 0.5, y[-1] + 0.5))
+        ax.set_title(method, fontsize=11)
+        ax.set_xlabel("epoch")
+        ax.set_xticks(x)
+        ax.set_ylabel("layer (L = encoder output)")
+    if image is not None:
+        fig.colorbar(image, ax=list(axes), label=f"dL/dh {stat} (epoch mean)")
+    fig.suptitle("Gradient reaching each block's input", fontsize=12)
+    fig.savefig(path, bbox_inches="tight")

@@ -1,0 +1,128 @@
+"""`lor2c-probe gradients` end to end on tiny configs, --from-runs, and its bad inputs."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from lor2c_probe.cli import app
+from tests.test_cli import assert_user_error
+
+runner = CliRunner()
+OUTPUTS = [
+    "gradient_ratio.parquet", "gradient_ratio.html", "gradient_ratio.png", "activation_grads.parquet",
+    "activation_grad_ratio.parquet", "activation_grads.png", "summary.txt", "gradients.json",
+]
+
+
+def tiny(model_dir, data, out, *extra):
+    return [
+        "gradients", "--model", str(model_dir), "--task", "custom", "--train-file", str(data["train"]),
+        "--eval-file", str(data["eval"]), "--epochs", "2", "--steps-per-epoch", "4", "--batch-size", "8",
+        "--rank", "2", "--device", "cpu", "--out", str(out), "--quiet", *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def compared(tiny_models, tiny_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("grad") / "cmp"
+    res = runner.invoke(app, tiny(tiny_models["bert"], tiny_data, out))
+    assert res.exit_code == 0, res.output
+    return out, res.output
+
+
+def test_writes_every_output(compared):
+    out, output = compared
+    for name in OUTPUTS:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert (out / "runs" / "lor2c" / "manifest.json").is_file() and (out / "runs" / "lora" / "manifest.json").is_file()
+    surface = pd.read_parquet(out / "gradient_ratio.parquet")
+    assert {"method", "epoch", "layer", "numerator", "denominator", "ratio", "status"} <= set(surface.columns)
+    assert sorted(surface.epoch.unique()) == [0, 1] and sorted(surface.layer.unique()) == [0, 1, 2]
+    assert (surface.status == "ok").all() and (surface.method == "lor2c").all()
+    assert "Paper claim (ratio rising toward lower layers)" in output
+    assert "Paper claim" in (out / "summary.txt").read_text()
+
+
+def test_html_works_offline(compared):
+    html = (compared[0] / "gradient_ratio.html").read_text()
+    assert "plotly" in html and '"type":"surface"' in html.replace(" ", "")
+    assert not re.search(r"<script[^>]+src=[\"']https?://", html)  # plotly.js is inlined, no CDN
+
+
+def test_from_runs_recomputes_the_same_surface(compared, tmp_path):
+    out, _ = compared
+    runs = out / "runs"
+    res = runner.invoke(app, ["gradients", "--from-runs", str(runs / "lor2c"), "--from-runs", str(runs / "lora"), "--out", str(tmp_path / "again")])
+    assert res.exit_code == 0, res.output
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "again" / "gradient_ratio.parquet"), pd.read_parquet(out / "gradient_ratio.parquet"))
+    res = runner.invoke(app, ["gradients", "--from-runs", str(runs / "lor2c"), "--from-runs", str(runs / "lora"),
+                              "--stat", "l2", "--factor", "B", "--out", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    assert "statistic l2, factor B" in (tmp_path / "b" / "summary.txt").read_text()
+
+
+def test_from_runs_misaligned_epochs_say_which(compared, tiny_models, tiny_data, tmp_path):
+    out, _ = compared
+    short = tmp_path / "short"
+    res = runner.invoke(app, ["train", "--model", str(tiny_models["bert"]), "--task", "custom", "--train-file", str(tiny_data["train"]),
+                              "--eval-file", str(tiny_data["eval"]), "--epochs", "1", "--steps-per-epoch", "4", "--batch-size", "8",
+                              "--rank", "2", "--method", "lora", "--out", str(short), "--quiet"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["gradients", "--from-runs", str(out / "runs" / "lor2c"), "--from-runs", str(short), "--out", str(tmp_path / "x")])
+    assert_user_error(res, "epochs do not align: lor2c alone has [1]")
+    assert not (tmp_path / "x").exists()
+
+
+def test_from_runs_misaligned_layers_say_which(compared, tiny_models, tiny_data, tmp_path):
+    out, _ = compared
+    from tests.conftest import build_tiny_bert
+    from transformers import BertConfig, BertModel
+
+    deep = build_tiny_bert(tmp_path / "deep")
+    cfg = BertConfig.from_pretrained(deep)
+    cfg.num_hidden_layers = 4
+    BertModel(cfg).save_pretrained(deep)
+    res = runner.invoke(app, ["train", "--model", str(deep), "--task", "custom", "--train-file", str(tiny_data["train"]),
+                              "--eval-file", str(tiny_data["eval"]), "--epochs", "2", "--steps-per-epoch", "4", "--batch-size", "8",
+                              "--rank", "2", "--method", "lora", "--out", str(tmp_path / "d"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["gradients", "--from-runs", str(out / "runs" / "lor2c"), "--from-runs", str(tmp_path / "d"), "--out", str(tmp_path / "x")])
+    assert_user_error(res, "models with 3 and 4 layers")
+
+
+def test_run_without_grads_table(compared, tiny_models, tiny_data, tmp_path):
+    out, _ = compared
+    res = runner.invoke(app, ["train", "--model", str(tiny_models["bert"]), "--task", "custom", "--train-file", str(tiny_data["train"]),
+                              "--eval-file", str(tiny_data["eval"]), "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8",
+                              "--probes", "none", "--out", str(tmp_path / "np"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["gradients", "--from-runs", str(tmp_path / "np"), "--from-runs", str(out / "runs" / "lora"), "--out", str(tmp_path / "x")])
+    assert_user_error(res, "has no `grads` table")
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--methods", "lor2c,dora"], "unknown method 'dora' in --methods"),
+        (["--methods", "lor2c"], "at least two different methods"),
+        (["--baseline", "share-lor2c"], "--baseline 'share-lor2c' is not among"),
+        (["--stat", "median"], "unknown --stat 'median'"),
+        (["--rank", "0"], "rank must be a positive integer; got 0"),
+    ],
+)
+def test_bad_options_train_nothing(tiny_models, tiny_data, tmp_path, extra, message):
+    res = runner.invoke(app, tiny(tiny_models["bert"], tiny_data, tmp_path / "o", *extra))
+    assert_user_error(res, message)
+    assert not (tmp_path / "o").exists()
+
+
+def test_from_runs_rejects_training_options_and_single_run(compared, tmp_path):
+    out, _ = compared
+    res = runner.invoke(app, ["gradients", "--from-runs", str(out / "runs" / "lor2c"), "--from-runs", str(out / "runs" / "lora"), "--epochs", "3"])
+    assert_user_error(res, "trains nothing; drop --epochs")
+    res = runner.invoke(app, ["gradients", "--from-runs", str(out / "runs" / "lor2c")])
+    assert_user_error(res, "at least two run directories")
