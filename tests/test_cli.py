@@ -72,6 +72,7 @@ def test_train_tiny_end_to_end(tiny_models, tiny_data, tmp_path):
         (["--method", "dora"], "unknown method 'dora'"),
         (["--task", "imdb"], "unknown task 'imdb'"),
         (["--policy", "fast"], "unknown policy 'fast'"),
+        (["--probes", "hessian"], "unknown probe 'hessian'"),
         (["--device", "cuda", "--precision", "bf16"], None),  # message depends on the machine; checked below
     ],
 )

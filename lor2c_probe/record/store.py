@@ -115,4 +115,5 @@ class RunStore:
         return read_table(self.root, table)
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.root / MANIFEST, manifest)
