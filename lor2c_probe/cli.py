@@ -51,7 +51,7 @@ EvalFileOpt = Annotated[Opt[Path], typer.Option(help="Your eval data; without it
 MaxTrainOpt = Annotated[Opt[int], typer.Option(help="Use only the first N training examples.")]
 MaxEvalOpt = Annotated[Opt[int], typer.Option(help="Use only the first N eval examples.")]
 EpochsOpt = Annotated[Opt[int], typer.Option(help="Training epochs.")]
-StepsOpt = Annotated[Opt[int], typer.Option(help="Cap on optimizer steps per epoch, for quick runs.")]
+StepsOpt = Annotated[Opt[int], typer.Option(help="Cap on optimizer steps per epoch, for quick runs; 0 = full epochs.")]
 BatchOpt = Annotated[Opt[int], typer.Option(help="Examples per micro-batch.")]
 AccumOpt = Annotated[Opt[int], typer.Option(help="Micro-batches per optimizer step [default: 1].")]
 LrOpt = Annotated[Opt[float], typer.Option(help="Peak learning rate.")]
@@ -135,7 +135,7 @@ def gradients(
     max_train_examples: MaxTrainOpt = None,
     max_eval_examples: Annotated[Opt[int], typer.Option(help="Use only the first N eval examples [default: 500].")] = None,
     epochs: Annotated[Opt[int], typer.Option(help="Training epochs [default: 3].")] = None,
-    steps_per_epoch: Annotated[Opt[int], typer.Option(help="Optimizer steps per epoch [default: 100].")] = None,
+    steps_per_epoch: Annotated[Opt[int], typer.Option(help="Optimizer steps per epoch [default: 100]; 0 = full epochs.")] = None,
     batch_size: Annotated[Opt[int], typer.Option(help="Examples per micro-batch [default: 16].")] = None,
     grad_accum: AccumOpt = None,
     lr: Annotated[Opt[float], typer.Option(help="Peak learning rate [default: 1e-3].")] = None,

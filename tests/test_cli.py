@@ -189,3 +189,16 @@ def test_real_minilm_on_real_rotten_tomatoes(tmp_path):
     assert t[(t.split == "train") & (t.name == "loss")]["step"].tolist() == [1, 2, 3, 4, 5, 6]
     acc = t[(t.split == "eval") & (t.name == "accuracy")]["value"]
     assert len(acc) == 1 and 0.0 <= float(acc.iloc[0]) <= 1.0
+
+
+def test_steps_per_epoch_zero_means_full_epochs():
+    from lor2c_probe.commands.train import config_from_options
+
+    keys = ["method", "model", "task", "data_dir", "train_file", "eval_file", "max_train_examples", "max_eval_examples",
+            "epochs", "steps_per_epoch", "batch_size", "grad_accum", "lr", "rank", "alpha", "dropout", "weight_decay",
+            "head_lr_scale", "warmup_ratio", "max_grad_norm", "max_length", "seed", "policy", "device", "precision",
+            "flush_every", "probes", "probe_every"]
+    cfg, _ = config_from_options({**dict.fromkeys(keys), "steps_per_epoch": 0})
+    assert cfg.train.steps_per_epoch is None
+    cfg, _ = config_from_options({**dict.fromkeys(keys), "steps_per_epoch": 7, "probes": "grads", "probe_every": 3})
+    assert cfg.train.steps_per_epoch == 7 and cfg.probes.grads and not cfg.probes.activations and cfg.probes.every == 3

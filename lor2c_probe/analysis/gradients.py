@@ -18,6 +18,7 @@ import pandas as pd
 from lor2c_probe.record.naming import module_span
 
 RATIO_COLUMNS = ["epoch", "layer", "numerator", "denominator", "ratio", "status"]
+CLEAR_RHO = 0.5  # |Spearman rho| at or above which a per-epoch trend over layers is called clear
 
 
 class AlignmentError(ValueError):
@@ -144,11 +145,14 @@ def trend_by_epoch(surface: pd.DataFrame) -> pd.DataFrame:
     for epoch, g in surface[surface["status"] == "ok"].groupby("epoch"):
         g = g.sort_values("layer")
         rho = g["layer"].corr(g["ratio"], method="spearman") if len(g) > 1 else np.nan
+        rest = g.iloc[:-1]  # leave the highest layer out: is the trend carried by one layer?
+        rho_rest = rest["layer"].corr(rest["ratio"], method="spearman") if len(rest) > 2 else np.nan
         rows.append(
             {
                 "epoch": int(epoch),
                 "layers": len(g),
                 "spearman_rho": float(rho),
+                "spearman_rho_without_top": float(rho_rest),
                 "ratio_lowest_layer": float(g["ratio"].iloc[0]),
                 "ratio_highest_layer": float(g["ratio"].iloc[-1]),
                 "lowest_over_highest": float(g["ratio"].iloc[0] / g["ratio"].iloc[-1]),
@@ -167,20 +171,25 @@ def summarize(surface: pd.DataFrame, *, numerator: str, denominator: str, stat: 
     for r in trend.itertuples(index=False):
         lines.append(
             f"  epoch {r.epoch}: ratio {r.ratio_lowest_layer:.3g} at the lowest layer, {r.ratio_highest_layer:.3g} at the highest "
-            f"(x{r.lowest_over_highest:.3g}); Spearman rho(layer, ratio) = {r.spearman_rho:+.2f}; "
-            f"{r.layers_ratio_above_1}/{r.layers} layers above 1"
+            f"(x{r.lowest_over_highest:.3g}); Spearman rho(layer, ratio) = {r.spearman_rho:+.2f} "
+            f"({r.spearman_rho_without_top:+.2f} without the highest layer); {r.layers_ratio_above_1}/{r.layers} layers above 1"
         )
     judged = trend.dropna(subset=["spearman_rho"])  # an epoch with one defined cell shows no trend
-    rising, n = int((judged["spearman_rho"] < 0).sum()), len(judged)
+    rho = judged["spearman_rho"]
+    is_clear = lambda r: r <= -CLEAR_RHO + 1e-9  # noqa: E731 - tolerate rounding at the boundary
+    clear, weak, n = int(is_clear(rho).sum()), int(((rho < 0) & ~is_clear(rho)).sum()), len(judged)
     if n == 0:
         verdict = "cannot be judged: no epoch has two layers with a defined ratio"
-    elif rising == n:
-        verdict = "holds: in every epoch the ratio rises toward lower layers (rho < 0)"
-    elif rising == 0:
+    elif clear == n:
+        verdict = f"holds: in every epoch the ratio clearly rises toward lower layers (rho <= -{CLEAR_RHO})"
+    elif clear + weak == 0:
         verdict = "does not hold: in no epoch does the ratio rise toward lower layers"
     else:
-        verdict = f"holds only partly: the ratio rises toward lower layers in {rising} of {n} epochs"
-    lines.append(f"Paper claim (ratio rising toward lower layers) {verdict}; median rho = {judged['spearman_rho'].median():+.2f}.")
+        verdict = f"holds only partly: a clear rise toward lower layers (rho <= -{CLEAR_RHO}) in {clear} of {n} epochs, a weak one in {weak}"
+    lines.append(f"Paper claim (ratio rising toward lower layers) {verdict}; median rho = {rho.median():+.2f}.")
+    without_top = judged["spearman_rho_without_top"].dropna()
+    if len(without_top) and is_clear(rho).any() and not is_clear(without_top).any():
+        lines.append("Caution: without the highest layer no epoch shows a clear rise; the trend is carried by that layer.")
     if len(judged) < len(trend):
         lines.append(f"Epochs with fewer than two defined cells (not judged): {sorted(set(trend.epoch) - set(judged.epoch))}.")
     above = (surface.loc[surface.status == "ok", "ratio"] > 1).mean()

@@ -183,16 +183,24 @@ def _analyse(runs: list[RunRef], baseline: RunRef, stat: str, factor: str) -> di
     act_profile = pd.concat([p.assign(method=m) for m, p in profiles.items()], ignore_index=True) if profiles else None
     act_ratio = pd.concat(act_ratios, ignore_index=True) if act_ratios else None
     if act_profile is not None:
-        summaries.append(_activation_summary(profiles))
+        summaries.append(_activation_summary(profiles, act_ratio, baseline.label))
     return {"surface": surface, "profiles": profiles, "act_profile": act_profile, "act_ratio": act_ratio, "summary": "\n\n".join(summaries)}
 
 
-def _activation_summary(profiles: dict[str, Any]) -> str:
-    lines = ["Activation gradients ||dL/dh_i|| (epoch mean, last epoch), bottom block input vs encoder output:"]
+def _activation_summary(profiles: dict[str, Any], act_ratio: Any, baseline: str) -> str:
+    lines = ["Activation gradients ||dL/dh_i|| (epoch mean, last epoch), bottom block input vs encoder output (layer L):"]
     for method, p in profiles.items():
         last = p[p.epoch == p.epoch.max()].set_index("layer")["value"]
         top, bottom = last.index.max(), last.index.min()
         lines.append(f"  {method}: ||dL/dh_{bottom}|| = {last[bottom]:.3g}, ||dL/dh_{top}|| = {last[top]:.3g} (bottom/top {last[bottom] / last[top]:.3g})")
+    if act_ratio is not None:
+        for method, r in act_ratio.groupby("method"):
+            last = r[(r.epoch == r.epoch.max()) & (r.status == "ok")]
+            below = int((last.ratio < 1).sum())
+            lines.append(
+                f"  {method} / {baseline}: ||dL/dh_i|| ratio {last.ratio.min():.3g} to {last.ratio.max():.3g} across layers in the last epoch; "
+                f"{method} delivers less gradient than {baseline} to {below} of {len(last)} block inputs"
+            )
     return "\n".join(lines)
 
 

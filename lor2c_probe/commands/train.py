@@ -41,6 +41,8 @@ def config_from_options(o: dict[str, Any]) -> tuple[RunConfig, dict[str, str]]:
         dropout=values["dropout"],
     )
     train_kw = {k: o[k] for k in TRAIN_FIELDS if o.get(k) is not None}
+    if train_kw.get("steps_per_epoch") == 0:  # 0 = no cap: full epochs
+        train_kw["steps_per_epoch"] = None
     if o.get("max_grad_norm") is not None:
         train_kw["max_grad_norm"] = o["max_grad_norm"] or None  # 0 disables clipping
     train = TrainConfig(**train_kw, weight_decay=values["weight_decay"], head_lr_scale=values["head_lr_scale"])

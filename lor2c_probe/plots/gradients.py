@@ -56,6 +56,8 @@ def ratio_surface_png(surface: pd.DataFrame, path: Path, *, denominator: str, st
             ax = fig.add_subplot(1, len(methods), i, projection="3d")
             X, Y = np.meshgrid(x, y)
             ax.plot_surface(X, Y, np.ma.masked_invalid(z), cmap="viridis", edgecolor="k", linewidth=0.3)
+            ax.set_xticks(x)
+            ax.set_yticks(y)
             ax.set_xlabel("epoch")
             ax.set_ylabel("layer")
             ax.set_zlabel("ratio")
@@ -83,14 +85,16 @@ def activation_heatmaps_png(profiles: dict[str, pd.DataFrame], path: Path, *, st
     fig = Figure(figsize=(3.2 * len(profiles) + 1.2, 4.6), dpi=120)
     axes = fig.subplots(1, len(profiles), squeeze=False)[0]
     image = None
-    for ax, (method, p) in zip(axes, profiles.items()):
+    for k, (ax, (method, p)) in enumerate(zip(axes, profiles.items())):
         x, y, z = _grid(p, "value")
         image = ax.imshow(np.where(z > 0, z, np.nan), origin="lower", aspect="auto", norm=norm, cmap="magma",
                           extent=(x[0] - 0.5, x[-1] + 0.5, y[0] - 0.5, y[-1] + 0.5))
         ax.set_title(method, fontsize=11)
         ax.set_xlabel("epoch")
         ax.set_xticks(x)
-        ax.set_ylabel("layer (L = encoder output)")
+        ax.set_yticks(y)
+        if k == 0:
+            ax.set_ylabel("block input i (top = encoder output)")
     if image is not None:
         fig.colorbar(image, ax=list(axes), label=f"dL/dh {stat} (epoch mean)")
     fig.suptitle("Gradient reaching each block's input", fontsize=12)

@@ -92,7 +92,7 @@ def test_zero_layers_and_trend():
 def test_summary_states_the_verdict_and_the_undefined_cells():
     text = summarize(gradient_ratio_surface(LOR2C, LORA), numerator="lor2c", denominator="lora", stat="mean_abs", factor="all")
     assert "epoch 0: ratio 4 at the lowest layer, 1 at the highest (x4)" in text
-    assert "holds: in every epoch the ratio rises toward lower layers" in text  # epoch 1 has one defined cell only
+    assert "holds: in every epoch the ratio clearly rises toward lower layers" in text  # epoch 1 has one defined cell only
     assert "zero_denominator" in text
     flat = gradient_ratio_surface(LORA, LOR2C)  # inverse: ratio falls toward lower layers in epoch 0
     assert "does not hold" in summarize(flat, numerator="lora", denominator="lor2c", stat="mean_abs", factor="all")
@@ -133,3 +133,24 @@ def test_summary_reports_layers_that_are_zero_everywhere():
     text = summarize(s, numerator="lor2c", denominator="lora", stat="mean_abs", factor="all")
     assert "Layers whose statistic is zero in every epoch (no ratio): [0]." in text
     assert not np.isinf(s["ratio"]).any() and s.loc[s.layer == 0, "status"].eq("zero_denominator").all()
+
+
+def _surface(ratios_by_epoch):
+    rows = [(e, layer, r, 1.0, r, "ok") for e, rs in enumerate(ratios_by_epoch) for layer, r in enumerate(rs)]
+    return pd.DataFrame(rows, columns=["epoch", "layer", "numerator", "denominator", "ratio", "status"])
+
+
+def test_verdict_separates_clear_weak_and_single_layer_trends():
+    kw = dict(numerator="a", denominator="b", stat="mean_abs", factor="all")
+    # epoch 0: weak (non-monotone), epoch 1: clear. Ratios by layer 0..4.
+    partly = summarize(_surface([[2, 3, 1, 4, 0.5], [4, 3, 2, 1.5, 1]]), **kw)
+    assert "holds only partly: a clear rise toward lower layers (rho <= -0.5) in 1 of 2 epochs, a weak one in 1" in partly
+    # A clear rise carried by the top layer alone: rho = -0.7 with it, -0.4 without (scipy.stats.spearmanr).
+    carried = summarize(_surface([[3.1, 3.0, 3.2, 2.9, 0.5]]), **kw)
+    assert "holds: in every epoch" in carried and "the trend is carried by that layer" in carried
+    # Exactly on the threshold (-0.5 computed as -0.49999999999999994) counts as clear.
+    edge = trend_by_epoch(_surface([[3.3, 3.0, 3.2, 2.9, 3.1, 0.4]]))
+    assert "the trend is carried" not in summarize(_surface([[3.3, 3.0, 3.2, 2.9, 3.1, 0.4]]), **kw)
+    assert edge.spearman_rho_without_top.iloc[0] == pytest.approx(-0.5)
+    t = trend_by_epoch(_surface([[4, 3, 2, 1.5, 1]]))
+    assert t.spearman_rho.iloc[0] == pytest.approx(-1.0) and t.spearman_rho_without_top.iloc[0] == pytest.approx(-1.0)
