@@ -151,9 +151,12 @@ class ProbeConfig:
     grads: bool = True  # per-module gradient statistics -> `grads` table
     activations: bool = True  # dL/dh_i per block input -> `activation_grads` table
     every: int = 1
+    # dL/dh_0 (below frozen embeddings) costs block 0's backward, so it is read every Nth recorded step.
+    bottom_every: int = 10
 
     def __post_init__(self) -> None:
         _positive_int("probe every", self.every)
+        _positive_int("bottom_every", self.bottom_every)
 
     @classmethod
     def parse(cls, names: str, every: int = 1) -> ProbeConfig:

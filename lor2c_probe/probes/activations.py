@@ -4,8 +4,11 @@ For every block i it records ``l2`` = ||dL/dh_i|| over all tokens of the optimiz
 combined: sqrt of the summed squares) and ``mean_abs`` = mean |dL/dh_i| over non-pad token elements,
 plus layer L = the encoder output (the head's input), so ``l2[0] / l2[L]`` is the end-to-end attenuation.
 dL/dh_i is the total gradient of h_i, through the block and through any residual path that reads it.
-With frozen embeddings h_0 does not require grad; on recorded steps the probe makes it a leaf that does,
-which adds the input-gradient matmuls of block 0 to the backward pass.
+With frozen embeddings h_0 does not require grad, and training never needs dL/dh_0: for LoR2C the
+backward pass does not even enter block 0. To measure it the probe makes h_0 a leaf that requires grad,
+which costs block 0's backward (about 1/L of the stack's); so it does that only on every
+``bottom_every``-th recorded step (default 10). Layer 0 then has fewer samples per epoch, not biased
+ones. A layer that was not measured at a step has no row for that step (never a 0).
 
 Mechanics: a forward pre-hook on each block (and a forward hook on the last) registers a tensor hook on
 the hidden state when the step is scheduled and gradients are on; the attention mask is read from the
@@ -42,9 +45,13 @@ def find_block_stack(model: torch.nn.Module, layers_path: str) -> torch.nn.Modul
 class ActivationGradProbe(TrainerCallback):
     """||dL/dh_i|| and mean |dL/dh_i| per block input (and the encoder output), per optimizer step."""
 
-    def __init__(self, layers_path: str, *, schedule: Every = Every(1)) -> None:
+    def __init__(self, layers_path: str, *, schedule: Every = Every(1), bottom_every: int = 10) -> None:
+        if bottom_every <= 0:
+            raise ValueError(f"bottom_every must be a positive integer; got {bottom_every}")
         self.layers_path = layers_path
         self.schedule = schedule
+        self.bottom_every = bottom_every
+        self._force_leaf = False
         self._handles: list[Any] = []
         self._armed = False
         self._mask: torch.Tensor | None = None
@@ -94,7 +101,7 @@ class ActivationGradProbe(TrainerCallback):
     def _input_hook(self, layer: int):
         def pre(module: torch.nn.Module, args: tuple, kwargs: dict) -> Any:
             h = args[0] if args else kwargs["hidden_states"]
-            if self._active() and not h.requires_grad:
+            if self._active() and not h.requires_grad and self._force_leaf:
                 # Frozen embeddings: autograd would never form dL/dh_0. Make the block input a leaf that
                 # requires grad (costs the input-gradient matmuls of this one block).
                 h = h.detach().requires_grad_(True)
@@ -119,7 +126,9 @@ class ActivationGradProbe(TrainerCallback):
     def on_step_begin(self, state: TrainState) -> None:
         if not self._handles:  # resumed runs skip on_train_start
             self.attach(state.model)
-        self._armed = self.schedule(state.step + 1)
+        step = state.step + 1
+        self._armed = self.schedule(step)
+        self._force_leaf = self._armed and (step // self.schedule.n) % self.bottom_every == 0
         self._acc = None
 
     def before_clip(self, state: TrainState) -> None:
@@ -134,8 +143,10 @@ class ActivationGradProbe(TrainerCallback):
         rows = []
         for (step, epoch, _), h in zip(self._pending, host):
             for layer, (sq, ab, n) in enumerate(h):
+                if n == 0:  # not measured at this step (h_0 between bottom_every steps)
+                    continue
                 rows.append({"step": step, "epoch": epoch, "layer": layer, "stat": "l2", "value": float(sq) ** 0.5})
-                rows.append({"step": step, "epoch": epoch, "layer": layer, "stat": "mean_abs", "value": float(ab / n) if n else 0.0})
+                rows.append({"step": step, "epoch": epoch, "layer": layer, "stat": "mean_abs", "value": float(ab / n)})
         self._pending.clear()
         state.record("activation_grads", rows)
 
@@ -149,5 +160,6 @@ class ActivationGradProbe(TrainerCallback):
             "reads_at": "backward, via tensor hooks on each block's input hidden state; layer L = encoder output",
             "layers_path": self.layers_path,
             "schedule": self.schedule.to_dict(),
+            "block0_input_every": f"every {self.bottom_every}th recorded step (forcing dL/dh_0 costs block 0's backward)",
             "stats": ["l2", "mean_abs"],
         }

@@ -44,13 +44,14 @@ class ProbeCallback(TrainerCallback):
         scaling: float = 1.0,
         every: int = 1,
         activations: bool = True,
+        bottom_every: int = 10,
         flush_every: int = 50,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.method, self.markers, self.every, self.flush_every = method, tuple(markers), every, flush_every
         self.grad_probe = GradientProbe(self.markers, scaling=scaling, schedule=Every(every))
         self.act_probe: ActivationGradProbe | None = None
-        self.want_activations = activations
+        self.want_activations, self.bottom_every = activations, bottom_every
         self._handles: list[Any] = []
         self._epoch = -1
 
@@ -71,7 +72,7 @@ class ProbeCallback(TrainerCallback):
             self._handles.append(p.register_post_accumulate_grad_hook(self._snapshot_hook(i)))
         layers_path, blocks = find_layers(_unwrap(model))
         if self.want_activations:
-            self.act_probe = ActivationGradProbe(layers_path, schedule=Every(self.every))
+            self.act_probe = ActivationGradProbe(layers_path, schedule=Every(self.every), bottom_every=self.bottom_every)
             self.act_probe.attach(model)
         self.max_grad_norm = args.max_grad_norm if args.max_grad_norm and args.max_grad_norm > 0 else None
         self.store.write_manifest(self._manifest(model, len(blocks)))

@@ -83,7 +83,7 @@ def make_probes(cfg: RunConfig, backbone: Backbone) -> list[TrainerCallback]:
         marker = get_method(cfg.adapter.method).param_marker
         probes.append(GradientProbe((marker,), scaling=cfg.adapter.scaling, schedule=schedule))
     if cfg.probes.activations:
-        probes.append(ActivationGradProbe(backbone.layers_path, schedule=schedule))
+        probes.append(ActivationGradProbe(backbone.layers_path, schedule=schedule, bottom_every=cfg.probes.bottom_every))
     return probes
 
 

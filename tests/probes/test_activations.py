@@ -64,7 +64,7 @@ def test_activation_grads_equal_autograd(tiny_model_dir, method):
     assert any(bool((b["attention_mask"] == 0).any()) for b in batches)  # padding is exercised
     rows: list = []
     state = TrainState(model, None, None, lambda t, r: rows.extend(r), torch.device("cpu"), "x")
-    probe = ActivationGradProbe(bb.layers_path)
+    probe = ActivationGradProbe(bb.layers_path, bottom_every=1)  # measure dL/dh_0 at this step too
     probe.on_train_start(state)
     probe.on_step_begin(state)
     for b in batches:
@@ -100,3 +100,21 @@ def test_probe_is_inactive_outside_scheduled_steps_and_in_eval(tiny_models):
     with_probe = n_hooks()
     probe.on_train_end(state)
     assert n_hooks() == with_probe - (bb.num_layers + 1)  # the probe's hooks are gone, the adapters' remain
+
+
+def test_block0_input_is_read_every_nth_step_and_never_recorded_as_zero(tiny_models, tiny_data, tmp_path):
+    from dataclasses import replace
+
+    from lor2c_probe.config import ProbeConfig
+    from lor2c_probe.record.store import read_table
+    from lor2c_probe.train.session import run_training
+    from tests.helpers import tiny_config
+
+    cfg = replace(tiny_config(tiny_models["bert"], tiny_data, epochs=1), probes=ProbeConfig(grads=False, bottom_every=4))
+    m = run_training(cfg, tmp_path / "r", progress=False)
+    ag = read_table(tmp_path / "r", "activation_grads")
+    assert sorted(ag[ag.layer == 0].step.unique()) == [4, 8, 12]
+    assert sorted(ag[ag.layer == 1].step.unique()) == list(range(1, 13))
+    assert (ag[ag.stat == "l2"].value > 0).all()
+    entry = next(e for e in m["recording"]["callbacks"] if e["name"] == "activation_gradients")
+    assert entry["block0_input_every"].startswith("every 4th")
