@@ -68,7 +68,8 @@ PolicyOpt = Annotated[Opt[str], typer.Option(help="paper (default) or reference:
 DeviceOpt = Annotated[Opt[str], typer.Option(help="auto (default), cpu or cuda.")]
 PrecisionOpt = Annotated[Opt[str], typer.Option(help="auto, fp32, bf16 or fp16 (mixed precision needs CUDA).")]
 FlushOpt = Annotated[Opt[int], typer.Option(help="Optimizer steps between writes of the run store [default: 50].")]
-ProbesOpt = Annotated[Opt[str], typer.Option(help="Probes to record: grads,activations (default), grads, activations or none.")]
+ProbesOpt = Annotated[Opt[str], typer.Option(help="Probes to record, a comma list of grads, activations, spectra [default: all three], or none.")]
+SpectraEveryOpt = Annotated[Opt[int], typer.Option(help="Spectra also every N optimizer steps, besides each epoch end [default: 0 = epoch ends only].")]
 ProbeEveryOpt = Annotated[Opt[int], typer.Option(help="Record the probes every N optimizer steps [default: 1].")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing output directory.")]
 QuietOpt = Annotated[bool, typer.Option(help="No progress bar.")]
@@ -105,6 +106,7 @@ def train(
     flush_every: FlushOpt = None,
     probes: ProbesOpt = None,
     probe_every: ProbeEveryOpt = None,
+    spectra_every: SpectraEveryOpt = None,
     out: Annotated[Opt[Path], typer.Option(help="Run directory [default: runs/<method>-<time>].")] = None,
     overwrite: OverwriteOpt = False,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,

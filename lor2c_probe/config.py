@@ -141,7 +141,7 @@ class DataConfig:
                 _positive_int(name, getattr(self, name))
 
 
-PROBES = ("grads", "activations")
+PROBES = ("grads", "activations", "spectra")
 
 
 @dataclass(frozen=True)
@@ -153,10 +153,17 @@ class ProbeConfig:
     every: int = 1
     # dL/dh_0 (below frozen embeddings) costs block 0's backward, so it is read every Nth recorded step.
     bottom_every: int = 10
+    spectra: bool = True  # weight + feature spectra -> `spectra` and `sfs` tables, at each epoch end
+    spectra_every: int = 0  # also every N optimizer steps (0 = epoch ends only)
+    spectra_examples: int = 64  # probe batch: this many training examples ...
+    spectra_seed: int = 0  # ... drawn with this seed (kept apart from the training seed)
 
     def __post_init__(self) -> None:
         _positive_int("probe every", self.every)
         _positive_int("bottom_every", self.bottom_every)
+        _positive_int("spectra_examples", self.spectra_examples)
+        if isinstance(self.spectra_every, bool) or not isinstance(self.spectra_every, int) or self.spectra_every < 0:
+            raise ConfigError(f"spectra_every must be a non-negative integer; got {self.spectra_every!r}")
 
     @classmethod
     def parse(cls, names: str, every: int = 1) -> ProbeConfig:
@@ -167,7 +174,7 @@ class ProbeConfig:
         unknown = sorted(chosen - set(PROBES))
         if unknown:
             raise ConfigError(f"unknown probe {unknown[0]!r}; choose from: {', '.join(PROBES)} (or none)")
-        return cls(grads="grads" in chosen, activations="activations" in chosen, every=every)
+        return cls(grads="grads" in chosen, activations="activations" in chosen, spectra="spectra" in chosen, every=every)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,9 @@ def config_from_options(o: dict[str, Any]) -> tuple[RunConfig, dict[str, str]]:
     train = TrainConfig(**train_kw, weight_decay=values["weight_decay"], head_lr_scale=values["head_lr_scale"])
     data_kw = {k: (str(o[k]) if isinstance(o[k], Path) else o[k]) for k in DATA_FIELDS if o.get(k) is not None}
     data = DataConfig(**data_kw)
-    probes = ProbeConfig.parse(o.get("probes") or "grads,activations", o.get("probe_every") or 1)
+    probes = ProbeConfig.parse(o.get("probes") or "grads,activations,spectra", o.get("probe_every") or 1)
+    if o.get("spectra_every") is not None:
+        probes = replace(probes, spectra_every=o["spectra_every"])
     return RunConfig(model=o["model"], adapter=adapter, train=train, data=data, policy=policy, probes=probes), sources
 
 

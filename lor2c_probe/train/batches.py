@@ -28,6 +28,12 @@ def encode(tokenizer, ex: Examples, max_length: int, regression: bool) -> Encode
     return Encoded({k: enc[k] for k in keys}, labels, pad_id)
 
 
+def take(enc: Encoded, idx: np.ndarray) -> Encoded:
+    """The examples at ``idx`` (e.g. the spectral probe batch)."""
+    sel = torch.as_tensor(np.asarray(idx), dtype=torch.long)
+    return Encoded({k: [rows[i] for i in idx] for k, rows in enc.features.items()}, enc.labels[sel], enc.pad_id)
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     """The permutation of epoch ``epoch``: a function of (seed, epoch) only, so methods and resumes agree."""
     return np.random.default_rng([seed, epoch]).permutation(n)

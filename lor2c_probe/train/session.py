@@ -29,7 +29,7 @@ from lor2c_probe.errors import UserError
 from lor2c_probe.models import EMBEDDED_DEFAULT_NAME, Backbone, load_model
 from lor2c_probe.record.schema import SCHEMA_VERSION
 from lor2c_probe.record.store import MANIFEST, RunStore, read_manifest
-from lor2c_probe.train.batches import encode
+from lor2c_probe.train.batches import Encoded, encode, take
 from lor2c_probe.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from lor2c_probe.train.hooks import TrainerCallback
 from lor2c_probe.train.loop import Trainer, is_head
@@ -71,11 +71,12 @@ def build_model(cfg: RunConfig, spec: TaskSpec) -> Built:
     return Built(model, tokenizer, backbone, spec)
 
 
-def make_probes(cfg: RunConfig, backbone: Backbone) -> list[TrainerCallback]:
+def make_probes(cfg: RunConfig, backbone: Backbone, train: Encoded | None = None) -> list[TrainerCallback]:
     """The probes ``cfg.probes`` asks for; they select adapter parameters by the method's name marker."""
     from lor2c_probe.probes.activations import ActivationGradProbe
     from lor2c_probe.probes.gradients import GradientProbe
     from lor2c_probe.probes.schedule import Every
+    from lor2c_probe.probes.spectral import SpectralProbe
 
     schedule = Every(cfg.probes.every)
     probes: list[TrainerCallback] = []
@@ -84,6 +85,16 @@ def make_probes(cfg: RunConfig, backbone: Backbone) -> list[TrainerCallback]:
         probes.append(GradientProbe((marker,), scaling=cfg.adapter.scaling, schedule=schedule))
     if cfg.probes.activations:
         probes.append(ActivationGradProbe(backbone.layers_path, schedule=schedule, bottom_every=cfg.probes.bottom_every))
+    if cfg.probes.spectra:
+        probe_data = None
+        if train is not None:
+            n = min(cfg.probes.spectra_examples, len(train))
+            idx = np.sort(np.random.default_rng(cfg.probes.spectra_seed).choice(len(train), size=n, replace=False))
+            probe_data = take(train, idx)
+        probes.append(SpectralProbe(
+            scaling=cfg.adapter.scaling, layers_path=backbone.layers_path, probe_data=probe_data,
+            ks=(1, 2, 4, cfg.adapter.rank), every_steps=cfg.probes.spectra_every, eval_batch_size=cfg.train.eval_batch_size,
+        ))
     return probes
 
 
@@ -229,7 +240,7 @@ def _train(
     trainer = Trainer(
         model=model, cfg=cfg.train, spec=built.spec, train=train, eval=ev, store=store, device=device,
         precision=precision, param_marker=manifest["method"]["param_marker"],
-        callbacks=make_probes(cfg, built.backbone) + list(callbacks or []), progress=progress,
+        callbacks=make_probes(cfg, built.backbone, train) + list(callbacks or []), progress=progress,
     )
     if resume_from is not None:
         state = load_checkpoint(resume_from, model=model, optimizer=trainer.optimizer, scheduler=trainer.scheduler)

@@ -1,0 +1,182 @@
+"""Singular spectra of every adapter map (``weights``) and of its output on a fixed probe batch (``features``).
+
+When: at each epoch end, plus every ``every_steps`` optimizer steps if set. What:
+- weights: sigma(s * B A) from the factors (QR, never a dense d x d SVD); sigma(s * B_i A_shared) for
+  ShareLoR2C; torch.linalg.svdvals(s * W) for the full-rank map; LoRA: the q and v updates separately.
+- features: sigma of the module's output matrix (non-pad tokens x d) on the probe batch (seeded sample
+  of training examples, eval mode so dropout is off, float32, no grad): through the factor structure
+  for low-rank modules, through a float64 streamed Gram matrix for dense ones.
+Rows go to ``spectra`` (one per singular value) and ``sfs`` (SFS_k for each k).
+
+Modules are found from parameter names (``record/naming.py``): ``lor2c.paths.<id>.{A,B,W}``,
+``lor2c.shared_A`` and PEFT's ``<path>.lora_{A,B}.<adapter>.weight``; no adapter is imported.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from lor2c_probe.analysis.spectral import sfs as sfs_value
+from lor2c_probe.probes.activations import find_block_stack
+from lor2c_probe.spectra import gram_svdvals, lowrank_feature_svdvals, lowrank_svdvals
+from lor2c_probe.train.batches import Encoded, collate
+from lor2c_probe.train.hooks import TrainerCallback, TrainState
+
+_PATH = re.compile(r"(?:^|\.)lor2c\.paths\.(\d+)(?:-(\d+))?\.([ABW])$")
+_LORA = re.compile(r"^(?P<path>.*)\.lora_(?P<f>[AB])\.[^.]+\.weight$")
+_LAYER = re.compile(r"layers?\.(\d+)\.")
+SHORT = {"query": "q", "value": "v", "key": "k", "q_proj": "q", "v_proj": "v", "k_proj": "k"}
+
+
+@dataclass
+class SpectralModule:
+    module: str  # lor2c.3, lor2c.0-1, lora.3.q
+    B: torch.nn.Parameter | None = None
+    A: torch.nn.Parameter | None = None
+    W: torch.nn.Parameter | None = None
+    block: int | None = None  # input = hidden state entering this block (LoR2C family)
+    path: str | None = None  # input = the input of this submodule (LoRA's wrapped projection)
+
+    @property
+    def dense(self) -> bool:
+        return self.W is not None
+
+
+def discover(model: torch.nn.Module) -> list[SpectralModule]:
+    mods: dict[str, SpectralModule] = {}
+    shared = None
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.endswith("lor2c.shared_A"):
+            shared = p
+        elif m := _PATH.search(name):
+            start, end, factor = m.groups()
+            key = f"lor2c.{start}" + (f"-{end}" if end else "")
+            setattr(mods.setdefault(key, SpectralModule(key, block=int(start))), factor, p)
+        elif m := _LORA.match(name):
+            path = m.group("path")
+            layer = _LAYER.search(path)
+            proj = path.rsplit(".", 1)[-1]
+            key = f"lora.{layer.group(1) if layer else '?'}.{SHORT.get(proj, proj)}"
+            setattr(mods.setdefault(key, SpectralModule(key, path=path)), m.group("f"), p)
+    for mod in mods.values():
+        if mod.B is not None and mod.A is None and shared is not None:
+            mod.A = shared
+    return sorted(mods.values(), key=lambda m: (m.block if m.block is not None else 10**6, m.module))
+
+
+class SpectralProbe(TrainerCallback):
+    """Weight and feature spectra of every adapter module at epoch ends (and every N steps if set)."""
+
+    def __init__(
+        self, *, scaling: float, layers_path: str, probe_data: Encoded | None, ks: tuple[int, ...],
+        every_steps: int = 0, features: bool = True, eval_batch_size: int = 64,
+    ) -> None:
+        self.scaling, self.layers_path, self.data = float(scaling), layers_path, probe_data
+        self.ks = tuple(sorted(set(ks)))
+        self.every_steps, self.features, self.eval_batch_size = every_steps, features and probe_data is not None, eval_batch_size
+        self._modules: list[SpectralModule] | None = None
+
+    # -- loop points -----------------------------------------------------------------------------------
+    def on_step_end(self, state: TrainState) -> None:
+        if self.every_steps and state.step % self.every_steps == 0:
+            self.record(state)
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        self.record(state)
+
+    # -- measurement ----------------------------------------------------------------------------------
+    def record(self, state: TrainState) -> None:
+        if self._modules is None:
+            self._modules = discover(state.model)
+        spectra = {("weights", m.module): self.weight_spectrum(m) for m in self._modules}
+        if self.features:
+            spectra.update({("features", k): v for k, v in self.feature_spectra(state.model).items()})
+        host = {k: v.detach().double().cpu().numpy() for k, v in spectra.items()}
+        rows, sfs_rows = [], []
+        for (source, module), sigma in host.items():
+            base = {"step": state.step, "epoch": state.epoch, "module": module, "source": source}
+            rows += [{**base, "index": i, "sigma": float(s)} for i, s in enumerate(sigma)]
+            sfs_rows += [{**base, "k": k, "value": sfs_value(sigma, k)} for k in self.ks]
+        state.record("spectra", rows)
+        state.record("sfs", sfs_rows)
+
+    @torch.no_grad()
+    def weight_spectrum(self, m: SpectralModule) -> torch.Tensor:
+        if m.dense:
+            return torch.linalg.svdvals(m.W.float()) * abs(self.scaling)
+        return lowrank_svdvals(m.B.float(), m.A.float(), self.scaling)
+
+    @torch.no_grad()
+    def feature_spectra(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """One pass over the probe batch; per module the output's singular values (non-pad tokens)."""
+        assert self.data is not None and self._modules is not None
+        blocks = find_block_stack(model, self.layers_path)
+        inputs: dict[str, list[torch.Tensor]] = {m.module: [] for m in self._modules}
+        mask_box: list[torch.Tensor] = []
+        handles = []
+
+        def grab(keys: list[str]):
+            def pre(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+                x = args[0] if args else next(iter(kwargs.values()))
+                x = x[mask_box[0].bool()].float()  # (non-pad tokens, d)
+                for k in keys:
+                    inputs[k].append(x)
+
+            return pre
+
+        by_block: dict[int, list[str]] = {}
+        by_path: dict[str, list[str]] = {}
+        for m in self._modules:
+            (by_block.setdefault(m.block, []) if m.block is not None else by_path.setdefault(str(m.path), [])).append(m.module)
+        for b, keys in by_block.items():
+            handles.append(blocks[b].register_forward_pre_hook(grab(keys), with_kwargs=True))
+        for path, keys in by_path.items():
+            handles.append(model.get_submodule(path).register_forward_pre_hook(grab(keys), with_kwargs=True))
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        partial: dict[str, Any] = {}
+        try:
+            idx = np.arange(len(self.data))
+            for start in range(0, len(idx), self.eval_batch_size):
+                batch = collate(self.data, idx[start : start + self.eval_batch_size])
+                batch.pop("labels")
+                batch = {k: v.to(device) for k, v in batch.items()}
+                mask_box[:] = [batch["attention_mask"]]
+                model(**batch)
+                for m in self._modules:  # reduce each chunk right away: (tokens, r) or a d x d Gram
+                    for x in inputs[m.module]:
+                        if m.dense:
+                            y = (x @ m.W.float().T).double() * self.scaling
+                            partial[m.module] = partial.get(m.module, 0) + y.T @ y
+                        else:
+                            partial.setdefault(m.module, []).append(x @ m.A.float().T)
+                    inputs[m.module].clear()
+        finally:
+            for h in handles:
+                h.remove()
+            model.train(was_training)
+        out = {}
+        for m in self._modules:
+            if m.dense:
+                out[m.module] = gram_svdvals(partial[m.module])
+            else:
+                out[m.module] = lowrank_feature_svdvals(torch.cat(partial[m.module]), m.B.float(), self.scaling)
+        return out
+
+    def manifest_entry(self) -> dict[str, Any]:
+        return {
+            "name": "spectra",
+            "tables": ["spectra", "sfs"],
+            "reads_at": "on_epoch_end" + (f" and every {self.every_steps} steps" if self.every_steps else ""),
+            "sources": ["weights"] + (["features"] if self.features else []),
+            "sfs_k": list(self.ks),
+            "probe_batch": None if self.data is None else {"examples": len(self.data), "non_pad_tokens": int(sum(map(len, self.data.features["input_ids"])))},
+        }
