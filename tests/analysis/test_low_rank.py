@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lor2c_probe.analysis.low_rank import (
+    control_spectrum,
+    energy_shares,
+    left_singular_vectors,
+    low_rank_evidence,
+    phi,
+    subspace_similarity,
+)
+
+
+def _spectra(sigmas_by_module, epoch=0, step=10, source="weights"):
+    rows = [(step, epoch, m, source, i, s) for m, sig in sigmas_by_module.items() for i, s in enumerate(sig)]
+    return pd.DataFrame(rows, columns=["step", "epoch", "module", "source", "index", "sigma"])
+
+
+def test_energy_shares_by_hand():
+    assert energy_shares(np.array([3.0, 1.0, 0.0, 0.0]), (1, 2, 4)) == {1: 0.9, 2: 1.0, 4: 1.0}
+    assert energy_shares(np.zeros(3), (1,)) == {1: 0.0}
+
+
+def test_control_has_the_same_frobenius_norm_and_is_seeded():
+    c = control_spectrum(32, 5.0, seed=3)
+    assert np.sqrt((c**2).sum()) == pytest.approx(5.0) and np.array_equal(c, control_spectrum(32, 5.0, seed=3))
+
+
+def test_rank_two_map_against_control():
+    n = 32
+    summary, curves = low_rank_evidence(_spectra({"lor2c.0": [4.0, 2.0] + [0.0] * (n - 2), "lor2c.1": [1.0] * n}), ks=(1, 2, 8))
+    s = summary.set_index("module")
+    assert s.loc["lor2c.0", "top2_energy"] == 1.0 and s.loc["lor2c.0", "top1_energy"] == pytest.approx(16 / 20)
+    assert s.loc["lor2c.0", "control_top2_energy"] < 0.3  # a Gaussian 32 x 32 spreads its energy
+    assert s.loc["lor2c.0", "top8_vs_control"] == pytest.approx(1.0 / s.loc["lor2c.0", "control_top8_energy"])
+    assert s.loc["lor2c.0", "top8_vs_control"] > 1.3  # a 32 x 32 Gaussian holds ~60 % of its energy in 8 directions
+    assert s.loc["lor2c.1", "top8_energy"] == pytest.approx(8 / 32) and s.loc["lor2c.1", "stable_rank"] == pytest.approx(32)
+    learned = curves[(curves.module == "lor2c.0") & (curves.kind == "learned")]
+    assert learned.cumulative_energy.iloc[1] == pytest.approx(1.0) and learned.sigma_normalized.iloc[1] == 0.5
+
+
+def test_uses_the_last_step_of_each_epoch_and_rejects_bad_input():
+    early = _spectra({"lor2c.0": [1.0, 1.0]}, step=5)
+    late = _spectra({"lor2c.0": [1.0, 0.0]}, step=10)
+    summary, _ = low_rank_evidence(pd.concat([early, late]), ks=(1,))
+    assert summary.top1_energy.tolist() == [1.0]
+    with pytest.raises(ValueError, match="k must be a positive integer; got 0"):
+        low_rank_evidence(late, ks=(0,))
+    with pytest.raises(ValueError, match="no 'features' spectra recorded"):
+        low_rank_evidence(late, source="features")
+    with pytest.raises(ValueError, match="spectra table is empty"):
+        low_rank_evidence(late.iloc[:0])
+    zero, _ = low_rank_evidence(_spectra({"lor2c.0": [0.0] * 4}), ks=(1,))
+    assert not zero.drop(columns=["module"]).isna().any().any()  # zero matrix: all defined
+
+
+def test_phi_on_constructed_subspaces():
+    e = np.eye(6)
+    assert phi(e[:, :3], e[:, :3], 3, 3) == pytest.approx(1.0)
+    assert phi(e[:, :2], e[:, 2:4], 2, 2) == 0.0
+    assert phi(e[:, [0, 1]], e[:, [0, 2]], 2, 2) == pytest.approx(0.5)
+    assert phi(e[:, [0, 1]], e[:, [1]], 2, 1) == pytest.approx(1.0)  # min(i, j) normalisation
+    grid = subspace_similarity(e[:, :3], e[:, :3], 5, 2)
+    assert len(grid) == 3 * 2 and grid.phi.between(0, 1).all()
+    with pytest.raises(ValueError, match="needs 4 and 1 singular vectors"):
+        phi(e[:, :3], e[:, :3], 4, 1)
+
+
+def test_factor_route_equals_dense_svd():
+    rng = np.random.default_rng(0)
+    B, A = rng.standard_normal((20, 4)), rng.standard_normal((4, 20))
+    U, s = left_singular_vectors((B, A))
+    Ud, sd = left_singular_vectors(B @ A)
+    np.testing.assert_allclose(s, sd[:4], rtol=1e-10)
+    assert phi(U, Ud, 4, 4) == pytest.approx(1.0)
+    for k in range(4):  # same directions one by one (up to sign)
+        assert abs(U[:, k] @ Ud[:, k]) == pytest.approx(1.0, abs=1e-8)
+
+
+def test_residual_maps_from_a_checkpoint(tiny_models, tiny_data, tmp_path):
+    from safetensors.numpy import load_file
+
+    from lor2c_probe.analysis.checkpoints import residual_maps
+    from lor2c_probe.train.session import run_training
+    from tests.helpers import tiny_config
+
+    run_training(tiny_config(tiny_models["bert"], tiny_data, method="share-lor2c", epochs=1), tmp_path / "r", progress=False)
+    maps = residual_maps(tmp_path / "r", scaling=2.0)
+    t = load_file(str(tmp_path / "r" / "checkpoints" / "epoch-0000" / "adapter.safetensors"))
+    sB, A = maps["lor2c.1"]
+    np.testing.assert_allclose(sB @ A, 2.0 * t["lor2c.paths.1.B"].astype(np.float64) @ t["lor2c.shared_A"].astype(np.float64))
