@@ -179,6 +179,40 @@ def params(
     run_params(arch, method, rank)
 
 
+@app.command()
+@user_errors
+def spectrum(
+    runs: Annotated[Opt[list[Path]], typer.Argument(help="Recorded run directories to analyse; none = train --methods first.")] = None,
+    methods: Annotated[str, typer.Option(help="Methods to train when no run is given.")] = "full-rank-residual,lor2c",
+    source: Annotated[str, typer.Option(help="weights (the learned maps) or features (their outputs on the probe batch).")] = "weights",
+    ks: Annotated[str, typer.Option(help="Top-k energy shares to report.")] = "1,2,4,8,16",
+    model: ModelOpt = None,
+    task: TaskOpt = None,
+    data_dir: DataDirOpt = None,
+    train_file: TrainFileOpt = None,
+    eval_file: EvalFileOpt = None,
+    max_train_examples: MaxTrainOpt = None,
+    max_eval_examples: Annotated[Opt[int], typer.Option(help="Use only the first N eval examples [default: 500].")] = None,
+    epochs: Annotated[Opt[int], typer.Option(help="Training epochs [default: 3].")] = None,
+    steps_per_epoch: Annotated[Opt[int], typer.Option(help="Optimizer steps per epoch [default: 100]; 0 = full epochs.")] = None,
+    batch_size: Annotated[Opt[int], typer.Option(help="Examples per micro-batch [default: 16].")] = None,
+    lr: Annotated[Opt[float], typer.Option(help="Peak learning rate [default: 1e-3].")] = None,
+    rank: RankOpt = None,
+    alpha: AlphaOpt = None,
+    seed: SeedOpt = None,
+    policy: PolicyOpt = None,
+    device: DeviceOpt = None,
+    out: Annotated[Opt[Path], typer.Option(help="Output directory [default: runs/spectrum-<time>].")] = None,
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Low-rank evidence (paper Fig. 2): spectra of the learned residual maps against a same-norm control, and phi."""
+    options = dict(locals())
+    from lor2c_probe.commands.spectrum import SpectrumArgs, run_spectrum
+
+    run_spectrum(SpectrumArgs.from_options(options))
+
+
 def _reserved(name: str, issue: int, what: str) -> None:
     def command() -> None:
         typer.echo(f"error: `lor2c-probe {name}` is not available yet ({what}; tracked in issue {issue})", err=True)
@@ -188,7 +222,6 @@ def _reserved(name: str, issue: int, what: str) -> None:
     app.command(name=name)(command)
 
 
-_reserved("spectrum", 4, "Spectral probes and the low-rank evidence of the full-rank residual, paper Fig. 2")
 _reserved("sfs", 5, "MergeLoR2C/InjectLoR2C/IMLoR2C with the SFS scheduler and SFS traces across events")
 _reserved("report", 6, "Self-contained HTML figure report from recorded runs")
 

@@ -29,15 +29,15 @@ class TrainArgs:
 
 def config_from_options(o: dict[str, Any]) -> tuple[RunConfig, dict[str, str]]:
     """Build the validated RunConfig; unset policy fields come from the policy."""
-    method = o["method"] or "lor2c"
-    policy = o["policy"] or "paper"
+    method = o.get("method") or "lor2c"
+    policy = o.get("policy") or "paper"
     values, sources = resolve_policy(
-        policy, method, dropout=o["dropout"], weight_decay=o["weight_decay"], head_lr_scale=o["head_lr_scale"]
+        policy, method, dropout=o.get("dropout"), weight_decay=o.get("weight_decay"), head_lr_scale=o.get("head_lr_scale")
     )
     adapter = AdapterConfig(
         method=method,
-        rank=o["rank"] if o["rank"] is not None else AdapterConfig.rank,
-        alpha=o["alpha"] if o["alpha"] is not None else AdapterConfig.alpha,
+        rank=o["rank"] if o.get("rank") is not None else AdapterConfig.rank,
+        alpha=o["alpha"] if o.get("alpha") is not None else AdapterConfig.alpha,
         dropout=values["dropout"],
     )
     train_kw = {k: o[k] for k in TRAIN_FIELDS if o.get(k) is not None}
@@ -51,7 +51,7 @@ def config_from_options(o: dict[str, Any]) -> tuple[RunConfig, dict[str, str]]:
     probes = ProbeConfig.parse(o.get("probes") or "grads,activations,spectra", o.get("probe_every") or 1)
     if o.get("spectra_every") is not None:
         probes = replace(probes, spectra_every=o["spectra_every"])
-    return RunConfig(model=o["model"], adapter=adapter, train=train, data=data, policy=policy, probes=probes), sources
+    return RunConfig(model=o.get("model"), adapter=adapter, train=train, data=data, policy=policy, probes=probes), sources
 
 
 def run_train(args: TrainArgs) -> None:

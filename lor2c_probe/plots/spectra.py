@@ -1,0 +1,84 @@
+"""Figures for the spectral analyses: Fig. 2-style low-rank evidence and subspace-similarity heat maps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+MAX_INDEX = 64  # the interesting part of a spectrum; beyond it everything is in the tail
+
+
+def _last_epoch(curves: pd.DataFrame) -> pd.DataFrame:
+    return curves[curves["epoch"] == curves["epoch"].max()]
+
+
+def low_rank_png(curves: pd.DataFrame, path: Path, *, title: str) -> None:
+    """Per run: normalised singular values (log scale) and cumulative energy per layer, control dashed."""
+    runs = list(dict.fromkeys(curves["run"]))
+    fig = Figure(figsize=(11, 3.9 * len(runs)), dpi=120)
+    axes = fig.subplots(len(runs), 2, squeeze=False)
+    for row, run in zip(axes, runs):
+        c = _last_epoch(curves[curves["run"] == run])
+        layers = sorted(c["layer"].unique())
+        colors = [f"C{i % 10}" for i in range(len(layers))]
+        for layer, color in zip(layers, colors):
+            g = c[(c.layer == layer) & (c.kind == "learned") & (c["index"] < MAX_INDEX)]
+            row[0].plot(g["index"] + 1, g["sigma_normalized"].clip(lower=1e-6), color=color, label=f"layer {layer}")
+            row[1].plot(g["index"] + 1, g["cumulative_energy"], color=color)
+        ctrl = c[(c.kind == "control") & (c["index"] < MAX_INDEX)].groupby("index")[["sigma_normalized", "cumulative_energy"]].mean()
+        row[0].plot(ctrl.index + 1, ctrl["sigma_normalized"], "k--", label="control (Gaussian, same norm)")
+        row[1].plot(ctrl.index + 1, ctrl["cumulative_energy"], "k--")
+        row[0].set_yscale("log")
+        row[0].set_ylabel("sigma_i / sigma_1")
+        row[1].set_ylabel("cumulative energy")
+        row[1].set_ylim(0, 1.02)
+        for ax in row:
+            ax.set_xlabel("singular value index i")
+            ax.axvline(8, color="grey", lw=0.6, ls=":")
+        row[0].set_title(f"{run}: normalised spectrum (epoch {int(c.epoch.max())})", fontsize=10)
+        row[1].set_title(f"{run}: cumulative energy", fontsize=10)
+        row[0].legend(fontsize=7, ncol=2)
+    fig.suptitle(title, fontsize=12)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def low_rank_html(curves: pd.DataFrame, path: Path, *, title: str) -> None:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    runs = list(dict.fromkeys(curves["run"]))
+    fig = make_subplots(rows=len(runs), cols=2, subplot_titles=[f"{r}: {t}" for r in runs for t in ("sigma_i / sigma_1", "cumulative energy")])
+    for r, run in enumerate(runs, start=1):
+        c = _last_epoch(curves[curves["run"] == run])
+        for (layer, kind), g in c.groupby(["layer", "kind"]):
+            name = f"{run} layer {layer}" + (" control" if kind == "control" else "")
+            dash = "dash" if kind == "control" else "solid"
+            for col, y in ((1, "sigma_normalized"), (2, "cumulative_energy")):
+                fig.add_trace(go.Scatter(x=g["index"] + 1, y=g[y], mode="lines", name=name, legendgroup=name,
+                                         showlegend=col == 1, line={"dash": dash}), row=r, col=col)
+        fig.update_yaxes(type="log", row=r, col=1)
+    fig.update_layout(title=title, height=420 * len(runs), width=1100)
+    fig.write_html(path, include_plotlyjs=True, full_html=True)
+
+
+def subspace_png(grid: pd.DataFrame, path: Path, *, title: str) -> None:
+    """phi(i, j) heat map per layer (rows: top-i directions of the first run, columns: the second's)."""
+    layers = sorted(grid["layer"].unique())
+    fig = Figure(figsize=(2.6 * len(layers) + 1.0, 3.0), dpi=120)
+    axes = fig.subplots(1, len(layers), squeeze=False)[0]
+    image = None
+    for ax, layer in zip(axes, layers):
+        g = grid[grid.layer == layer].pivot(index="i", columns="j", values="phi")
+        image = ax.imshow(g.to_numpy(), origin="lower", vmin=0, vmax=1, cmap="viridis",
+                          extent=(0.5, g.columns.max() + 0.5, 0.5, g.index.max() + 0.5))
+        ax.set_title(f"layer {layer}", fontsize=10)
+        ax.set_xlabel("j")
+    axes[0].set_ylabel("i")
+    if image is not None:
+        fig.colorbar(image, ax=list(axes), label="phi(i, j)")
+    fig.suptitle(title, fontsize=11)
+    fig.savefig(path, bbox_inches="tight")
