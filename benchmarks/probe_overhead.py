@@ -33,8 +33,10 @@ from lor2c_probe.train.batches import encode
 from lor2c_probe.train.loop import Trainer
 from lor2c_probe.train.session import build_model, make_probes
 
-CONFIGS = {"none": ProbeConfig(grads=False, activations=False), "grads": ProbeConfig(grads=True, activations=False),
-           "grads+activations": ProbeConfig(grads=True, activations=True)}
+# Spectra run at epoch ends only, so they are measured separately (benchmarks/spectra.py).
+CONFIGS = {"none": ProbeConfig(grads=False, activations=False, spectra=False),
+           "grads": ProbeConfig(grads=True, activations=False, spectra=False),
+           "grads+activations": ProbeConfig(grads=True, activations=True, spectra=False)}
 
 
 def make_trainer(method: str, probes: ProbeConfig, model: str | None, a, store_dir: Path, device: torch.device) -> tuple[Trainer, dict]:

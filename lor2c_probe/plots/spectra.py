@@ -76,6 +76,8 @@ def subspace_png(grid: pd.DataFrame, path: Path, *, title: str) -> None:
         image = ax.imshow(g.to_numpy(), origin="lower", vmin=0, vmax=1, cmap="viridis",
                           extent=(0.5, g.columns.max() + 0.5, 0.5, g.index.max() + 0.5))
         ax.set_title(f"layer {layer}", fontsize=10)
+        ax.set_xticks(g.columns.to_numpy())
+        ax.set_yticks(g.index.to_numpy())
         ax.set_xlabel("j")
     axes[0].set_ylabel("i")
     if image is not None:
