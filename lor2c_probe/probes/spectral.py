@@ -76,9 +76,10 @@ class SpectralProbe(TrainerCallback):
 
     def __init__(
         self, *, scaling: float, layers_path: str, probe_data: Encoded | None, ks: tuple[int, ...],
-        every_steps: int = 0, features: bool = True, eval_batch_size: int = 64,
+        every_steps: int = 0, features: bool = True, eval_batch_size: int = 64, probe_indices: list[int] | None = None,
     ) -> None:
         self.scaling, self.layers_path, self.data = float(scaling), layers_path, probe_data
+        self.probe_indices = probe_indices
         self.ks = tuple(sorted(set(ks)))
         self.every_steps, self.features, self.eval_batch_size = every_steps, features and probe_data is not None, eval_batch_size
         self._modules: list[SpectralModule] | None = None
@@ -178,5 +179,9 @@ class SpectralProbe(TrainerCallback):
             "reads_at": "on_epoch_end" + (f" and every {self.every_steps} steps" if self.every_steps else ""),
             "sources": ["weights"] + (["features"] if self.features else []),
             "sfs_k": list(self.ks),
-            "probe_batch": None if self.data is None else {"examples": len(self.data), "non_pad_tokens": int(sum(map(len, self.data.features["input_ids"])))},
+            "probe_batch": None if self.data is None else {
+                "examples": len(self.data),
+                "non_pad_tokens": int(sum(map(len, self.data.features["input_ids"]))),
+                "train_indices": self.probe_indices,
+            },
         }

@@ -86,7 +86,7 @@ def make_probes(cfg: RunConfig, backbone: Backbone, train: Encoded | None = None
     if cfg.probes.activations:
         probes.append(ActivationGradProbe(backbone.layers_path, schedule=schedule, bottom_every=cfg.probes.bottom_every))
     if cfg.probes.spectra:
-        probe_data = None
+        probe_data, idx = None, None
         if train is not None:
             n = min(cfg.probes.spectra_examples, len(train))
             idx = np.sort(np.random.default_rng(cfg.probes.spectra_seed).choice(len(train), size=n, replace=False))
@@ -94,6 +94,7 @@ def make_probes(cfg: RunConfig, backbone: Backbone, train: Encoded | None = None
         probes.append(SpectralProbe(
             scaling=cfg.adapter.scaling, layers_path=backbone.layers_path, probe_data=probe_data,
             ks=(1, 2, 4, cfg.adapter.rank), every_steps=cfg.probes.spectra_every, eval_batch_size=cfg.train.eval_batch_size,
+            probe_indices=None if idx is None else [int(i) for i in idx],
         ))
     return probes
 

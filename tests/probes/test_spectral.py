@@ -119,3 +119,5 @@ def test_recorded_in_a_run_at_epoch_ends(tiny_models, tiny_data, tmp_path):
     assert set(read_table(tmp_path / "r", "sfs").k) == {1, 2, 4}
     entry = next(e for e in m["recording"]["callbacks"] if e["name"] == "spectra")
     assert entry["probe_batch"]["examples"] == 64 and entry["sfs_k"] == [1, 2, 4]
+    idx = entry["probe_batch"]["train_indices"]
+    assert len(idx) == 64 and idx == sorted(set(idx)) and max(idx) < 96  # seeded sample of the 96 training examples
