@@ -71,6 +71,15 @@ FlushOpt = Annotated[Opt[int], typer.Option(help="Optimizer steps between writes
 ProbesOpt = Annotated[Opt[str], typer.Option(help="Probes to record, a comma list of grads, activations, spectra [default: all three], or none.")]
 SpectraEveryOpt = Annotated[Opt[int], typer.Option(help="Spectra also every N optimizer steps, besides each epoch end [default: 0 = epoch ends only].")]
 ProbeEveryOpt = Annotated[Opt[int], typer.Option(help="Record the probes every N optimizer steps [default: 1].")]
+MergesOpt = Annotated[Opt[int], typer.Option(help="Merges M (merge-lor2c, im-lor2c) [default: 0].")]
+InjectionsOpt = Annotated[Opt[int], typer.Option(help="Injections J (inject-lor2c, im-lor2c) [default: 0].")]
+ScheduleOpt = Annotated[Opt[str], typer.Option(help="Event schedule: epoch (default) or step.")]
+SfsSourceOpt = Annotated[Opt[str], typer.Option(help="Score source: features (paper) or weights (reference) [default: set by --policy].")]
+SfsScoreOpt = Annotated[Opt[str], typer.Option(help="Score: sfs (paper) or head_share (reference) [default: set by --policy].")]
+SfsKOpt = Annotated[Opt[int], typer.Option(help="k of the score [default: 2].")]
+InjectRuleOpt = Annotated[Opt[str], typer.Option(help="Inject into the module with the min (paper) or max (reference) score.")]
+MergeKeepOpt = Annotated[Opt[str], typer.Option(help="Merged module keeps the factors of: more_information (paper) or lower (reference).")]
+BugsOpt = Annotated[bool, typer.Option(help="Ablation: merged module frozen and injected LoRA never trained, as in the released code.")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing output directory.")]
 QuietOpt = Annotated[bool, typer.Option(help="No progress bar.")]
 
@@ -107,6 +116,15 @@ def train(
     probes: ProbesOpt = None,
     probe_every: ProbeEveryOpt = None,
     spectra_every: SpectraEveryOpt = None,
+    merges: MergesOpt = None,
+    injections: InjectionsOpt = None,
+    schedule: ScheduleOpt = None,
+    sfs_source: SfsSourceOpt = None,
+    sfs_score: SfsScoreOpt = None,
+    sfs_k: SfsKOpt = None,
+    inject_rule: InjectRuleOpt = None,
+    merge_keep: MergeKeepOpt = None,
+    emulate_reference_bugs: BugsOpt = False,
     out: Annotated[Opt[Path], typer.Option(help="Run directory [default: runs/<method>-<time>].")] = None,
     overwrite: OverwriteOpt = False,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
@@ -114,6 +132,7 @@ def train(
 ) -> None:
     """Train one adapter method and record it into a run directory."""
     options = dict(locals())  # before any import below adds names
+    options["emulate_reference_bugs"] = options["emulate_reference_bugs"] or None  # a flag: None when not given
     from lor2c_probe.commands.train import TrainArgs, run_train
 
     for key in ("out", "overwrite", "resume", "quiet"):

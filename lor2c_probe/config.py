@@ -178,6 +178,30 @@ class ProbeConfig:
 
 
 @dataclass(frozen=True)
+class StructureConfig:
+    """Merges and injections (MergeLoR2C / InjectLoR2C / IMLoR2C). Unset policy fields come from RunConfig.policy."""
+
+    merges: int = 0
+    injections: int = 0
+    schedule: str = "epoch"  # or "step" (long single-epoch runs)
+    source: str | None = None  # the score's spectra: features | weights
+    score: str | None = None  # sfs | head_share
+    k: int | None = None
+    inject_rule: str | None = None  # min | max
+    merge_keep: str | None = None  # more_information | lower
+    emulate_reference_bugs: bool = False  # merged module frozen, injected LoRA never trained (ablation)
+    loss_window: int = 10  # optimizer steps of training loss averaged before and after each event
+
+    def __post_init__(self) -> None:
+        for name in ("merges", "injections"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(f"{name} must be a non-negative integer; got {v!r}")
+        _choice("schedule", self.schedule, ["epoch", "step"])
+        _positive_int("loss_window", self.loss_window)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything that determines a run; stored verbatim in manifest.json."""
 
@@ -187,9 +211,27 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     policy: str = "paper"
     probes: ProbeConfig = field(default_factory=ProbeConfig)
+    structure: StructureConfig = field(default_factory=StructureConfig)
 
     def __post_init__(self) -> None:
         _choice("policy", self.policy, list(POLICIES))
+        from lor2c_probe.adapters import get_method
+
+        method = get_method(self.adapter.method)
+        if self.structure.merges and not getattr(method, "can_merge", False):
+            raise ConfigError(f"--merges needs a method that can merge (merge-lor2c or im-lor2c); got {self.adapter.method}")
+        if self.structure.injections and not getattr(method, "can_inject", False):
+            raise ConfigError(f"--injections needs a method that can inject (inject-lor2c or im-lor2c); got {self.adapter.method}")
+
+    def structure_policy(self):
+        """The active StructurePolicy: the named policy with this run's overrides applied."""
+        from dataclasses import replace as _replace
+
+        from lor2c_probe.structure.policy import POLICIES as STRUCTURE
+
+        base = STRUCTURE[self.policy]
+        overrides = {f: getattr(self.structure, f) for f in ("source", "score", "k", "inject_rule", "merge_keep")}
+        return _replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -203,6 +245,7 @@ class RunConfig:
             data=DataConfig(**d["data"]),
             policy=d["policy"],
             probes=ProbeConfig(**d.get("probes", {})),
+            structure=StructureConfig(**d.get("structure", {})),
         )
 
 

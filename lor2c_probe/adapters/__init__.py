@@ -16,7 +16,15 @@ METHODS: dict[str, str] = {
     "lor2c": "lor2c_probe.adapters.lor2c:Lor2cMethod",
     "share-lor2c": "lor2c_probe.adapters.share_lor2c:ShareLor2cMethod",
     "full-rank-residual": "lor2c_probe.adapters.full_rank:FullRankResidualMethod",
+    "merge-lor2c": "lor2c_probe.adapters.structured:MergeLor2cMethod",
+    "inject-lor2c": "lor2c_probe.adapters.structured:InjectLor2cMethod",
+    "im-lor2c": "lor2c_probe.adapters.structured:ImLor2cMethod",
 }
+
+
+def markers(method: Method) -> tuple[str, ...]:
+    """Name markers of a method's adapter parameters (one for most methods; LoR2C + LoRA for injection)."""
+    return tuple(getattr(method, "param_markers", (method.param_marker,)))
 
 
 def get_method(name: str) -> Method:

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from lor2c_probe.config import AdapterConfig, DataConfig, ProbeConfig, RunConfig, TrainConfig, resolve_policy
+from lor2c_probe.config import AdapterConfig, DataConfig, ProbeConfig, RunConfig, StructureConfig, TrainConfig, resolve_policy
 from lor2c_probe.errors import UserError
 
 TRAIN_FIELDS = (
@@ -48,10 +48,17 @@ def config_from_options(o: dict[str, Any]) -> tuple[RunConfig, dict[str, str]]:
     train = TrainConfig(**train_kw, weight_decay=values["weight_decay"], head_lr_scale=values["head_lr_scale"])
     data_kw = {k: (str(o[k]) if isinstance(o[k], Path) else o[k]) for k in DATA_FIELDS if o.get(k) is not None}
     data = DataConfig(**data_kw)
+    structure = StructureConfig(
+        merges=o.get("merges") or 0, injections=o.get("injections") or 0, schedule=o.get("schedule") or "epoch",
+        source=o.get("sfs_source"), score=o.get("sfs_score"), k=o.get("sfs_k"), inject_rule=o.get("inject_rule"),
+        merge_keep=o.get("merge_keep"), emulate_reference_bugs=bool(o.get("emulate_reference_bugs")),
+    )
     probes = ProbeConfig.parse(o.get("probes") or "grads,activations,spectra", o.get("probe_every") or 1)
     if o.get("spectra_every") is not None:
         probes = replace(probes, spectra_every=o["spectra_every"])
-    return RunConfig(model=o.get("model"), adapter=adapter, train=train, data=data, policy=policy, probes=probes), sources
+    run = RunConfig(model=o.get("model"), adapter=adapter, train=train, data=data, policy=policy, probes=probes, structure=structure)
+    run.structure_policy()  # validates the policy overrides now
+    return run, sources
 
 
 def run_train(args: TrainArgs) -> None:

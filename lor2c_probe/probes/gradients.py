@@ -73,6 +73,7 @@ class GradientProbe(TrainerCallback):
         self.scaling = scaling if callable(scaling) else (lambda module, s=float(scaling): s)
         self.schedule = schedule
         self._params: list[torch.nn.Parameter] | None = None
+        self._version = 0
         self._pending: list[tuple[int, int, torch.Tensor]] = []  # (step, epoch, (3, n_tensors) on device)
         self._global: list[tuple[int, int, torch.Tensor]] = []  # (step, epoch, [pre-clip norm, clip coef])
 
@@ -97,8 +98,12 @@ class GradientProbe(TrainerCallback):
         return torch.stack([torch.stack(torch._foreach_norm(grads, o)).float() for o in (1, 2, float("inf"))])
 
     def before_clip(self, state: TrainState) -> None:
-        if self._params is None:
+        version = state.extras.get("structure_version", 0)
+        if self._params is None or version != self._version:
+            if self._params is not None:
+                self.on_flush(state)  # rows of the old structure first: the tensor layout changes
             self.bind(state.model)
+            self._version = version
         step = state.step + 1  # the optimizer step these gradients are for
         if self.schedule(step):
             self._pending.append((step, state.epoch, self.stats()))

@@ -52,7 +52,7 @@ def discover(model: torch.nn.Module) -> list[SpectralModule]:
     shared = None
     for name, p in model.named_parameters():
         if not p.requires_grad:
-            continue
+            continue  # frozen: the base model, and a dormant LoRA an injection has not switched on
         if name.endswith("lor2c.shared_A"):
             shared = p
         elif m := _PATH.search(name):
@@ -77,8 +77,10 @@ class SpectralProbe(TrainerCallback):
     def __init__(
         self, *, scaling: float, layers_path: str, probe_data: Encoded | None, ks: tuple[int, ...],
         every_steps: int = 0, features: bool = True, eval_batch_size: int = 64, probe_indices: list[int] | None = None,
+        lora_scaling: float | None = None,
     ) -> None:
         self.scaling, self.layers_path, self.data = float(scaling), layers_path, probe_data
+        self.lora_scaling = float(lora_scaling) if lora_scaling is not None else float(scaling)
         self.probe_indices = probe_indices
         self.ks = tuple(sorted(set(ks)))
         self.every_steps, self.features, self.eval_batch_size = every_steps, features and probe_data is not None, eval_batch_size
@@ -93,13 +95,16 @@ class SpectralProbe(TrainerCallback):
         self.record(state)
 
     # -- measurement ----------------------------------------------------------------------------------
+    def spectra_now(self, model: torch.nn.Module, sources: tuple[str, ...] = ("weights", "features")) -> dict[tuple[str, str], np.ndarray]:
+        """{(source, module): sigma} computed now; modules are rediscovered (structure may have changed)."""
+        self._modules = discover(model)
+        spectra = {("weights", m.module): self.weight_spectrum(m) for m in self._modules} if "weights" in sources else {}
+        if "features" in sources and self.data is not None:
+            spectra.update({("features", k): v for k, v in self.feature_spectra(model).items()})
+        return {k: v.detach().double().cpu().numpy() for k, v in spectra.items()}
+
     def record(self, state: TrainState) -> None:
-        if self._modules is None:
-            self._modules = discover(state.model)
-        spectra = {("weights", m.module): self.weight_spectrum(m) for m in self._modules}
-        if self.features:
-            spectra.update({("features", k): v for k, v in self.feature_spectra(state.model).items()})
-        host = {k: v.detach().double().cpu().numpy() for k, v in spectra.items()}
+        host = self.spectra_now(state.model, ("weights", "features") if self.features else ("weights",))
         rows, sfs_rows = [], []
         for (source, module), sigma in host.items():
             base = {"step": state.step, "epoch": state.epoch, "module": module, "source": source}
@@ -108,11 +113,14 @@ class SpectralProbe(TrainerCallback):
         state.record("spectra", rows)
         state.record("sfs", sfs_rows)
 
+    def scale_of(self, m: SpectralModule) -> float:
+        return self.lora_scaling if m.module.startswith("lora.") else self.scaling
+
     @torch.no_grad()
     def weight_spectrum(self, m: SpectralModule) -> torch.Tensor:
         if m.dense:
-            return torch.linalg.svdvals(m.W.float()) * abs(self.scaling)
-        return lowrank_svdvals(m.B.float(), m.A.float(), self.scaling)
+            return torch.linalg.svdvals(m.W.float()) * abs(self.scale_of(m))
+        return lowrank_svdvals(m.B.float(), m.A.float(), self.scale_of(m))
 
     @torch.no_grad()
     def feature_spectra(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -155,7 +163,7 @@ class SpectralProbe(TrainerCallback):
                 for m in self._modules:  # reduce each chunk right away: (tokens, r) or a d x d Gram
                     for x in inputs[m.module]:
                         if m.dense:
-                            y = (x @ m.W.float().T).double() * self.scaling
+                            y = (x @ m.W.float().T).double() * self.scale_of(m)
                             partial[m.module] = partial.get(m.module, 0) + y.T @ y
                         else:
                             partial.setdefault(m.module, []).append(x @ m.A.float().T)
@@ -169,7 +177,7 @@ class SpectralProbe(TrainerCallback):
             if m.dense:
                 out[m.module] = gram_svdvals(partial[m.module])
             else:
-                out[m.module] = lowrank_feature_svdvals(torch.cat(partial[m.module]), m.B.float(), self.scaling)
+                out[m.module] = lowrank_feature_svdvals(torch.cat(partial[m.module]), m.B.float(), self.scale_of(m))
         return out
 
     def manifest_entry(self) -> dict[str, Any]:

@@ -34,7 +34,9 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Ada
     """AdamW over trainable parameters: adapters at lr, the head at lr * head_lr_scale."""
     adapters, head = [], []
     for name, p in model.named_parameters():
-        if p.requires_grad:
+        # Dormant parameters (the LoRA an injection may switch on) are registered now, frozen, so the
+        # LR schedule covers them later; AdamW skips parameters without a gradient.
+        if p.requires_grad or getattr(p, "_lor2c_dormant", False):
             (head if is_head(name) else adapters).append(p)
     groups = [
         {"params": adapters, "lr": cfg.lr, "name": "adapters"},

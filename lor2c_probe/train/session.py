@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from lor2c_probe import __version__
-from lor2c_probe.adapters import get_method
+from lor2c_probe.adapters import get_method, markers
 from lor2c_probe.adapters.base import ArchShape
 from lor2c_probe.config import ConfigError, RunConfig
 from lor2c_probe.data.load import load_task
@@ -71,39 +71,72 @@ def build_model(cfg: RunConfig, spec: TaskSpec) -> Built:
     return Built(model, tokenizer, backbone, spec)
 
 
+def _probe_batch(cfg: RunConfig, train: Encoded | None) -> tuple[Encoded | None, list[int] | None]:
+    """The spectral probe batch: ``spectra_examples`` training examples drawn with ``spectra_seed``."""
+    if train is None:
+        return None, None
+    n = min(cfg.probes.spectra_examples, len(train))
+    idx = np.sort(np.random.default_rng(cfg.probes.spectra_seed).choice(len(train), size=n, replace=False))
+    return take(train, idx), [int(i) for i in idx]
+
+
+def _lora_scaling(cfg: RunConfig) -> float:
+    """PEFT's alpha / r of the LoRA modules: the method's rank, or r/2 for an injected LoRA."""
+    method = get_method(cfg.adapter.method)
+    return cfg.adapter.alpha / (cfg.adapter.rank // 2 if getattr(method, "can_inject", False) else cfg.adapter.rank)
+
+
 def make_probes(cfg: RunConfig, backbone: Backbone, train: Encoded | None = None) -> list[TrainerCallback]:
-    """The probes ``cfg.probes`` asks for; they select adapter parameters by the method's name marker."""
+    """The probes ``cfg.probes`` asks for; they select adapter parameters by the method's name markers."""
+    from lor2c_probe.adapters import markers
     from lor2c_probe.probes.activations import ActivationGradProbe
     from lor2c_probe.probes.gradients import GradientProbe
     from lor2c_probe.probes.schedule import Every
     from lor2c_probe.probes.spectral import SpectralProbe
 
     schedule = Every(cfg.probes.every)
+    s, s_lora = cfg.adapter.scaling, _lora_scaling(cfg)
     probes: list[TrainerCallback] = []
     if cfg.probes.grads:
-        marker = get_method(cfg.adapter.method).param_marker
-        probes.append(GradientProbe((marker,), scaling=cfg.adapter.scaling, schedule=schedule))
+        probes.append(GradientProbe(markers(get_method(cfg.adapter.method)), scaling=lambda m: s_lora if m.startswith("lora.") else s, schedule=schedule))
     if cfg.probes.activations:
         probes.append(ActivationGradProbe(backbone.layers_path, schedule=schedule, bottom_every=cfg.probes.bottom_every))
     if cfg.probes.spectra:
-        probe_data, idx = None, None
-        if train is not None:
-            n = min(cfg.probes.spectra_examples, len(train))
-            idx = np.sort(np.random.default_rng(cfg.probes.spectra_seed).choice(len(train), size=n, replace=False))
-            probe_data = take(train, idx)
+        probe_data, idx = _probe_batch(cfg, train)
         probes.append(SpectralProbe(
-            scaling=cfg.adapter.scaling, layers_path=backbone.layers_path, probe_data=probe_data,
+            scaling=s, lora_scaling=s_lora, layers_path=backbone.layers_path, probe_data=probe_data,
             ks=(1, 2, 4, cfg.adapter.rank), every_steps=cfg.probes.spectra_every, eval_batch_size=cfg.train.eval_batch_size,
-            probe_indices=None if idx is None else [int(i) for i in idx],
+            probe_indices=idx,
         ))
     return probes
 
 
-def param_counts(model: torch.nn.Module, marker: str) -> dict[str, int]:
+def make_structure(cfg: RunConfig, backbone: Backbone, n_train: int, train: Encoded | None = None) -> list[TrainerCallback]:
+    """The StructureCallback when the run merges or injects; validates M, J and the schedule (fails early)."""
+    from lor2c_probe.probes.spectral import SpectralProbe
+    from lor2c_probe.structure.callback import StructureCallback
+    from lor2c_probe.structure.schedule import check_counts, plan_events
+    from lor2c_probe.train.loop import Plan
+
+    st = cfg.structure
+    if not (st.merges or st.injections):
+        return []
+    check_counts(st.merges, st.injections, backbone.num_layers)
+    plan = Plan.make(n_train, cfg.train)
+    events = plan_events(st.schedule, merges=st.merges, injections=st.injections, epochs=cfg.train.epochs, total_steps=plan.total_steps)
+    probe_data, _ = _probe_batch(cfg, train)
+    scorer = SpectralProbe(scaling=cfg.adapter.scaling, lora_scaling=_lora_scaling(cfg), layers_path=backbone.layers_path,
+                           probe_data=probe_data, ks=(1,), eval_batch_size=cfg.train.eval_batch_size)
+    return [StructureCallback(events=events, mode=st.schedule, policy=cfg.structure_policy(), policy_name=cfg.policy,
+                              scorer=scorer, freeze=st.emulate_reference_bugs, loss_window=st.loss_window)]
+
+
+def param_counts(model: torch.nn.Module, marker: str | tuple[str, ...]) -> dict[str, int]:
     trainable = {n: p.numel() for n, p in model.named_parameters() if p.requires_grad}
+    marks = (marker,) if isinstance(marker, str) else marker
     return {
         "trainable_params": sum(trainable.values()),
-        "adapter_params": sum(v for n, v in trainable.items() if marker in n and not is_head(n)),
+        "adapter_params": sum(v for n, v in trainable.items() if any(m in n for m in marks) and not is_head(n)),
         "head_params": sum(v for n, v in trainable.items() if is_head(n)),
         "total_params": sum(p.numel() for p in model.parameters()),
     }
@@ -152,6 +185,7 @@ def run_training(
     device, precision = resolve_device(cfg.train.device, cfg.train.precision)
     train_ex, eval_ex, spec, source = load_task(cfg.data)  # data errors surface before any write
     built = build_model(cfg, spec)
+    make_structure(cfg, built.backbone, len(train_ex))  # merge/inject schedule errors too
     if overwrite and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -217,7 +251,7 @@ def _manifest(
             "metrics": list(spec.metrics),
         },
         "params": {
-            **param_counts(built.model, method.param_marker),
+            **param_counts(built.model, markers(method)),
             "adapter_params_formula": method.count_params(
                 ArchShape.square("run", bb.hidden_size, bb.num_layers), cfg.adapter
             ),
@@ -241,7 +275,8 @@ def _train(
     trainer = Trainer(
         model=model, cfg=cfg.train, spec=built.spec, train=train, eval=ev, store=store, device=device,
         precision=precision, param_marker=manifest["method"]["param_marker"],
-        callbacks=make_probes(cfg, built.backbone, train) + list(callbacks or []), progress=progress,
+        callbacks=make_probes(cfg, built.backbone, train) + make_structure(cfg, built.backbone, len(train), train) + list(callbacks or []),
+        progress=progress,
     )
     if resume_from is not None:
         state = load_checkpoint(resume_from, model=model, optimizer=trainer.optimizer, scheduler=trainer.scheduler)

@@ -1,0 +1,59 @@
+"""MergeLoR2C, InjectLoR2C and IMLoR2C: LoR2C whose structure changes during training (lor2c_probe.structure).
+
+Inject-capable methods also carry a dormant LoRA of rank r/2 on q and v of every block (frozen, B = 0, so
+it contributes nothing), registered with the optimizer from the start; an injection switches one block's on.
+Parameter counts here are at the start of training; each merge removes 2rd, an injection is neutral.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from lor2c_probe.adapters.base import ArchShape
+from lor2c_probe.adapters.lora import TARGETS
+from lor2c_probe.adapters.lor2c import Lor2cMethod
+from lor2c_probe.config import AdapterConfig
+from lor2c_probe.errors import ConfigError
+from lor2c_probe.models import Backbone
+
+
+class MergeLor2cMethod(Lor2cMethod):
+    name = "merge-lor2c"
+    param_markers = ("lor2c.",)
+    can_merge, can_inject = True, False
+
+
+class InjectLor2cMethod(Lor2cMethod):
+    name = "inject-lor2c"
+    param_markers = ("lor2c.", "lora_")
+    can_merge, can_inject = False, True
+
+    def attach(self, model: nn.Module, backbone: Backbone, cfg: AdapterConfig) -> nn.Module:
+        import warnings
+
+        from peft import LoraConfig, get_peft_model
+
+        if cfg.rank % 2:
+            raise ConfigError(f"injection replaces a rank-r module by LoRA of rank r/2, so rank must be even; got {cfg.rank}")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            peft_model = get_peft_model(model, LoraConfig(r=cfg.rank // 2, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=TARGETS, bias="none"))
+        inner = peft_model.base_model.model
+        super().attach(inner, backbone, cfg)  # freezes everything (the LoRA too), adds the LoR2C bank, unfreezes the head
+        for name, p in inner.named_parameters():
+            if ".lora_" in name:
+                p._lor2c_dormant = True  # build_optimizer registers it although it is frozen for now
+        return peft_model
+
+
+class ImLor2cMethod(InjectLor2cMethod):
+    name = "im-lor2c"
+    can_merge, can_inject = True, True
+
+
+def _count(self, shape: ArchShape, cfg: AdapterConfig) -> int:
+    return 2 * cfg.rank * shape.hidden_size * shape.num_layers
+
+
+for _cls in (MergeLor2cMethod, InjectLor2cMethod, ImLor2cMethod):
+    _cls.count_params = _count

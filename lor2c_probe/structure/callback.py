@@ -1,0 +1,160 @@
+"""The StructureCallback: at each scheduled event, score the LoR2C modules fresh, decide, change the
+model and optimizer, and log the event (every candidate's score under both policies, the rule, the
+parameter counts, the training loss over a window before and after)."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from lor2c_probe.adapters.residual import BANK_ATTR
+from lor2c_probe.analysis.spectral import head_share, sfs
+from lor2c_probe.structure import ops
+from lor2c_probe.structure.policy import POLICIES, StructurePolicy, choose_injection, choose_merge, survivor
+from lor2c_probe.structure.schedule import Event
+from lor2c_probe.train.hooks import TrainerCallback, TrainState
+
+
+def find_bank(model: torch.nn.Module):
+    for m in model.modules():
+        if hasattr(m, BANK_ATTR) and isinstance(getattr(m, BANK_ATTR), torch.nn.Module):
+            return getattr(m, BANK_ATTR)
+    raise ValueError("no LoR2C bank in this model")
+
+
+def adapter_param_count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and ("lor2c." in n or ".lora_" in n))
+
+
+class StructureCallback(TrainerCallback):
+    def __init__(self, *, events: list[Event], mode: str, policy: StructurePolicy, policy_name: str, scorer: Any,
+                 freeze: bool, loss_window: int) -> None:
+        self.events, self.mode, self.policy, self.policy_name = events, mode, policy, policy_name
+        other = "reference" if policy_name == "paper" else "paper"
+        self.other_name, self.other = other, POLICIES[other]
+        self.scorer, self.freeze, self.window = scorer, freeze, loss_window
+        self._deferred: list[tuple[Event, int]] = []  # (injection, optimizer step after which it happens)
+        self._losses: deque[tuple[int, torch.Tensor]] = deque(maxlen=loss_window)
+        self._open: list[tuple[dict[str, Any], list[torch.Tensor]]] = []  # events waiting for their after-window
+        self.done = 0
+
+    # -- when --------------------------------------------------------------------------------------------
+    def on_step_end(self, state: TrainState) -> None:
+        due_now = [e for e, at in self._deferred if at <= state.step]  # injections postponed by a merge
+        self._deferred = [(e, at) for e, at in self._deferred if at > state.step]
+        for e in due_now:
+            self._apply(e, state)
+        loss = state.loss.detach() if state.loss is not None else None
+        for row, after in self._open:
+            if loss is not None and len(after) < self.window:
+                after.append(loss)
+        self._emit_ready(state, final=False)
+        if loss is not None:
+            self._losses.append((state.step, loss))
+        if self.mode == "step":
+            self._due([e for e in self.events if e.step == state.step], state)
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        if self.mode == "epoch":
+            self._due([e for e in self.events if e.epoch == state.epoch + 1], state)
+
+    def on_train_end(self, state: TrainState) -> None:
+        self._emit_ready(state, final=True)
+
+    def _due(self, due: list[Event], state: TrainState) -> None:
+        merged_now = False
+        for e in due:  # already ordered: merges first
+            if e.kind == "inject" and merged_now:
+                self._deferred.append((e, state.step + 1))  # one optimizer step after the merge
+            else:
+                self._apply(e, state)
+                merged_now = merged_now or e.kind == "merge"
+
+    # -- what ----------------------------------------------------------------------------------------------
+    def _scores(self, model: torch.nn.Module) -> dict[tuple[str, str], dict[str, float]]:
+        """{(source, score): {module: value}} for the LoR2C modules, from spectra computed now."""
+        spectra = self.scorer.spectra_now(model, sources=("weights", "features"))
+        out: dict[tuple[str, str], dict[str, float]] = {}
+        for (source, module), sigma in spectra.items():
+            if not module.startswith("lor2c."):
+                continue
+            for pol in (self.policy, self.other):
+                fn = sfs if pol.score == "sfs" else head_share
+                out.setdefault((source, pol.score + f"_{pol.k}"), {})[module] = fn(sigma, pol.k)
+            out.setdefault((source, f"sfs_{self.policy.k}"), {})[module] = sfs(sigma, self.policy.k)
+        return out
+
+    def _apply(self, event: Event, state: TrainState) -> None:
+        model, bank = state.model, find_bank(state.model)
+        scores = self._scores(model)
+        active = scores[(self.policy.source, f"{self.policy.score}_{self.policy.k}")]
+        other = scores[(self.other.source, f"{self.other.score}_{self.other.k}")]
+        before = adapter_param_count(model)
+        detail: dict[str, Any] = {"policy": self.policy_name, "policy_fields": self.policy.to_dict(), "event_index": event.index,
+                                  "emulate_reference_bugs": self.freeze}
+        if event.kind == "merge":
+            chosen = choose_merge(active, self.policy)
+            if chosen is None:
+                return self._skipped(state, event, "no adjacent pair of LoR2C modules left")
+            (a, b), table = chosen
+            keep = survivor(a, b, scores[(self.policy.source, f"sfs_{self.policy.k}")], self.policy)
+            key = ops.merge(bank, a.split(".", 1)[1], b.split(".", 1)[1], keep.split(".", 1)[1], state.optimizer, freeze=self.freeze)
+            modules, result = [a, b], f"lor2c.{key}"
+            detail.update(rule=f"merge the adjacent pair with the smallest summed {self.policy.score}_{self.policy.k} ({self.policy.source})",
+                          kept_factors_of=keep, merge_keep=self.policy.merge_keep)
+        else:
+            chosen = choose_injection(active, self.policy)
+            if chosen is None:
+                return self._skipped(state, event, "no unmerged LoR2C module left")
+            m, table = chosen
+            ops.inject(bank, m.split(".", 1)[1], model, state.optimizer, freeze=self.freeze)
+            modules, result = [m], f"lora.{m.split('.', 1)[1]}"
+            detail.update(rule=f"inject into the module with the {'smallest' if self.policy.inject_rule == 'min' else 'largest'} "
+                               f"{self.policy.score}_{self.policy.k} ({self.policy.source})")
+        for c in table:
+            c[f"score_{self.policy_name}"] = c.pop("score")
+            c[f"score_{self.other_name}"] = float(sum(other[x] for x in c["modules"]))
+        state.extras["structure_version"] = state.extras.get("structure_version", 0) + 1
+        detail.update(result=result, candidates=table, params_before=before, params_after=adapter_param_count(model))
+        window = [loss for _, loss in self._losses]
+        detail["loss_before"] = window
+        self._open.append(({"step": state.step, "epoch": state.epoch, "kind": event.kind, "modules": ",".join(modules), "detail": detail}, []))
+        self.done += 1
+
+    def _skipped(self, state: TrainState, event: Event, why: str) -> None:
+        row = {"step": state.step, "epoch": state.epoch, "kind": f"{event.kind}_skipped", "modules": "",
+               "detail": {"reason": why, "event_index": event.index, "loss_before": [], "policy": self.policy_name}}
+        self._open.append((row, []))
+
+    def _emit_ready(self, state: TrainState, final: bool) -> None:
+        keep, rows = [], []
+        for row, after in self._open:
+            if len(after) >= self.window or final:
+                d = row.pop("detail")
+                before = d.pop("loss_before")
+                vals = torch.stack(before + after).float().cpu().numpy() if before or after else np.array([])  # one transfer per event
+                d["loss_before_mean"] = float(vals[: len(before)].mean()) if before else None
+                d["loss_after_mean"] = float(vals[len(before):].mean()) if after else None
+                d["loss_window_steps"] = [len(before), len(after)]
+                rows.append({**row, "detail_json": json.dumps(d, default=float)})
+            else:
+                keep.append((row, after))
+        self._open = keep
+        if rows:
+            state.record("events", rows)
+
+    def manifest_entry(self) -> dict[str, Any]:
+        return {
+            "name": "structure",
+            "table": "events",
+            "mode": self.mode,
+            "policy": self.policy_name,
+            "policy_fields": self.policy.to_dict(),
+            "emulate_reference_bugs": self.freeze,
+            "events": [replace(e).__dict__ for e in self.events],
+        }

@@ -1,0 +1,74 @@
+"""Merge and inject on a live model and optimizer (decisions.md item 5).
+
+Merge: the survivor keeps its Parameter objects, hence its AdamW moments; it now reads the input of the
+span's first block and adds to the output of its last. The other module's parameters leave the optimizer's
+param groups and state. Inject: the LoR2C module's parameters leave the optimizer; the block's dormant q/v
+LoRA (r/2, registered with the optimizer from the start so the LR schedule covers it) starts training.
+``freeze=True`` emulates the released code (merged module never updated, injected LoRA never trained).
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from lor2c_probe.adapters.residual import ResidualBank, path_id
+
+
+def remove_from_optimizer(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter]) -> None:
+    ids = {id(p) for p in params}
+    for group in optimizer.param_groups:
+        group["params"] = [p for p in group["params"] if id(p) not in ids]
+    for p in params:
+        optimizer.state.pop(p, None)
+
+
+def own_params(bank: ResidualBank, key: str) -> list[torch.nn.Parameter]:
+    """The path's own parameters (a shared A belongs to the bank and stays)."""
+    return list(bank.paths[key].parameters(recurse=False))
+
+
+def merge(bank: ResidualBank, a: str, b: str, keep: str, optimizer: torch.optim.Optimizer, *, freeze: bool = False) -> str:
+    """Merge adjacent paths ``a`` and ``b`` (bank keys) keeping ``keep``'s factors; returns the new key."""
+    if keep not in (a, b):
+        raise ValueError(f"survivor {keep!r} must be one of {a!r}, {b!r}")
+    pa, pb = bank.paths[a], bank.paths[b]
+    if pa.end + 1 != pb.start:
+        raise ValueError(f"paths {a} and {b} are not adjacent")
+    other = b if keep == a else a
+    remove_from_optimizer(optimizer, own_params(bank, other))
+    survivor = bank.paths[keep]
+    del bank.paths[a]
+    del bank.paths[b]
+    survivor.start, survivor.end = pa.start, pb.end
+    key = path_id(survivor.start, survivor.end)
+    bank.paths[key] = survivor
+    bank._install()
+    if freeze:
+        survivor.requires_grad_(False)
+    return key
+
+
+def block_lora_params(model: torch.nn.Module, block: int) -> list[torch.nn.Parameter]:
+    pattern = re.compile(rf"(?:^|\.)layers?\.{block}\..*\.lora_[AB]\.")
+    return [p for n, p in model.named_parameters() if pattern.search(n)]
+
+
+def inject(bank: ResidualBank, key: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, freeze: bool = False) -> list[torch.nn.Parameter]:
+    """Replace path ``key`` (a single block) by that block's dormant q/v LoRA; returns the LoRA parameters."""
+    path = bank.paths[key]
+    if path.start != path.end:
+        raise ValueError(f"path {key} was merged; only single-block modules can be injected")
+    lora = block_lora_params(model, path.start)
+    if not lora:
+        raise ValueError(f"block {path.start} has no dormant LoRA to inject (use an inject-capable method)")
+    remove_from_optimizer(optimizer, own_params(bank, key))
+    bank.remove_path(key)
+    in_optimizer = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    missing = [p for p in lora if id(p) not in in_optimizer]
+    if missing:
+        raise ValueError("injected LoRA parameters are not registered with the optimizer")
+    for p in lora:
+        p.requires_grad_(not freeze)
+    return lora

@@ -1,0 +1,145 @@
+"""Merges and injections on a tiny model: optimizer surgery, training after the change, formulas, the event log."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from lor2c_probe.adapters import get_method
+from lor2c_probe.config import AdapterConfig, StructureConfig, TrainConfig
+from lor2c_probe.errors import ConfigError
+from lor2c_probe.models import load_model
+from lor2c_probe.record.store import read_manifest, read_table
+from lor2c_probe.structure import ops
+from lor2c_probe.structure.callback import find_bank
+from lor2c_probe.train.hooks import TrainerCallback
+from lor2c_probe.train.loop import build_optimizer
+from lor2c_probe.train.session import run_training
+from tests.helpers import tiny_config
+
+
+def _model(tiny_models, method="im-lor2c", rank=4):
+    torch.manual_seed(0)
+    model, tok, bb = load_model(str(tiny_models["bert"]), num_labels=2, problem_type="single_label_classification")
+    model = get_method(method).attach(model, bb, AdapterConfig(method=method, rank=rank, alpha=8.0, dropout=0.0))
+    return model, tok, bb
+
+
+def _step(model, tok, opt):
+    batch = dict(tok(["the movie was great fun", "dull and slow"], padding=True, return_tensors="pt"), labels=torch.tensor([1, 0]))
+    model.train()
+    model(**batch).loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def test_merge_keeps_survivor_parameters_and_adam_state(tiny_models):
+    model, tok, _ = _model(tiny_models)
+    opt = build_optimizer(model, TrainConfig(lr=1e-2))
+    for _ in range(2):
+        _step(model, tok, opt)
+    bank = find_bank(model)
+    keep, gone = bank.paths["1"], bank.paths["2"]
+    keep_A, gone_B = keep.A, gone.B
+    moments = opt.state[keep_A]["exp_avg"].clone()
+    key = ops.merge(bank, "1", "2", "1", opt)
+    assert key == "1-2" and bank.paths["1-2"].A is keep_A  # the same Parameter objects
+    assert torch.equal(opt.state[keep_A]["exp_avg"], moments)  # and their AdamW moments
+    in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert id(gone_B) not in in_opt and gone_B not in opt.state  # the other module left optimizer and state
+    before = keep_A.detach().clone()
+    _step(model, tok, opt)
+    assert keep_A.grad is None and not torch.equal(keep_A, before)  # trained at the next step (the reference bug does not recur)
+
+
+def test_forward_after_merge_equals_the_merged_formula(tiny_models):
+    model, tok, bb = _model(tiny_models, method="merge-lor2c")
+    bank = find_bank(model)
+    with torch.no_grad():
+        for p in bank.parameters():
+            p.normal_(0, 0.3)
+    opt = build_optimizer(model, TrainConfig())
+    ops.merge(bank, "0", "1", "1", opt)
+    model.eval()
+    enc = tok(["the movie was great fun"], return_tensors="pt")
+    with torch.no_grad():
+        got = model(**enc).logits
+        bank.detach()
+        base, layers, s = model.bert, model.bert.encoder.layer, bank.scaling
+        h0 = base.embeddings(input_ids=enc["input_ids"], token_type_ids=enc["token_type_ids"])
+        span, p2 = bank.paths["0-1"], bank.paths["2"]
+        h2 = layers[1](layers[0](h0)) + s * h0 @ span.A.T @ span.B.T  # reads h_0, adds after block 1
+        h3 = layers[2](h2) + s * h2 @ p2.A.T @ p2.B.T
+        want = model.classifier(base.pooler(h3))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_injected_lora_trains_at_every_later_step(tiny_models):
+    model, tok, _ = _model(tiny_models)
+    opt = build_optimizer(model, TrainConfig(lr=1e-2))
+    lora = ops.inject(find_bank(model), "1", model, opt)
+    assert "1" not in find_bank(model).paths and len(lora) == 4 and all(p.requires_grad for p in lora)
+    for _ in range(3):
+        before = [p.detach().clone() for p in lora]
+        _step(model, tok, opt)
+        changed = [not torch.equal(b, p) for b, p in zip(before, lora)]
+        assert all(changed[1::2]) and (all(changed) or _ == 0)  # B moves from step 1; A once B is non-zero
+
+
+def test_emulated_reference_bugs_freeze_the_merged_module_and_the_injected_lora(tiny_models):
+    model, tok, _ = _model(tiny_models)
+    opt = build_optimizer(model, TrainConfig(lr=1e-2))
+    bank = find_bank(model)
+    ops.merge(bank, "0", "1", "0", opt, freeze=True)
+    lora = ops.inject(bank, "2", model, opt, freeze=True)
+    frozen = [p.detach().clone() for p in list(bank.paths["0-1"].parameters()) + lora]
+    _step(model, tok, opt)
+    assert all(torch.equal(a, b) for a, b in zip(frozen, list(bank.paths["0-1"].parameters()) + lora))
+
+
+def _struct_cfg(tiny_models, tiny_data, **kw):
+    cfg = tiny_config(tiny_models["bert"], tiny_data, method="im-lor2c", epochs=2)
+    return replace(cfg, structure=StructureConfig(schedule="step", **kw))
+
+
+def test_run_logs_events_with_every_candidate_and_counts_follow_the_formula(tiny_models, tiny_data, tmp_path):
+    cfg = _struct_cfg(tiny_models, tiny_data, merges=1, injections=1)
+    run_training(cfg, tmp_path / "r", progress=False)
+    ev = read_table(tmp_path / "r", "events")
+    assert ev.kind.tolist() == ["merge", "inject"] and ev.step.tolist() == [6, 7]  # T = 24: step 6; injection one step later
+    merge, inject = (json.loads(d) for d in ev.detail_json)
+    assert len(merge["candidates"]) == 2 and all({"score_paper", "score_reference"} <= set(c) for c in merge["candidates"])
+    d, r, L = 32, 4, 3
+    assert merge["params_before"] == 2 * r * d * L and merge["params_after"] == 2 * r * d * (L - 1)  # a merge removes 2rd
+    assert inject["params_after"] == inject["params_before"]  # injection is parameter-neutral
+    assert merge["loss_window_steps"] == [6, 10] and merge["loss_before_mean"] > 0
+    g = read_table(tmp_path / "r", "grads")
+    merged = merge["result"]
+    assert (g[g.module == merged].step.min() == 7) and g[(g.module == inject["result"]) & (g.stat == "l2") & (g.factor == "B")].value.gt(0).all()
+    entry = next(e for e in read_manifest(tmp_path / "r")["recording"]["callbacks"] if e["name"] == "structure")
+    assert entry["policy_fields"]["source"] == "features" and entry["policy"] == "paper"
+
+
+def test_policy_fields_can_be_overridden_one_by_one(tiny_models, tiny_data, tmp_path):
+    cfg = _struct_cfg(tiny_models, tiny_data, merges=1, source="weights")
+    assert cfg.structure_policy().source == "weights" and cfg.structure_policy().score == "sfs"
+    m = run_training(cfg, tmp_path / "r", progress=False)
+    entry = next(e for e in m["recording"]["callbacks"] if e["name"] == "structure")
+    assert entry["policy_fields"]["source"] == "weights"
+
+
+def test_bad_structure_input(tiny_models, tiny_data, tmp_path):
+    with pytest.raises(ConfigError, match="--merges needs a method that can merge"):
+        replace(tiny_config(tiny_models["bert"], tiny_data), structure=StructureConfig(merges=1))
+    with pytest.raises(ConfigError, match="merges must be a non-negative integer; got -1"):
+        StructureConfig(merges=-1)
+    with pytest.raises(ConfigError, match="at most 2 merges"):
+        run_training(_struct_cfg(tiny_models, tiny_data, merges=3), tmp_path / "a", progress=False)
+    with pytest.raises(ConfigError, match="after the first half of training"):
+        run_training(replace(_struct_cfg(tiny_models, tiny_data, merges=2), structure=StructureConfig(merges=2)), tmp_path / "b", progress=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    with pytest.raises(ConfigError, match="rank must be even"):
+        _model(tiny_models, rank=3)
