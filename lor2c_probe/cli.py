@@ -232,6 +232,45 @@ def spectrum(
     run_spectrum(SpectrumArgs.from_options(options))
 
 
+@app.command()
+@user_errors
+def sfs(
+    runs: Annotated[Opt[list[Path]], typer.Argument(help="Recorded run directories to analyse; none = train im-lor2c first.")] = None,
+    k: Annotated[int, typer.Option(help="k of SFS_k to trace.")] = 2,
+    source: Annotated[Opt[str], typer.Option(help="features or weights [default: the policy's score source].")] = None,
+    method: Annotated[Opt[str], Method] = None,
+    merges: Annotated[Opt[int], typer.Option(help="Merges M [default: 3].")] = None,
+    injections: Annotated[Opt[int], typer.Option(help="Injections J [default: 2].")] = None,
+    schedule: Annotated[Opt[str], typer.Option(help="step (default here) or epoch.")] = None,
+    emulate_reference_bugs: BugsOpt = False,
+    model: ModelOpt = None,
+    task: TaskOpt = None,
+    data_dir: DataDirOpt = None,
+    train_file: TrainFileOpt = None,
+    eval_file: EvalFileOpt = None,
+    max_train_examples: MaxTrainOpt = None,
+    max_eval_examples: Annotated[Opt[int], typer.Option(help="Use only the first N eval examples [default: 500].")] = None,
+    epochs: Annotated[Opt[int], typer.Option(help="Training epochs [default: 3].")] = None,
+    steps_per_epoch: Annotated[Opt[int], typer.Option(help="Optimizer steps per epoch [default: 100]; 0 = full epochs.")] = None,
+    batch_size: Annotated[Opt[int], typer.Option(help="Examples per micro-batch [default: 16].")] = None,
+    lr: Annotated[Opt[float], typer.Option(help="Peak learning rate [default: 1e-3].")] = None,
+    rank: RankOpt = None,
+    seed: SeedOpt = None,
+    policy: PolicyOpt = None,
+    device: DeviceOpt = None,
+    spectra_every: Annotated[Opt[int], typer.Option(help="Spectra every N steps for the traces [default: 10].")] = None,
+    out: Annotated[Opt[Path], typer.Option(help="Output directory [default: runs/sfs-<time>].")] = None,
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """IMLoR2C with the SFS scheduler: merges/injections, the event log and SFS traces across events."""
+    options = dict(locals())
+    options["emulate_reference_bugs"] = options["emulate_reference_bugs"] or None
+    from lor2c_probe.commands.sfs import SfsArgs, run_sfs
+
+    run_sfs(SfsArgs.from_options(options))
+
+
 def _reserved(name: str, issue: int, what: str) -> None:
     def command() -> None:
         typer.echo(f"error: `lor2c-probe {name}` is not available yet ({what}; tracked in issue {issue})", err=True)
@@ -241,7 +280,6 @@ def _reserved(name: str, issue: int, what: str) -> None:
     app.command(name=name)(command)
 
 
-_reserved("sfs", 5, "MergeLoR2C/InjectLoR2C/IMLoR2C with the SFS scheduler and SFS traces across events")
 _reserved("report", 6, "Self-contained HTML figure report from recorded runs")
 
 

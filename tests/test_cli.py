@@ -47,7 +47,7 @@ def test_params_prints_decisions_counts():
     assert_user_error(runner.invoke(app, ["params", "--arch", "gpt5"]), "unknown --arch 'gpt5'")
 
 
-@pytest.mark.parametrize("name,issue", [("sfs", 5), ("report", 6)])
+@pytest.mark.parametrize("name,issue", [("report", 6)])
 def test_reserved_commands_say_where_they_are_tracked(name, issue):
     assert_user_error(runner.invoke(app, [name]), f"issue {issue}")
 

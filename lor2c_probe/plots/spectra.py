@@ -84,3 +84,40 @@ def subspace_png(grid: pd.DataFrame, path: Path, *, title: str) -> None:
         fig.colorbar(image, ax=list(axes), label="phi(i, j)")
     fig.suptitle(title, fontsize=11)
     fig.savefig(path, bbox_inches="tight")
+
+
+def sfs_traces_png(traces: pd.DataFrame, events: pd.DataFrame, path: Path, *, title: str) -> None:
+    """SFS_k per module over steps; merged modules start where their parents end; events as vertical lines."""
+    fig = Figure(figsize=(10, 4.8), dpi=120)
+    ax = fig.add_subplot(1, 1, 1)
+    modules = list(dict.fromkeys(traces.sort_values("step")["module"]))
+    colors = {m: f"C{i % 10}" for i, m in enumerate(modules)}
+    for m in modules:
+        t = traces[traces.module == m]
+        ax.plot(t.step, t.value, marker=".", ms=3, color=colors[m], label=m)
+        for p in filter(None, t.parents.iloc[0].split(",")) if len(t) else []:
+            pt = traces[(traces.module == p) & (traces.step <= t.step.iloc[0])]
+            if len(pt):
+                ax.plot([pt.step.iloc[-1], t.step.iloc[0]], [pt.value.iloc[-1], t.value.iloc[0]], ls=":", color=colors[m], lw=1)
+    for e in events.itertuples(index=False):
+        ax.axvline(e.step, color="red" if e.kind.startswith("merge") else "purple", lw=0.8, ls="--")
+        ax.text(e.step, 1.0, f" {e.kind} {e.modules}", rotation=90, va="top", fontsize=7, transform=ax.get_xaxis_transform())
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("SFS_k (tail share)")
+    ax.set_title(title, fontsize=11)
+    ax.legend(fontsize=7, ncol=3, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def sfs_traces_html(traces: pd.DataFrame, events: pd.DataFrame, path: Path, *, title: str) -> None:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for m, t in traces.groupby("module", sort=False):
+        fig.add_trace(go.Scatter(x=t.step, y=t.value, mode="lines+markers", name=m))
+    for e in events.itertuples(index=False):
+        fig.add_vline(x=e.step, line_dash="dash", line_color="red" if e.kind.startswith("merge") else "purple",
+                      annotation_text=f"{e.kind} {e.modules}", annotation_textangle=-90)
+    fig.update_layout(title=title, xaxis_title="optimizer step", yaxis_title="SFS_k", height=550, width=1100)
+    fig.write_html(path, include_plotlyjs=True, full_html=True)

@@ -1,0 +1,141 @@
+"""``lor2c-probe sfs``: IMLoR2C with its SFS scheduler, and SFS traces across merge/inject events.
+
+With no run directory it trains ``im-lor2c`` on the embedded default in step mode with several merges and
+injections (spectra every 10 steps so the traces resolve the events). Outputs in ``--out``:
+``sfs.parquet`` (traces), ``events.parquet`` (each event with SFS before/after and loss windows),
+``sfs_traces.html`` (offline), ``sfs_traces.png`` and ``summary.txt``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from lor2c_probe.commands.gradients import QUICK_DEFAULTS, _prepare_out
+from lor2c_probe.errors import UserError
+
+ANALYSIS_KEYS = ("runs", "k", "source", "out", "overwrite", "quiet")
+
+
+@dataclass(frozen=True)
+class SfsArgs:
+    runs: list[Path]
+    k: int
+    source: str | None
+    out: Path | None
+    overwrite: bool
+    quiet: bool
+    train_options: dict[str, Any]
+
+    @classmethod
+    def from_options(cls, o: dict[str, Any]) -> SfsArgs:
+        if o["k"] <= 0:
+            raise UserError(f"k must be a positive integer; got {o['k']}")
+        return cls(list(o["runs"] or []), o["k"], o["source"], o["out"], o["overwrite"], o["quiet"],
+                   {k: v for k, v in o.items() if k not in ANALYSIS_KEYS})
+
+
+def run_sfs(args: SfsArgs) -> None:
+    from lor2c_probe.cli import default_out
+    from lor2c_probe.record.store import read_manifest, shard_paths
+
+    out = args.out or default_out("sfs")
+    if args.runs:
+        given = sorted(k for k, v in args.train_options.items() if v is not None)
+        if given:
+            raise UserError(f"analysing recorded runs trains nothing; drop {', '.join('--' + k.replace('_', '-') for k in given)}")
+        for p in args.runs:
+            if not (p / "manifest.json").is_file():
+                raise UserError(f"{p}: not a lor2c-probe run directory (no manifest.json)")
+            if not shard_paths(p, "sfs"):
+                raise UserError(f"run {p} has no `sfs` table; record it with `--probes spectra` (the default)")
+        runs = [(p.name, p) for p in args.runs]
+        _prepare_out(out, args.overwrite)
+    else:
+        runs = [("im-lor2c", _train(args, out))]
+    source = args.source
+    frames = []
+    for label, path in runs:
+        src = source or ("weights" if read_manifest(path).get("policy", {}).get("name") == "reference" else "features")
+        frames.append(_analyse(label, path, args.k, src))
+    _write(out, frames)
+    text = "\n\n".join(f["summary"] for f in frames)
+    typer.echo(text)
+    typer.echo(f"outputs: {out}")
+
+
+def _train(args: SfsArgs, out: Path) -> Path:
+    from lor2c_probe.commands.train import config_from_options
+    from lor2c_probe.train.session import run_training
+
+    options = dict(args.train_options)
+    for k, v in {**QUICK_DEFAULTS, "merges": 3, "injections": 2, "schedule": "step", "spectra_every": 10}.items():
+        if options.get(k) is None:
+            options[k] = v
+    options["method"] = options.get("method") or "im-lor2c"
+    options["probes"] = "grads,spectra"
+    cfg, sources = config_from_options(options)
+    _prepare_out(out, args.overwrite)
+    path = out / "runs" / cfg.adapter.method
+    if not args.quiet:
+        typer.echo(f"training {cfg.adapter.method}: {cfg.structure.merges} merges, {cfg.structure.injections} injections ({cfg.structure.schedule} schedule) ...")
+    run_training(cfg, path, policy_sources=sources, progress=not args.quiet)
+    return path
+
+
+def _analyse(label: str, path: Path, k: int, source: str) -> dict[str, Any]:
+    from lor2c_probe.analysis.sfs_traces import event_effects, sfs_traces
+    from lor2c_probe.record.store import read_manifest, read_table
+
+    sfs, events = read_table(path, "sfs"), read_table(path, "events")
+    try:
+        traces = sfs_traces(sfs, events, k=k, source=source)
+        effects = event_effects(sfs, events, k=k, source=source) if not events.empty else None
+    except ValueError as e:
+        raise UserError(f"run {path}: {e}") from None
+    m = read_manifest(path)
+    lines = [f"{label}: SFS_{k} ({source}) across {len(events)} structural events"]
+    if effects is not None:
+        for e in effects.itertuples(index=False):
+            before = ", ".join(f"{mod} {v:.3f}" if v is not None else f"{mod} -" for mod, v in e.sfs_before.items())
+            after = f"{e.result} {e.sfs_after:.3f} at step {int(e.sfs_after_step)}" if e.sfs_after == e.sfs_after and e.sfs_after is not None else f"{e.result} (no LoR2C trace after)"
+            loss = f"loss {e.loss_before_mean:.4f} -> {e.loss_after_mean:.4f}" if e.loss_after_mean is not None else "loss window open"
+            kept = f" (kept {e.kept_factors_of}'s factors)" if isinstance(e.kept_factors_of, str) else ""
+            lines.append(f"  step {e.step}: {e.kind} {e.parents} -> {e.result}{kept}; SFS before {before}; after {after}; {loss}; "
+                         f"params {e.params_before:,} -> {e.params_after:,}")
+    res = m.get("results") or {}
+    if res.get("final_eval"):
+        head = res["headline_metric"]
+        lines.append(f"  final eval {head}: {res['final_eval'][head]:.4f}; adapter params at start {m['params']['adapter_params']:,}")
+    return {"label": label, "traces": traces.assign(run=label), "events": effects.assign(run=label) if effects is not None else None,
+            "raw_events": events, "summary": "\n".join(lines), "k": k}
+
+
+def _write(out: Path, frames: list[dict[str, Any]]) -> None:
+    import pandas as pd
+
+    from lor2c_probe.plots.spectra import sfs_traces_html, sfs_traces_png
+
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".partial-") as tmp:
+        d = Path(tmp)
+        pd.concat([f["traces"] for f in frames], ignore_index=True).to_parquet(d / "sfs.parquet", index=False)
+        evs = [f["events"] for f in frames if f["events"] is not None]
+        if evs:
+            ev = pd.concat(evs, ignore_index=True)
+            ev["sfs_before"] = ev["sfs_before"].map(lambda x: ",".join(f"{k}={v}" for k, v in x.items()))
+            ev.to_parquet(d / "events.parquet", index=False)
+        else:
+            pd.DataFrame(columns=["step", "kind"]).to_parquet(d / "events.parquet", index=False)
+        f = frames[0]
+        title = f"{f['label']}: SFS_{f['k']} of each LoR2C module; dashed lines = events"
+        sfs_traces_png(f["traces"], f["raw_events"], d / "sfs_traces.png", title=title)
+        sfs_traces_html(f["traces"], f["raw_events"], d / "sfs_traces.html", title=title)
+        (d / "summary.txt").write_text("\n\n".join(fr["summary"] for fr in frames) + "\n")
+        for p in d.iterdir():
+            os.replace(p, out / p.name)
