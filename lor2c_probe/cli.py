@@ -239,7 +239,7 @@ def sfs(
     k: Annotated[int, typer.Option(help="k of SFS_k to trace.")] = 2,
     source: Annotated[Opt[str], typer.Option(help="features or weights [default: the policy's score source].")] = None,
     method: Annotated[Opt[str], Method] = None,
-    merges: Annotated[Opt[int], typer.Option(help="Merges M [default: 3].")] = None,
+    merges: Annotated[Opt[int], typer.Option(help="Merges M [default: 2].")] = None,
     injections: Annotated[Opt[int], typer.Option(help="Injections J [default: 2].")] = None,
     schedule: Annotated[Opt[str], typer.Option(help="step (default here) or epoch.")] = None,
     emulate_reference_bugs: BugsOpt = False,

@@ -143,3 +143,18 @@ def test_bad_structure_input(tiny_models, tiny_data, tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     with pytest.raises(ConfigError, match="rank must be even"):
         _model(tiny_models, rank=3)
+
+
+def test_share_variant_scores_every_layer_and_merge_keeps_the_shared_A(tiny_models):
+    from lor2c_probe.probes.spectral import discover
+
+    model, tok, _ = _model(tiny_models, method="im-share-lor2c")
+    bank = find_bank(model)
+    assert sorted(m.module for m in discover(model)) == ["lor2c.0", "lor2c.1", "lor2c.2"]  # every layer, from B_i A_shared
+    opt = build_optimizer(model, TrainConfig(lr=1e-2))
+    shared, gone_B = bank.shared_A, bank.paths["1"].B
+    ops.merge(bank, "0", "1", "0", opt)
+    in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert id(shared) in in_opt and id(gone_B) not in in_opt
+    _step(model, tok, opt)
+    assert bank.paths["0-1"].B.abs().sum() > 0  # the merged module trains

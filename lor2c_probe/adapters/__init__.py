@@ -19,6 +19,7 @@ METHODS: dict[str, str] = {
     "merge-lor2c": "lor2c_probe.adapters.structured:MergeLor2cMethod",
     "inject-lor2c": "lor2c_probe.adapters.structured:InjectLor2cMethod",
     "im-lor2c": "lor2c_probe.adapters.structured:ImLor2cMethod",
+    "im-share-lor2c": "lor2c_probe.adapters.structured:ImShareLor2cMethod",
 }
 
 

@@ -12,6 +12,7 @@ from torch import nn
 from lor2c_probe.adapters.base import ArchShape
 from lor2c_probe.adapters.lora import TARGETS
 from lor2c_probe.adapters.lor2c import Lor2cMethod
+from lor2c_probe.adapters.share_lor2c import ShareLor2cMethod
 from lor2c_probe.config import AdapterConfig
 from lor2c_probe.errors import ConfigError
 from lor2c_probe.models import Backbone
@@ -28,6 +29,8 @@ class InjectLor2cMethod(Lor2cMethod):
     param_markers = ("lor2c.", "lora_")
     can_merge, can_inject = False, True
 
+    residual = Lor2cMethod  # the LoR2C flavour underneath (ShareLoR2C for im-share-lor2c)
+
     def attach(self, model: nn.Module, backbone: Backbone, cfg: AdapterConfig) -> nn.Module:
         import warnings
 
@@ -39,7 +42,7 @@ class InjectLor2cMethod(Lor2cMethod):
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
             peft_model = get_peft_model(model, LoraConfig(r=cfg.rank // 2, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=TARGETS, bias="none"))
         inner = peft_model.base_model.model
-        super().attach(inner, backbone, cfg)  # freezes everything (the LoRA too), adds the LoR2C bank, unfreezes the head
+        self.residual().attach(inner, backbone, cfg)  # freezes everything (the LoRA too), adds the bank, unfreezes the head
         for name, p in inner.named_parameters():
             if ".lora_" in name:
                 p._lor2c_dormant = True  # build_optimizer registers it although it is frozen for now
@@ -49,6 +52,17 @@ class InjectLor2cMethod(Lor2cMethod):
 class ImLor2cMethod(InjectLor2cMethod):
     name = "im-lor2c"
     can_merge, can_inject = True, True
+
+
+class ImShareLor2cMethod(ImLor2cMethod):
+    """ShareLoR2C (one A for all blocks) with merges and injections: every block is scored from B_i A_shared;
+    a merge keeps the shared A and the survivor's B; an injection removes that block's B."""
+
+    name = "im-share-lor2c"
+    residual = ShareLor2cMethod
+
+    def count_params(self, shape: ArchShape, cfg: AdapterConfig) -> int:
+        return ShareLor2cMethod().count_params(shape, cfg)
 
 
 def _count(self, shape: ArchShape, cfg: AdapterConfig) -> int:

@@ -74,7 +74,8 @@ def _train(args: SfsArgs, out: Path) -> Path:
     from lor2c_probe.train.session import run_training
 
     options = dict(args.train_options)
-    for k, v in {**QUICK_DEFAULTS, "merges": 3, "injections": 2, "schedule": "step", "spectra_every": 10}.items():
+    # 2 merges + 2 injections always fit 6 blocks (each merge uses at most two unmerged modules).
+    for k, v in {**QUICK_DEFAULTS, "merges": 2, "injections": 2, "schedule": "step", "spectra_every": 10}.items():
         if options.get(k) is None:
             options[k] = v
     options["method"] = options.get("method") or "im-lor2c"
@@ -92,10 +93,13 @@ def _analyse(label: str, path: Path, k: int, source: str) -> dict[str, Any]:
     from lor2c_probe.analysis.sfs_traces import event_effects, sfs_traces
     from lor2c_probe.record.store import read_manifest, read_table
 
+    import pandas as pd
+
     sfs, events = read_table(path, "sfs"), read_table(path, "events")
     try:
         traces = sfs_traces(sfs, events, k=k, source=source)
         effects = event_effects(sfs, events, k=k, source=source) if not events.empty else None
+        both = pd.concat([sfs_traces(sfs, events, k=k, source=s).assign(source=s) for s in sorted(sfs.source.unique())], ignore_index=True)
     except ValueError as e:
         raise UserError(f"run {path}: {e}") from None
     m = read_manifest(path)
@@ -108,11 +112,15 @@ def _analyse(label: str, path: Path, k: int, source: str) -> dict[str, Any]:
             kept = f" (kept {e.kept_factors_of}'s factors)" if isinstance(e.kept_factors_of, str) else ""
             lines.append(f"  step {e.step}: {e.kind} {e.parents} -> {e.result}{kept}; SFS before {before}; after {after}; {loss}; "
                          f"params {e.params_before:,} -> {e.params_after:,}")
+    for r in events[events.kind.str.endswith("_skipped")].itertuples(index=False):
+        import json as _json
+
+        lines.append(f"  step {r.step}: {r.kind.replace('_skipped', '')} skipped: {_json.loads(r.detail_json).get('reason')}")
     res = m.get("results") or {}
     if res.get("final_eval"):
         head = res["headline_metric"]
         lines.append(f"  final eval {head}: {res['final_eval'][head]:.4f}; adapter params at start {m['params']['adapter_params']:,}")
-    return {"label": label, "traces": traces.assign(run=label), "events": effects.assign(run=label) if effects is not None else None,
+    return {"label": label, "traces": traces.assign(run=label), "all_traces": both.assign(run=label), "events": effects.assign(run=label) if effects is not None else None,
             "raw_events": events, "summary": "\n".join(lines), "k": k}
 
 
@@ -124,7 +132,7 @@ def _write(out: Path, frames: list[dict[str, Any]]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=".partial-") as tmp:
         d = Path(tmp)
-        pd.concat([f["traces"] for f in frames], ignore_index=True).to_parquet(d / "sfs.parquet", index=False)
+        pd.concat([f["all_traces"] for f in frames], ignore_index=True).to_parquet(d / "sfs.parquet", index=False)  # both sources
         evs = [f["events"] for f in frames if f["events"] is not None]
         if evs:
             ev = pd.concat(evs, ignore_index=True)
