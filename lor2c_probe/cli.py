@@ -191,11 +191,12 @@ def params(
     arch: Annotated[str, typer.Option(help="roberta-base, roberta-large, bert-base, minilm or llama-2-7b.")] = "roberta-base",
     method: Annotated[Optional[str], Method] = None,
     rank: Annotated[int, typer.Option(help="Adapter rank r.")] = 8,
+    merges: Annotated[int, typer.Option(help="Count after M merges (merge-capable methods); injections are parameter-neutral.")] = 0,
 ) -> None:
     """Adapter parameter counts from bundled architecture shapes (no weights needed)."""
     from lor2c_probe.commands.params import run_params
 
-    run_params(arch, method, rank)
+    run_params(arch, method, rank, merges)
 
 
 @app.command()

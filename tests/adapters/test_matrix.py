@@ -94,3 +94,4 @@ def test_formula_counts_from_decisions():
     assert rb == {"lor2c": 147_456, "lora": 294_912, "share-lor2c": 79_872}
     ll = count_table("llama-2-7b", ["lor2c", "lora"], 64)
     assert ll == {"lor2c": 16_777_216, "lora": 33_554_432}
+    assert count_table("llama-2-7b", ["im-lor2c"], 64, merges=8) == {"im-lor2c": 12_582_912}  # decisions.md
