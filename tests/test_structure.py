@@ -158,3 +158,13 @@ def test_share_variant_scores_every_layer_and_merge_keeps_the_shared_A(tiny_mode
     assert id(shared) in in_opt and id(gone_B) not in in_opt
     _step(model, tok, opt)
     assert bank.paths["0-1"].B.abs().sum() > 0  # the merged module trains
+
+
+def test_resume_refuses_a_run_whose_structure_changed(tiny_models, tiny_data, tmp_path):
+    from lor2c_probe.errors import UserError
+    from lor2c_probe.train.session import resume_training
+
+    cfg = _struct_cfg(tiny_models, tiny_data, merges=1)
+    run_training(cfg, tmp_path / "r", progress=False)
+    with pytest.raises(UserError, match="replaying those changes on resume is not supported yet"):
+        resume_training(tmp_path / "r", progress=False)

@@ -101,7 +101,8 @@ def sfs_traces_png(traces: pd.DataFrame, events: pd.DataFrame, path: Path, *, ti
                 ax.plot([pt.step.iloc[-1], t.step.iloc[0]], [pt.value.iloc[-1], t.value.iloc[0]], ls=":", color=colors[m], lw=1)
     for e in events.itertuples(index=False):
         ax.axvline(e.step, color="red" if e.kind.startswith("merge") else "purple", lw=0.8, ls="--")
-        ax.text(e.step, 1.0, f" {e.kind} {e.modules}", rotation=90, va="top", fontsize=7, transform=ax.get_xaxis_transform())
+        y = 1.0 if e.kind.startswith("merge") else 0.6  # stagger: a merge and its injection are one step apart
+        ax.text(e.step, y, f" {e.kind} {e.modules}", rotation=90, va="top", fontsize=7, transform=ax.get_xaxis_transform())
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("SFS_k (tail share)")
     ax.set_title(title, fontsize=11)

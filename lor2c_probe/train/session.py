@@ -203,6 +203,14 @@ def resume_training(out: Path, *, callbacks: list[TrainerCallback] | None = None
         raise UserError(f"cannot --resume {out}: it has no checkpoint yet (one is written at the end of each epoch)")
     manifest = read_manifest(out)
     cfg = RunConfig.from_dict(manifest["config"])
+    if cfg.structure.merges or cfg.structure.injections:
+        from lor2c_probe.record.store import read_table
+
+        if not read_table(out, "events").empty:
+            raise UserError(
+                f"cannot --resume {out}: its structure changed during training (merges/injections), and replaying "
+                "those changes on resume is not supported yet; start the run again"
+            )
     device, precision = resolve_device(cfg.train.device, cfg.train.precision)
     train_ex, eval_ex, spec, _ = load_task(cfg.data)
     built = build_model(cfg, spec)
