@@ -168,3 +168,14 @@ def test_resume_refuses_a_run_whose_structure_changed(tiny_models, tiny_data, tm
     run_training(cfg, tmp_path / "r", progress=False)
     with pytest.raises(UserError, match="replaying those changes on resume is not supported yet"):
         resume_training(tmp_path / "r", progress=False)
+
+
+def test_emulated_bugs_can_freeze_every_module_and_the_run_still_completes(tiny_models, tiny_data, tmp_path):
+    """On 3 blocks, 1 merge + 1 injection with the reference bugs freeze every adapter (the merged span is
+    frozen, the injected LoRA never trains): the probes must keep working and record nothing for them."""
+    cfg = _struct_cfg(tiny_models, tiny_data, merges=1, injections=1, emulate_reference_bugs=True)
+    m = run_training(cfg, tmp_path / "r", progress=False)
+    assert m["status"] == "completed"
+    g = read_table(tmp_path / "r", "grads")
+    assert not g[(g.step <= 6) & (g.module != "global")].empty
+    assert g[(g.step > 7) & (g.module != "global")].empty  # nothing trainable is left, so nothing is recorded

@@ -77,9 +77,11 @@ class GradientProbe(TrainerCallback):
         self._pending: list[tuple[int, int, torch.Tensor]] = []  # (step, epoch, (3, n_tensors) on device)
         self._global: list[tuple[int, int, torch.Tensor]] = []  # (step, epoch, [pre-clip norm, clip coef])
 
-    def bind(self, model: torch.nn.Module) -> None:
+    def bind(self, model: torch.nn.Module, *, allow_empty: bool = False) -> None:
+        """Select the adapter tensors. Empty is an error at the start; after structural changes it can be the
+        truth (e.g. every module frozen by --emulate-reference-bugs), and then nothing is recorded."""
         selected = select_parameters(model, self.markers)
-        if not selected:
+        if not selected and not allow_empty:
             raise ValueError(f"gradient probe: no trainable parameter name contains any of {self.markers}")
         self._params = [p for _, p in selected]
         self.index = ModuleIndex([n for n, _ in selected], [p.numel() for _, p in selected])
@@ -102,8 +104,10 @@ class GradientProbe(TrainerCallback):
         if self._params is None or version != self._version:
             if self._params is not None:
                 self.on_flush(state)  # rows of the old structure first: the tensor layout changes
-            self.bind(state.model)
+            self.bind(state.model, allow_empty=version > 0)
             self._version = version
+        if not self._params:
+            return
         step = state.step + 1  # the optimizer step these gradients are for
         if self.schedule(step):
             self._pending.append((step, state.epoch, self.stats()))
