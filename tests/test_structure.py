@@ -179,3 +179,14 @@ def test_emulated_bugs_can_freeze_every_module_and_the_run_still_completes(tiny_
     g = read_table(tmp_path / "r", "grads")
     assert not g[(g.step <= 6) & (g.module != "global")].empty
     assert g[(g.step > 7) & (g.module != "global")].empty  # nothing trainable is left, so nothing is recorded
+
+
+def test_loss_windows_are_the_steps_before_and_after_each_event(tiny_models, tiny_data, tmp_path):
+    cfg = _struct_cfg(tiny_models, tiny_data, merges=1, injections=1)
+    cfg = replace(cfg, structure=replace(cfg.structure, loss_window=3))
+    run_training(cfg, tmp_path / "r", progress=False)
+    loss = read_table(tmp_path / "r", "metrics").query("split == 'train' and name == 'loss'").set_index("step")["value"]
+    ev = read_table(tmp_path / "r", "events")
+    for step, d in zip(ev.step, (json.loads(x) for x in ev.detail_json)):
+        assert d["loss_before_mean"] == pytest.approx(loss.loc[step - 2 : step].mean(), rel=1e-6)  # steps s-2..s
+        assert d["loss_after_mean"] == pytest.approx(loss.loc[step + 1 : step + 3].mean(), rel=1e-6)  # steps s+1..s+3

@@ -45,17 +45,19 @@ class StructureCallback(TrainerCallback):
 
     # -- when --------------------------------------------------------------------------------------------
     def on_step_end(self, state: TrainState) -> None:
-        due_now = [e for e, at in self._deferred if at <= state.step]  # injections postponed by a merge
+        # 1. account this step's loss: it belongs to the after-window of earlier events and the before-window of later ones
+        loss = state.loss.detach() if state.loss is not None else None
+        if loss is not None:
+            for row, after in self._open:
+                if len(after) < self.window:
+                    after.append(loss)
+            self._losses.append((state.step, loss))
+        self._emit_ready(state, final=False)
+        # 2. then change the structure: injections postponed by a merge, and events due after this step
+        due_now = [e for e, at in self._deferred if at <= state.step]
         self._deferred = [(e, at) for e, at in self._deferred if at > state.step]
         for e in due_now:
             self._apply(e, state)
-        loss = state.loss.detach() if state.loss is not None else None
-        for row, after in self._open:
-            if loss is not None and len(after) < self.window:
-                after.append(loss)
-        self._emit_ready(state, final=False)
-        if loss is not None:
-            self._losses.append((state.step, loss))
         if self.mode == "step":
             self._due([e for e in self.events if e.step == state.step], state)
 
