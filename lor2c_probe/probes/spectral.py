@@ -51,15 +51,15 @@ def discover(model: torch.nn.Module) -> list[SpectralModule]:
     mods: dict[str, SpectralModule] = {}
     shared = None
     for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue  # frozen: the base model, and a dormant LoRA an injection has not switched on
+        # LoR2C-bank paths always act in the forward pass, trainable or frozen (--emulate-reference-bugs);
+        # a LoRA counts only when trainable (a dormant one has not been injected and contributes nothing).
         if name.endswith("lor2c.shared_A"):
             shared = p
         elif m := _PATH.search(name):
             start, end, factor = m.groups()
             key = f"lor2c.{start}" + (f"-{end}" if end else "")
             setattr(mods.setdefault(key, SpectralModule(key, block=int(start))), factor, p)
-        elif m := _LORA.match(name):
+        elif (m := _LORA.match(name)) and p.requires_grad:
             path = m.group("path")
             layer = _LAYER.search(path)
             proj = path.rsplit(".", 1)[-1]
