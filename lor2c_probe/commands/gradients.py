@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,12 +17,10 @@ from typing import Any
 
 import typer
 
-from lor2c_probe.adapters import METHODS
+from lor2c_probe.commands.common import RunRef, prepare_out, reject_training_options, train_methods
 from lor2c_probe.errors import UserError
-
-# Defaults that make the embedded-default comparison take minutes on 2 CPU cores (3 x 100 steps per method).
-QUICK_DEFAULTS = {"epochs": 3, "steps_per_epoch": 100, "batch_size": 16, "lr": 1e-3, "max_eval_examples": 500}
 ANALYSIS_KEYS = ("methods", "baseline", "from_runs", "stat", "factor", "out", "overwrite", "quiet")
+MARKER = "gradients.json"
 STATS = ("mean_abs", "l2", "max_abs")
 FACTORS = ("all", "A", "B", "W")
 
@@ -47,13 +44,6 @@ class GradientsArgs:
         return cls(methods, o["baseline"], list(o["from_runs"] or []), o["stat"], o["factor"], o["out"], o["overwrite"], o["quiet"], train)
 
 
-@dataclass(frozen=True)
-class RunRef:
-    label: str
-    path: Path
-    manifest: dict[str, Any]
-
-
 def run_gradients(args: GradientsArgs) -> None:
     from lor2c_probe.cli import default_out
 
@@ -63,27 +53,20 @@ def run_gradients(args: GradientsArgs) -> None:
         raise UserError(f"unknown --factor {args.factor!r}; choose one of: {', '.join(FACTORS)}")
     out = args.out or default_out("gradients")
     if args.from_runs:
-        given = sorted(k for k, v in args.train_options.items() if v is not None)
-        if given:
-            raise UserError(f"--from-runs analyses recorded runs and trains nothing; drop {', '.join('--' + k.replace('_', '-') for k in given)}")
+        reject_training_options(args.train_options)
         runs = _existing_runs(args.from_runs)
-        _prepare_out(out, args.overwrite)
+        prepare_out(out, args.overwrite, MARKER)
     else:
-        runs = _train_all(args, out)
+        if len(args.methods) < 2:
+            raise UserError("--methods needs at least two different methods, e.g. lor2c,lora")
+        _pick_baseline([RunRef(m, Path(m), {}) for m in args.methods], args.baseline)
+        runs = train_methods(args.methods, {**args.train_options, "probes": "grads,activations"}, out,
+                             overwrite=args.overwrite, quiet=args.quiet, marker=MARKER)
     baseline = _pick_baseline(runs, args.baseline)
     tables = _analyse(runs, baseline, args.stat, args.factor)
     _write_outputs(out, runs, baseline, tables, args)
     typer.echo(tables["summary"])
     typer.echo(f"outputs: {out}")
-
-
-def _prepare_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise UserError(f"output directory {out} already exists; pass --overwrite to replace it")
-        if not (out / "gradients.json").is_file() and not (out / "runs").is_dir():
-            raise UserError(f"refusing to --overwrite {out}: it does not hold lor2c-probe gradients outputs")
-        shutil.rmtree(out)
 
 
 def _existing_runs(paths: list[Path]) -> list[RunRef]:
@@ -104,34 +87,6 @@ def _existing_runs(paths: list[Path]) -> list[RunRef]:
     names = [r.manifest["method"]["name"] for r in refs]
     unique = len(set(names)) == len(names)
     return [replace(r, label=n if unique else r.path.name) for r, n in zip(refs, names)]
-
-
-def _train_all(args: GradientsArgs, out: Path) -> list[RunRef]:
-    from lor2c_probe.commands.train import config_from_options
-    from lor2c_probe.train.session import run_training
-
-    unknown = [m for m in args.methods if m not in METHODS]
-    if unknown:
-        raise UserError(f"unknown method {unknown[0]!r} in --methods; choose from: {', '.join(METHODS)}")
-    if len(args.methods) < 2 or len(set(args.methods)) != len(args.methods):
-        raise UserError("--methods needs at least two different methods, e.g. lor2c,lora")
-    options = dict(args.train_options)
-    for k, v in QUICK_DEFAULTS.items():
-        if options.get(k) is None:
-            options[k] = v
-    options["probes"] = "grads,activations"
-    configs = []
-    for m in args.methods:  # validate every config before training anything
-        cfg, sources = config_from_options({**options, "method": m})
-        configs.append((m, cfg, sources))
-    _pick_baseline([RunRef(m, Path(m), {}) for m in args.methods], args.baseline)
-    _prepare_out(out, args.overwrite)
-    refs = []
-    for m, cfg, sources in configs:
-        typer.echo(f"training {m} (seed {cfg.train.seed}, {cfg.train.epochs} epochs) ...")
-        manifest = run_training(cfg, out / "runs" / m, policy_sources=sources, progress=not args.quiet)
-        refs.append(RunRef(m, out / "runs" / m, manifest))
-    return refs
 
 
 def _pick_baseline(runs: list[RunRef], baseline: str | None) -> RunRef:

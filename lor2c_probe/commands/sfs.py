@@ -16,7 +16,7 @@ from typing import Any
 
 import typer
 
-from lor2c_probe.commands.gradients import QUICK_DEFAULTS, _prepare_out
+from lor2c_probe.commands.common import prepare_out, reject_training_options, train_methods
 from lor2c_probe.errors import UserError
 
 ANALYSIS_KEYS = ("runs", "k", "source", "out", "overwrite", "quiet")
@@ -46,18 +46,21 @@ def run_sfs(args: SfsArgs) -> None:
 
     out = args.out or default_out("sfs")
     if args.runs:
-        given = sorted(k for k, v in args.train_options.items() if v is not None)
-        if given:
-            raise UserError(f"analysing recorded runs trains nothing; drop {', '.join('--' + k.replace('_', '-') for k in given)}")
+        reject_training_options(args.train_options)
         for p in args.runs:
             if not (p / "manifest.json").is_file():
                 raise UserError(f"{p}: not a lor2c-probe run directory (no manifest.json)")
             if not shard_paths(p, "sfs"):
                 raise UserError(f"run {p} has no `sfs` table; record it with `--probes spectra` (the default)")
         runs = [(p.name, p) for p in args.runs]
-        _prepare_out(out, args.overwrite)
+        prepare_out(out, args.overwrite, "summary.txt")
     else:
-        runs = [("im-lor2c", _train(args, out))]
+        # 2 merges + 2 injections always fit 6 blocks (each merge uses at most two unmerged modules).
+        defaults = {"merges": 2, "injections": 2, "schedule": "step", "spectra_every": 10, "probes": "grads,spectra"}
+        opts = {**defaults, **{k: v for k, v in args.train_options.items() if v is not None}}
+        method = opts.pop("method", None) or "im-lor2c"
+        ref = train_methods([method], opts, out, overwrite=args.overwrite, quiet=args.quiet, marker="summary.txt")[0]
+        runs = [(method, ref.path)]
     source = args.source
     frames = []
     for label, path in runs:
@@ -67,26 +70,6 @@ def run_sfs(args: SfsArgs) -> None:
     text = "\n\n".join(f["summary"] for f in frames)
     typer.echo(text)
     typer.echo(f"outputs: {out}")
-
-
-def _train(args: SfsArgs, out: Path) -> Path:
-    from lor2c_probe.commands.train import config_from_options
-    from lor2c_probe.train.session import run_training
-
-    options = dict(args.train_options)
-    # 2 merges + 2 injections always fit 6 blocks (each merge uses at most two unmerged modules).
-    for k, v in {**QUICK_DEFAULTS, "merges": 2, "injections": 2, "schedule": "step", "spectra_every": 10}.items():
-        if options.get(k) is None:
-            options[k] = v
-    options["method"] = options.get("method") or "im-lor2c"
-    options["probes"] = "grads,spectra"
-    cfg, sources = config_from_options(options)
-    _prepare_out(out, args.overwrite)
-    path = out / "runs" / cfg.adapter.method
-    if not args.quiet:
-        typer.echo(f"training {cfg.adapter.method}: {cfg.structure.merges} merges, {cfg.structure.injections} injections ({cfg.structure.schedule} schedule) ...")
-    run_training(cfg, path, policy_sources=sources, progress=not args.quiet)
-    return path
 
 
 def _analyse(label: str, path: Path, k: int, source: str) -> dict[str, Any]:

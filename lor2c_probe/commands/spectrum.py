@@ -18,7 +18,7 @@ from typing import Any
 
 import typer
 
-from lor2c_probe.commands.gradients import QUICK_DEFAULTS, RunRef, _prepare_out
+from lor2c_probe.commands.common import RunRef, prepare_out, reject_training_options, train_methods
 from lor2c_probe.errors import UserError
 
 ANALYSIS_KEYS = ("runs", "methods", "source", "ks", "out", "overwrite", "quiet")
@@ -57,13 +57,12 @@ def run_spectrum(args: SpectrumArgs) -> None:
         raise UserError(f"unknown --source {args.source!r}; choose weights or features")
     out = args.out or default_out("spectrum")
     if args.runs:
-        given = sorted(k for k, v in args.train_options.items() if v is not None)
-        if given:
-            raise UserError(f"analysing recorded runs trains nothing; drop {', '.join('--' + k.replace('_', '-') for k in given)}")
+        reject_training_options(args.train_options)
         runs = _existing(args.runs)
-        _prepare_out(out, args.overwrite)
+        prepare_out(out, args.overwrite, "spectrum.json")
     else:
-        runs = _train(args, out)
+        runs = train_methods(args.methods, {**args.train_options, "probes": "spectra"}, out,
+                             overwrite=args.overwrite, quiet=args.quiet, marker="spectrum.json")
     results = _analyse(runs, args.source, args.ks)
     _write(out, results, args)
     typer.echo(results["summary"])
@@ -83,30 +82,6 @@ def _existing(paths: list[Path]) -> list[RunRef]:
     labels = [r.manifest["method"]["name"] for r in refs]
     if len(set(labels)) == len(labels):
         refs = [RunRef(label, r.path, r.manifest) for label, r in zip(labels, refs)]
-    return refs
-
-
-def _train(args: SpectrumArgs, out: Path) -> list[RunRef]:
-    from lor2c_probe.adapters import METHODS
-    from lor2c_probe.commands.train import config_from_options
-    from lor2c_probe.train.session import run_training
-
-    unknown = [m for m in args.methods if m not in METHODS]
-    if unknown:
-        raise UserError(f"unknown method {unknown[0]!r} in --methods; choose from: {', '.join(METHODS)}")
-    if not args.methods or len(set(args.methods)) != len(args.methods):
-        raise UserError("--methods needs distinct method names, e.g. full-rank-residual,lor2c")
-    options = dict(args.train_options)
-    for k, v in QUICK_DEFAULTS.items():
-        if options.get(k) is None:
-            options[k] = v
-    options["probes"] = "spectra"
-    configs = [(m, *config_from_options({**options, "method": m})) for m in args.methods]
-    _prepare_out(out, args.overwrite)
-    refs = []
-    for m, cfg, sources in configs:
-        typer.echo(f"training {m} (seed {cfg.train.seed}, {cfg.train.epochs} epochs) ...")
-        refs.append(RunRef(m, out / "runs" / m, run_training(cfg, out / "runs" / m, policy_sources=sources, progress=not args.quiet)))
     return refs
 
 
