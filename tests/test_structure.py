@@ -160,14 +160,25 @@ def test_share_variant_scores_every_layer_and_merge_keeps_the_shared_A(tiny_mode
     assert bank.paths["0-1"].B.abs().sum() > 0  # the merged module trains
 
 
-def test_resume_refuses_a_run_whose_structure_changed(tiny_models, tiny_data, tmp_path):
-    from lor2c_probe.errors import UserError
+@pytest.mark.parametrize("bugs", [False, True])
+def test_killed_and_resumed_structured_run_equals_uninterrupted(tiny_models, tiny_data, tmp_path, bugs):
+    """Merges and injections happen in epoch 0 (steps 6, 7); the run is killed mid epoch 1 and resumed: the
+    changes are replayed, the optimizer state is restored by parameter name, every table matches."""
     from lor2c_probe.train.session import resume_training
+    from tests.train.test_session import Kill
 
-    cfg = _struct_cfg(tiny_models, tiny_data, merges=1)
-    run_training(cfg, tmp_path / "r", progress=False)
-    with pytest.raises(UserError, match="replaying those changes on resume is not supported yet"):
-        resume_training(tmp_path / "r", progress=False)
+    cfg = replace(_struct_cfg(tiny_models, tiny_data, merges=1, injections=1, emulate_reference_bugs=bugs),
+                  train=replace(_struct_cfg(tiny_models, tiny_data).train, epochs=3))
+    run_training(cfg, tmp_path / "full", progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cfg, tmp_path / "cut", progress=False, callbacks=[Kill(at=16)])
+    resume_training(tmp_path / "cut", progress=False)
+    for table in ("metrics", "grads", "events", "spectra", "sfs", "activation_grads"):
+        pd_a, pd_b = read_table(tmp_path / "cut", table), read_table(tmp_path / "full", table)
+        assert len(pd_a) > 0 or table == "events" and len(pd_b) == 0, table
+        import pandas as pd
+
+        pd.testing.assert_frame_equal(pd_a, pd_b, check_exact=False, rtol=1e-6, obj=table)
 
 
 def test_emulated_bugs_can_freeze_every_module_and_the_run_still_completes(tiny_models, tiny_data, tmp_path):
@@ -190,3 +201,15 @@ def test_loss_windows_are_the_steps_before_and_after_each_event(tiny_models, tin
     for step, d in zip(ev.step, (json.loads(x) for x in ev.detail_json)):
         assert d["loss_before_mean"] == pytest.approx(loss.loc[step - 2 : step].mean(), rel=1e-6)  # steps s-2..s
         assert d["loss_after_mean"] == pytest.approx(loss.loc[step + 1 : step + 3].mean(), rel=1e-6)  # steps s+1..s+3
+
+
+def test_injected_lora_is_in_the_global_clip_norm(tiny_models, tiny_data, tmp_path):
+    """Regression: the loop listed trainable parameters once at the start, so an injected LoRA was never clipped."""
+    cfg = _struct_cfg(tiny_models, tiny_data, merges=1, injections=1)
+    run_training(cfg, tmp_path / "r", progress=False)
+    g = read_table(tmp_path / "r", "grads")
+    for step in (10, 20):
+        s = g[(g.step == step) & (g.factor == "all") & (g.stat == "l2")].set_index("module")["value"]
+        adapters = float((s.drop("global") ** 2).sum())
+        assert float(s["global"]) ** 2 >= adapters * (1 - 1e-6)  # the global norm covers every adapter, lora.* included
+        assert any(m.startswith("lora.") for m in s.index)

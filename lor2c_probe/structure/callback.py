@@ -41,6 +41,7 @@ class StructureCallback(TrainerCallback):
         self._deferred: list[tuple[Event, int]] = []  # (injection, optimizer step after which it happens)
         self._losses: deque[tuple[int, torch.Tensor]] = deque(maxlen=loss_window)
         self._open: list[tuple[dict[str, Any], list[torch.Tensor]]] = []  # events waiting for their after-window
+        self.applied: list[dict[str, Any]] = []  # the changes made, in order: replayed on resume
         self.done = 0
 
     # -- when --------------------------------------------------------------------------------------------
@@ -105,7 +106,9 @@ class StructureCallback(TrainerCallback):
                 return self._skipped(state, event, "no adjacent pair of LoR2C modules left")
             (a, b), table = chosen
             keep = survivor(a, b, scores[(self.policy.source, f"sfs_{self.policy.k}")], self.policy)
-            key = ops.merge(bank, a.split(".", 1)[1], b.split(".", 1)[1], keep.split(".", 1)[1], state.optimizer, freeze=self.freeze)
+            ka, kb, kk = (x.split(".", 1)[1] for x in (a, b, keep))
+            key = ops.merge(bank, ka, kb, kk, state.optimizer, freeze=self.freeze)
+            self.applied.append({"kind": "merge", "a": ka, "b": kb, "keep": kk, "freeze": self.freeze})
             modules, result = [a, b], f"lor2c.{key}"
             detail.update(rule=f"merge the adjacent pair with the smallest summed {self.policy.score}_{self.policy.k} ({self.policy.source})",
                           kept_factors_of=keep, merge_keep=self.policy.merge_keep)
@@ -115,6 +118,7 @@ class StructureCallback(TrainerCallback):
                 return self._skipped(state, event, "no unmerged LoR2C module left")
             m, table = chosen
             ops.inject(bank, m.split(".", 1)[1], model, state.optimizer, freeze=self.freeze)
+            self.applied.append({"kind": "inject", "key": m.split(".", 1)[1], "freeze": self.freeze})
             modules, result = [m], f"lora.{m.split('.', 1)[1]}"
             detail.update(rule=f"inject into the module with the {'smallest' if self.policy.inject_rule == 'min' else 'largest'} "
                                f"{self.policy.score}_{self.policy.k} ({self.policy.source})")
@@ -149,6 +153,34 @@ class StructureCallback(TrainerCallback):
         self._open = keep
         if rows:
             state.record("events", rows)
+
+    # -- checkpoints ---------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able: applied changes, postponed injections, open loss windows (as floats)."""
+        floats = lambda ts: [float(t) for t in ts]  # noqa: E731 - one sync per checkpoint
+        open_rows = []
+        for row, after in self._open:
+            d = dict(row["detail"])
+            d["loss_before"] = floats(d["loss_before"])
+            open_rows.append({"row": {**row, "detail": d}, "after": floats(after)})
+        return {
+            "applied": self.applied,
+            "deferred": [[e.__dict__, at] for e, at in self._deferred],
+            "open": open_rows,
+            "losses": [[step, float(t)] for step, t in self._losses],
+            "structure_version": len(self.applied),
+        }
+
+    def load_state_dict(self, d: dict[str, Any], device: torch.device) -> None:
+        tensor = lambda v: torch.tensor(v, dtype=torch.float32, device=device)  # noqa: E731
+        self.applied = list(d["applied"])
+        self._deferred = [(Event(**e), at) for e, at in d["deferred"]]
+        self._open = []
+        for item in d["open"]:
+            row = item["row"]
+            row["detail"]["loss_before"] = [tensor(v) for v in row["detail"]["loss_before"]]
+            self._open.append((row, [tensor(v) for v in item["after"]]))
+        self._losses = deque(((s, tensor(v)) for s, v in d["losses"]), maxlen=self.window)
 
     def manifest_entry(self) -> dict[str, Any]:
         return {

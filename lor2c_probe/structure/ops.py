@@ -16,7 +16,9 @@ import torch
 from lor2c_probe.adapters.residual import ResidualBank, path_id
 
 
-def remove_from_optimizer(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter]) -> None:
+def remove_from_optimizer(optimizer: torch.optim.Optimizer | None, params: list[torch.nn.Parameter]) -> None:
+    if optimizer is None:  # replaying recorded changes on resume, before the optimizer exists
+        return
     ids = {id(p) for p in params}
     for group in optimizer.param_groups:
         group["params"] = [p for p in group["params"] if id(p) not in ids]
@@ -29,7 +31,7 @@ def own_params(bank: ResidualBank, key: str) -> list[torch.nn.Parameter]:
     return list(bank.paths[key].parameters(recurse=False))
 
 
-def merge(bank: ResidualBank, a: str, b: str, keep: str, optimizer: torch.optim.Optimizer, *, freeze: bool = False) -> str:
+def merge(bank: ResidualBank, a: str, b: str, keep: str, optimizer: torch.optim.Optimizer | None, *, freeze: bool = False) -> str:
     """Merge adjacent paths ``a`` and ``b`` (bank keys) keeping ``keep``'s factors; returns the new key."""
     if keep not in (a, b):
         raise ValueError(f"survivor {keep!r} must be one of {a!r}, {b!r}")
@@ -55,7 +57,7 @@ def block_lora_params(model: torch.nn.Module, block: int) -> list[torch.nn.Param
     return [p for n, p in model.named_parameters() if pattern.search(n)]
 
 
-def inject(bank: ResidualBank, key: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, freeze: bool = False) -> list[torch.nn.Parameter]:
+def inject(bank: ResidualBank, key: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, *, freeze: bool = False) -> list[torch.nn.Parameter]:
     """Replace path ``key`` (a single block) by that block's dormant q/v LoRA; returns the LoRA parameters."""
     path = bank.paths[key]
     if path.start != path.end:
@@ -65,10 +67,22 @@ def inject(bank: ResidualBank, key: str, model: torch.nn.Module, optimizer: torc
         raise ValueError(f"block {path.start} has no dormant LoRA to inject (use an inject-capable method)")
     remove_from_optimizer(optimizer, own_params(bank, key))
     bank.remove_path(key)
-    in_optimizer = {id(p) for g in optimizer.param_groups for p in g["params"]}
-    missing = [p for p in lora if id(p) not in in_optimizer]
-    if missing:
-        raise ValueError("injected LoRA parameters are not registered with the optimizer")
+    if optimizer is not None:
+        in_optimizer = {id(p) for g in optimizer.param_groups for p in g["params"]}
+        if any(id(p) not in in_optimizer for p in lora):
+            raise ValueError("injected LoRA parameters are not registered with the optimizer")
     for p in lora:
         p.requires_grad_(not freeze)
     return lora
+
+
+def replay(model: torch.nn.Module, applied: list[dict]) -> None:
+    """Re-apply recorded changes, in order, to a freshly built model (resume; no optimizer yet)."""
+    from lor2c_probe.structure.callback import find_bank
+
+    bank = find_bank(model)
+    for op in applied:
+        if op["kind"] == "merge":
+            merge(bank, op["a"], op["b"], op["keep"], None, freeze=op["freeze"])
+        else:
+            inject(bank, op["key"], model, None, freeze=op["freeze"])

@@ -25,13 +25,19 @@ from lor2c_probe.errors import UserError
 _CKPT = re.compile(r"^epoch-(\d{4})$")
 
 
+def _saved(name: str, p: torch.nn.Parameter) -> bool:
+    """Trainable parameters, plus adapter parameters that are frozen for now (a LoR2C path frozen by the
+    reference-bug ablation, a dormant LoRA) — they act in the forward pass or may, so they are state."""
+    return p.requires_grad or "lor2c." in name or getattr(p, "_lor2c_dormant", False)
+
+
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if _saved(n, p)}
 
 
 def load_trainable_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
-    """Copy saved tensors into the trainable parameters; the name sets must match exactly."""
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    """Copy saved tensors into the adapter and head parameters; the name sets must match exactly."""
+    params = {n: p for n, p in model.named_parameters() if _saved(n, p)}
     missing, unexpected = sorted(set(params) - set(tensors)), sorted(set(tensors) - set(params))
     if missing or unexpected:
         raise UserError(f"checkpoint does not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
@@ -54,23 +60,28 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_adapters(model, tmp / "adapter.safetensors")
-    opt = optimizer.state_dict()
+    # Optimizer state keyed by parameter *name*: positions shift when merges/injections change the model,
+    # names do not (and many tensors share a shape, so a position mix-up would pass unnoticed).
+    names = {id(p): n for n, p in model.named_parameters()}
     tensors: dict[str, torch.Tensor] = {"rng.torch_cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{i}"] = s
     scalars: dict[str, dict[str, Any]] = {}
-    for idx, st in opt["state"].items():
-        for key, val in st.items():
-            if torch.is_tensor(val):
-                tensors[f"optim.{idx}.{key}"] = val.detach().cpu().contiguous()
-            else:
-                scalars.setdefault(str(idx), {})[key] = val
+    groups = []
+    for g in optimizer.param_groups:
+        groups.append({**{k: v for k, v in g.items() if k != "params"}, "param_names": [names[id(p)] for p in g["params"]]})
+        for p in g["params"]:
+            for key, val in optimizer.state.get(p, {}).items():
+                if torch.is_tensor(val):
+                    tensors[f"optim.{names[id(p)]}::{key}"] = val.detach().cpu().contiguous()
+                else:
+                    scalars.setdefault(names[id(p)], {})[key] = val
     save_file(tensors, str(tmp / "state.safetensors"))
     py_state = random.getstate()
     state = {
         "epoch": epoch,
-        "optimizer_param_groups": opt["param_groups"],
+        "optimizer_groups": groups,
         "optimizer_scalars": scalars,
         "scheduler": scheduler.state_dict(),
         "rng_python": [py_state[0], list(py_state[1]), py_state[2]],
@@ -110,18 +121,24 @@ def load_checkpoint(ckpt: Path, *, model: torch.nn.Module, optimizer: torch.opti
     load_trainable_state(model, load_file(str(ckpt / "adapter.safetensors")))
     state = json.loads((ckpt / "state.json").read_text())
     tensors = load_file(str(ckpt / "state.safetensors"))
-    opt_state: dict[int, dict[str, Any]] = {}
-    for name, t in tensors.items():
-        if name.startswith("optim."):
-            _, idx, key = name.split(".", 2)
-            opt_state.setdefault(int(idx), {})[key] = t
-    for idx, vals in state["optimizer_scalars"].items():
-        opt_state.setdefault(int(idx), {}).update(vals)
-    groups = state["optimizer_param_groups"]
-    for g in groups:
-        if "betas" in g:
-            g["betas"] = tuple(g["betas"])
-    optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
+    by_name = dict(model.named_parameters())
+    saved = state["optimizer_groups"]
+    if len(saved) != len(optimizer.param_groups):
+        raise UserError(f"checkpoint has {len(saved)} optimizer groups, the optimizer {len(optimizer.param_groups)}")
+    missing = sorted({n for g in saved for n in g["param_names"]} - set(by_name))
+    if missing:
+        raise UserError(f"checkpoint optimizer state names parameters the model lacks: {missing[:3]}")
+    for group, g in zip(optimizer.param_groups, saved):
+        group.update({k: (tuple(v) if k == "betas" else v) for k, v in g.items() if k != "param_names"})
+        group["params"] = [by_name[n] for n in g["param_names"]]
+    optimizer.state.clear()
+    for key_name, t in tensors.items():
+        if key_name.startswith("optim."):
+            name, key = key_name[len("optim."):].split("::", 1)
+            p = by_name[name]
+            optimizer.state[p][key] = t if key == "step" else t.to(p.device, p.dtype)  # AdamW keeps step on the CPU
+    for name, vals in state["optimizer_scalars"].items():
+        optimizer.state[by_name[name]].update(vals)
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(tensors["rng.torch_cpu"])
     if torch.cuda.is_available():

@@ -100,7 +100,6 @@ class Trainer:
         self.optimizer = build_optimizer(model, cfg)
         self.scheduler = linear_schedule(self.optimizer, self.plan.warmup_steps, self.plan.total_steps)
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-        self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.state = TrainState(
             model, self.optimizer, self.scheduler, self._record, device, param_marker, max_grad_norm=cfg.max_grad_norm
         )
@@ -159,7 +158,9 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         self._emit("before_clip")
         max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm is not None else float("inf")
-        st.grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, max_norm)  # pre-clip norm
+        # The optimizer's trainable parameters, read now: merges remove some, an injection adds its LoRA.
+        trainable = [p for g in self.optimizer.param_groups for p in g["params"] if p.requires_grad]
+        st.grad_norm = torch.nn.utils.clip_grad_norm_(trainable, max_norm)  # pre-clip norm
         self._emit("before_optimizer_step")
         lr = self.optimizer.param_groups[0]["lr"]
         if self.scaler:

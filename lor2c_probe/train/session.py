@@ -203,14 +203,6 @@ def resume_training(out: Path, *, callbacks: list[TrainerCallback] | None = None
         raise UserError(f"cannot --resume {out}: it has no checkpoint yet (one is written at the end of each epoch)")
     manifest = read_manifest(out)
     cfg = RunConfig.from_dict(manifest["config"])
-    if cfg.structure.merges or cfg.structure.injections:
-        from lor2c_probe.record.store import read_table
-
-        if not read_table(out, "events").empty:
-            raise UserError(
-                f"cannot --resume {out}: its structure changed during training (merges/injections), and replaying "
-                "those changes on resume is not supported yet; start the run again"
-            )
     device, precision = resolve_device(cfg.train.device, cfg.train.precision)
     train_ex, eval_ex, spec, _ = load_task(cfg.data)
     built = build_model(cfg, spec)
@@ -276,6 +268,14 @@ def _train(
     precision: str, callbacks: list[TrainerCallback] | None, progress: bool, *, start_epoch: int = 0, resume_from: Path | None = None,
 ) -> dict[str, Any]:
     tok = built.tokenizer
+    if resume_from is not None:  # the checkpoint's structure: replay merges/injections before building the optimizer
+        import json as _json
+
+        from lor2c_probe.structure.ops import replay
+
+        saved = _json.loads((resume_from / "state.json").read_text()).get("callbacks", {}).get("structure")
+        if saved:
+            replay(built.model, saved["applied"])
     train = encode(tok, train_ex, cfg.train.max_length, built.spec.regression)
     ev = encode(tok, eval_ex, cfg.train.max_length, built.spec.regression)
     model = built.model.to(device)
@@ -288,6 +288,10 @@ def _train(
     )
     if resume_from is not None:
         state = load_checkpoint(resume_from, model=model, optimizer=trainer.optimizer, scheduler=trainer.scheduler)
+        for cb in trainer.callbacks:
+            if hasattr(cb, "load_state_dict") and cb.manifest_entry() and cb.manifest_entry()["name"] in state.get("callbacks", {}):
+                cb.load_state_dict(state["callbacks"][cb.manifest_entry()["name"]], device)
+        trainer.state.extras["structure_version"] = state.get("callbacks", {}).get("structure", {}).get("structure_version", 0)
         moved = store.supersede_from(state["store_next_seq"], label=f"resume-{len(manifest['resumes'])}")
         manifest["resumes"][-1]["superseded_shards"] = moved
         trainer.eval_history = state["eval_history"]
@@ -308,7 +312,9 @@ def _train(
     def on_epoch_done(epoch: int) -> None:
         save_checkpoint(
             out, epoch, model=model, optimizer=trainer.optimizer, scheduler=trainer.scheduler,
-            extra={"step": trainer.state.step, "store_next_seq": store.next_seq, "eval_history": trainer.eval_history},
+            extra={"step": trainer.state.step, "store_next_seq": store.next_seq, "eval_history": trainer.eval_history,
+                   "callbacks": {cb.manifest_entry()["name"]: cb.state_dict() for cb in trainer.callbacks
+                                 if hasattr(cb, "state_dict") and cb.manifest_entry()}},
         )
 
     t0 = time.perf_counter()
