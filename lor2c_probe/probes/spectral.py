@@ -85,6 +85,7 @@ class SpectralProbe(TrainerCallback):
         self.ks = tuple(sorted(set(ks)))
         self.every_steps, self.features, self.eval_batch_size = every_steps, features and probe_data is not None, eval_batch_size
         self._modules: list[SpectralModule] | None = None
+        self._last_step: int | None = None
 
     # -- loop points -----------------------------------------------------------------------------------
     def on_step_end(self, state: TrainState) -> None:
@@ -92,7 +93,8 @@ class SpectralProbe(TrainerCallback):
             self.record(state)
 
     def on_epoch_end(self, state: TrainState) -> None:
-        self.record(state)
+        if self._last_step != state.step:  # the step interval may already have read this step
+            self.record(state)
 
     # -- measurement ----------------------------------------------------------------------------------
     def spectra_now(self, model: torch.nn.Module, sources: tuple[str, ...] = ("weights", "features")) -> dict[tuple[str, str], np.ndarray]:
@@ -104,6 +106,7 @@ class SpectralProbe(TrainerCallback):
         return {k: v.detach().double().cpu().numpy() for k, v in spectra.items()}
 
     def record(self, state: TrainState) -> None:
+        self._last_step = state.step
         host = self.spectra_now(state.model, ("weights", "features") if self.features else ("weights",))
         rows, sfs_rows = [], []
         for (source, module), sigma in host.items():

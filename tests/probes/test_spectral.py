@@ -121,3 +121,17 @@ def test_recorded_in_a_run_at_epoch_ends(tiny_models, tiny_data, tmp_path):
     assert entry["probe_batch"]["examples"] == 64 and entry["sfs_k"] == [1, 2, 4]
     idx = entry["probe_batch"]["train_indices"]
     assert len(idx) == 64 and idx == sorted(set(idx)) and max(idx) < 96  # seeded sample of the 96 training examples
+
+
+def test_step_interval_and_epoch_end_on_the_same_step_record_once(tiny_models, tiny_data, tmp_path):
+    from dataclasses import replace
+
+    from lor2c_probe.config import ProbeConfig
+    from lor2c_probe.record.store import read_table
+    from lor2c_probe.train.session import run_training
+    from tests.helpers import tiny_config
+
+    cfg = replace(tiny_config(tiny_models["bert"], tiny_data, epochs=1), probes=ProbeConfig(grads=False, activations=False, spectra_every=6))
+    run_training(cfg, tmp_path / "r", progress=False)
+    sfs = read_table(tmp_path / "r", "sfs")
+    assert sorted(sfs.step.unique()) == [6, 12] and not sfs.duplicated(["step", "module", "source", "k"]).any()
