@@ -18,11 +18,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from lor2c_probe.record.naming import classify
+from lor2c_probe.record.naming import classify, is_head
 from lor2c_probe.probes.schedule import Every
 from lor2c_probe.train.hooks import TrainerCallback, TrainState
 
-HEAD_MODULES = {"classifier", "score"}
 STATS = ("mean_abs", "l2", "max_abs")
 
 
@@ -30,7 +29,7 @@ def select_parameters(model: torch.nn.Module, markers: tuple[str, ...]) -> list[
     """Trainable parameters whose name contains one of ``markers`` (head excluded)."""
     out = []
     for name, p in model.named_parameters():
-        if p.requires_grad and any(m in name for m in markers) and not HEAD_MODULES & set(name.split(".")):
+        if p.requires_grad and any(m in name for m in markers) and not is_head(name):
             out.append((name, p))
     return out
 

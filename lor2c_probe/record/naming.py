@@ -13,6 +13,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+HEAD_MODULES = {"classifier", "score"}  # what a sequence-classification model creates fresh on top of the encoder
+
+
+def is_head(name: str) -> bool:
+    """Trainable head parameters: plain (classifier.weight) or PEFT's copy (classifier.modules_to_save...).
+
+    PEFT also keeps the frozen original under ``classifier.original_module``; that one is not the head.
+    """
+    parts = set(name.split("."))
+    return bool(HEAD_MODULES & parts) and "original_module" not in parts
+
+
 _LOR2C = re.compile(r"(?:^|\.)lor2c\.paths\.(\d+)(?:-(\d+))?\.([A-Za-z]+)$")
 _SHARED = re.compile(r"(?:^|\.)lor2c\.shared_A$")
 _LORA = re.compile(r"(?:^|\.)layers?\.(\d+)\..*\.lora_([AB])\.")

@@ -14,21 +14,10 @@ import torch
 from lor2c_probe.config import TrainConfig
 from lor2c_probe.data.tasks import TaskSpec
 from lor2c_probe.metrics import task_metrics
+from lor2c_probe.record.naming import is_head
 from lor2c_probe.record.store import RunStore
 from lor2c_probe.train.batches import Encoded, batches, epoch_order
 from lor2c_probe.train.hooks import TrainerCallback, TrainState
-
-HEAD_MODULES = {"classifier", "score"}
-
-
-def is_head(name: str) -> bool:
-    """Trainable head parameters: plain (classifier.weight) or PEFT's copy (classifier.modules_to_save...).
-
-    PEFT also keeps the frozen original under ``classifier.original_module``; that one is not the head.
-    """
-    parts = set(name.split("."))
-    return bool(HEAD_MODULES & parts) and "original_module" not in parts
-
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW over trainable parameters: adapters at lr, the head at lr * head_lr_scale."""

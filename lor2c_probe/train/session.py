@@ -32,7 +32,8 @@ from lor2c_probe.record.store import MANIFEST, RunStore, read_manifest
 from lor2c_probe.train.batches import Encoded, encode, take
 from lor2c_probe.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from lor2c_probe.train.hooks import TrainerCallback
-from lor2c_probe.train.loop import Trainer, is_head
+from lor2c_probe.record.naming import is_head
+from lor2c_probe.train.loop import Trainer
 
 
 def resolve_device(cfg_device: str, precision: str) -> tuple[torch.device, str]:

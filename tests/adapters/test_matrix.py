@@ -10,7 +10,7 @@ from lor2c_probe.adapters.base import ArchShape
 from lor2c_probe.config import AdapterConfig
 from lor2c_probe.models import load_model
 from lor2c_probe.train.checkpoint import load_trainable_state, trainable_state
-from lor2c_probe.train.loop import is_head
+from lor2c_probe.record.naming import is_head
 
 ALL = list(METHODS)
 
