@@ -33,6 +33,24 @@ def prepare_out(out: Path, overwrite: bool, marker: str) -> None:
         shutil.rmtree(out)
 
 
+def recorded_runs(paths: list[Path], table: str, probe: str) -> list[RunRef]:
+    """Run directories to analyse, each checked for a manifest and a non-empty ``table``; labelled by method
+    name when those are unique, else by folder name."""
+    from lor2c_probe.record.store import read_manifest, shard_paths
+
+    refs = []
+    for p in paths:
+        if not (p / "manifest.json").is_file():
+            raise UserError(f"{p}: not a lor2c-probe run directory (no manifest.json)")
+        if not shard_paths(p, table):
+            raise UserError(f"run {p} has no `{table}` table; record it with `lor2c-probe train --probes {probe}`")
+        refs.append(RunRef(p.name, p, read_manifest(p)))
+    names = [r.manifest.get("method", {}).get("name", r.label) for r in refs]
+    if len(set(names)) == len(names):
+        refs = [RunRef(n, r.path, r.manifest) for n, r in zip(names, refs)]
+    return refs
+
+
 def reject_training_options(options: dict[str, Any]) -> None:
     """Analysing recorded runs trains nothing: any training option given is a mistake worth saying."""
     given = sorted(k for k, v in options.items() if v is not None)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from lor2c_probe.commands.common import RunRef, prepare_out, reject_training_options, train_methods
+from lor2c_probe.commands.common import RunRef, prepare_out, recorded_runs, reject_training_options, train_methods
 from lor2c_probe.errors import UserError
 ANALYSIS_KEYS = ("methods", "baseline", "from_runs", "stat", "factor", "out", "overwrite", "quiet")
 MARKER = "gradients.json"
@@ -54,7 +54,9 @@ def run_gradients(args: GradientsArgs) -> None:
     out = args.out or default_out("gradients")
     if args.from_runs:
         reject_training_options(args.train_options)
-        runs = _existing_runs(args.from_runs)
+        if len(args.from_runs) < 2:
+            raise UserError("--from-runs needs at least two run directories (e.g. a lor2c run and a lora run)")
+        runs = recorded_runs(args.from_runs, "grads", "grads,activations")
         prepare_out(out, args.overwrite, MARKER)
     else:
         if len(args.methods) < 2:
@@ -67,26 +69,6 @@ def run_gradients(args: GradientsArgs) -> None:
     _write_outputs(out, runs, baseline, tables, args)
     typer.echo(tables["summary"])
     typer.echo(f"outputs: {out}")
-
-
-def _existing_runs(paths: list[Path]) -> list[RunRef]:
-    from lor2c_probe.record.store import read_manifest, shard_paths
-
-    if len(paths) < 2:
-        raise UserError("--from-runs needs at least two run directories (e.g. a lor2c run and a lora run)")
-    refs = []
-    for p in paths:
-        if not (p / "manifest.json").is_file():
-            raise UserError(f"--from-runs {p}: not a lor2c-probe run directory (no manifest.json)")
-        if not shard_paths(p, "grads"):
-            raise UserError(
-                f"run {p} has no `grads` table (recorded with --probes none?); re-record it with "
-                "`lor2c-probe train --probes grads,activations`"
-            )
-        refs.append(RunRef("", p, read_manifest(p)))
-    names = [r.manifest["method"]["name"] for r in refs]
-    unique = len(set(names)) == len(names)
-    return [replace(r, label=n if unique else r.path.name) for r, n in zip(refs, names)]
 
 
 def _pick_baseline(runs: list[RunRef], baseline: str | None) -> RunRef:

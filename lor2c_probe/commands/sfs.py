@@ -16,7 +16,7 @@ from typing import Any
 
 import typer
 
-from lor2c_probe.commands.common import prepare_out, reject_training_options, train_methods
+from lor2c_probe.commands.common import prepare_out, recorded_runs, reject_training_options, train_methods
 from lor2c_probe.errors import UserError
 
 ANALYSIS_KEYS = ("runs", "k", "source", "out", "overwrite", "quiet")
@@ -42,17 +42,12 @@ class SfsArgs:
 
 def run_sfs(args: SfsArgs) -> None:
     from lor2c_probe.cli import default_out
-    from lor2c_probe.record.store import read_manifest, shard_paths
+    from lor2c_probe.record.store import read_manifest
 
     out = args.out or default_out("sfs")
     if args.runs:
         reject_training_options(args.train_options)
-        for p in args.runs:
-            if not (p / "manifest.json").is_file():
-                raise UserError(f"{p}: not a lor2c-probe run directory (no manifest.json)")
-            if not shard_paths(p, "sfs"):
-                raise UserError(f"run {p} has no `sfs` table; record it with `--probes spectra` (the default)")
-        runs = [(p.name, p) for p in args.runs]
+        runs = [(r.path.name, r.path) for r in recorded_runs(args.runs, "sfs", "spectra")]
         prepare_out(out, args.overwrite, "summary.txt")
     else:
         # 2 merges + 2 injections always fit 6 blocks (each merge uses at most two unmerged modules).

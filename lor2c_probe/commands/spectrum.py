@@ -18,7 +18,7 @@ from typing import Any
 
 import typer
 
-from lor2c_probe.commands.common import RunRef, prepare_out, reject_training_options, train_methods
+from lor2c_probe.commands.common import RunRef, prepare_out, recorded_runs, reject_training_options, train_methods
 from lor2c_probe.errors import UserError
 
 ANALYSIS_KEYS = ("runs", "methods", "source", "ks", "out", "overwrite", "quiet")
@@ -58,7 +58,7 @@ def run_spectrum(args: SpectrumArgs) -> None:
     out = args.out or default_out("spectrum")
     if args.runs:
         reject_training_options(args.train_options)
-        runs = _existing(args.runs)
+        runs = recorded_runs(args.runs, "spectra", "spectra")
         prepare_out(out, args.overwrite, "spectrum.json")
     else:
         runs = train_methods(args.methods, {**args.train_options, "probes": "spectra"}, out,
@@ -67,22 +67,6 @@ def run_spectrum(args: SpectrumArgs) -> None:
     _write(out, results, args)
     typer.echo(results["summary"])
     typer.echo(f"outputs: {out}")
-
-
-def _existing(paths: list[Path]) -> list[RunRef]:
-    from lor2c_probe.record.store import read_manifest, shard_paths
-
-    refs = []
-    for p in paths:
-        if not (p / "manifest.json").is_file():
-            raise UserError(f"{p}: not a lor2c-probe run directory (no manifest.json)")
-        if not shard_paths(p, "spectra"):
-            raise UserError(f"run {p} has no `spectra` table; record it with `lor2c-probe train --probes spectra` (the default)")
-        refs.append(RunRef(p.name, p, read_manifest(p)))
-    labels = [r.manifest["method"]["name"] for r in refs]
-    if len(set(labels)) == len(labels):
-        refs = [RunRef(label, r.path, r.manifest) for label, r in zip(labels, refs)]
-    return refs
 
 
 def _analyse(runs: list[RunRef], source: str, ks: tuple[int, ...]) -> dict[str, Any]:
