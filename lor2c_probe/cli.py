@@ -128,16 +128,17 @@ def train(
     out: Annotated[Opt[Path], typer.Option(help="Run directory [default: runs/<method>-<time>].")] = None,
     overwrite: OverwriteOpt = False,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    report: Annotated[bool, typer.Option(help="Write an HTML report into <out>/report at the end.")] = True,
     quiet: QuietOpt = False,
 ) -> None:
-    """Train one adapter method and record it into a run directory."""
+    """Train one adapter method and record it into a run directory (and its report)."""
     options = dict(locals())  # before any import below adds names
     options["emulate_reference_bugs"] = options["emulate_reference_bugs"] or None  # a flag: None when not given
     from lor2c_probe.commands.train import TrainArgs, run_train
 
-    for key in ("out", "overwrite", "resume", "quiet"):
+    for key in ("out", "overwrite", "resume", "quiet", "report"):
         options.pop(key)
-    run_train(TrainArgs(options=options, out=out, overwrite=overwrite, resume=resume, quiet=quiet))
+    run_train(TrainArgs(options=options, out=out, overwrite=overwrite, resume=resume, quiet=quiet, report=report))
 
 
 @app.command()
@@ -272,16 +273,51 @@ def sfs(
     run_sfs(SfsArgs.from_options(options))
 
 
-def _reserved(name: str, issue: int, what: str) -> None:
-    def command() -> None:
-        typer.echo(f"error: `lor2c-probe {name}` is not available yet ({what}; tracked in issue {issue})", err=True)
-        raise typer.Exit(2)
+@app.command()
+@user_errors
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="Recorded run directories (or a study/command output folder with runs/ inside).")],
+    out: Annotated[Opt[Path], typer.Option(help="Report folder [default: <run>/report, or <parent of the runs>/report].")] = None,
+    title: Annotated[Opt[str], typer.Option(help="Report title [default: the run labels].")] = None,
+    baseline: Annotated[Opt[str], typer.Option(help="Denominator of the gradient ratio: a run label or method [default: lora if present].")] = None,
+    stat: Annotated[str, typer.Option(help="Gradient statistic for the ratio: mean_abs, l2 or max_abs.")] = "mean_abs",
+    factor: Annotated[str, typer.Option(help="Module factor for the ratio: all, A or B.")] = "all",
+    k: Annotated[int, typer.Option(help="k of the SFS_k traces.")] = 2,
+    interactive: Annotated[bool, typer.Option("--interactive/--static", help="Interactive plotly figures (plotly.js inlined once, ~4.7 MB); --static embeds the PNGs only.")] = True,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Self-contained HTML report (works offline) with PNG/SVG figures, from recorded runs alone."""
+    from lor2c_probe.commands.report import run_report
 
-    command.__doc__ = f"{what} (coming: issue {issue})."
-    app.command(name=name)(command)
+    run_report(runs, out, title=title, baseline=baseline, stat=stat, factor=factor, k=k, interactive=interactive, overwrite=overwrite)
 
 
-_reserved("report", 6, "Self-contained HTML figure report from recorded runs")
+@app.command(name="run")
+@user_errors
+def run_study(
+    study: Annotated[Path, typer.Argument(help="A study file, e.g. analyses/fig7-gradient-ratio.toml (or just its name).")],
+    model: ModelOpt = None,
+    task: TaskOpt = None,
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+    epochs: Annotated[Opt[int], typer.Option(help="Override the study's epochs.")] = None,
+    steps_per_epoch: Annotated[Opt[int], typer.Option(help="Override the study's steps per epoch (0 = full epochs).")] = None,
+    batch_size: Annotated[Opt[int], typer.Option(help="Override the study's batch size.")] = None,
+    max_eval_examples: Annotated[Opt[int], typer.Option(help="Override the study's eval size.")] = None,
+    seeds: Annotated[Opt[str], typer.Option(help="Comma list of seeds replacing the study's.")] = None,
+    out: Annotated[Opt[Path], typer.Option(help="Output folder [default: runs/<study name>].")] = None,
+    overwrite: OverwriteOpt = False,
+    resume: Annotated[bool, typer.Option(help="Keep runs in --out that completed with the same configuration; train the rest.")] = False,
+    interactive: Annotated[bool, typer.Option("--interactive/--static", help="Report with interactive plotly figures or static PNGs only.")] = True,
+    quiet: QuietOpt = False,
+) -> None:
+    """Reproduce a paper result end to end: train a study's runs, then write its report."""
+    from lor2c_probe.commands.run import run_study as run
+
+    overrides = {"model": model, "task": task, "data_dir": data_dir, "device": device, "precision": precision, "epochs": epochs,
+                 "steps_per_epoch": steps_per_epoch, "batch_size": batch_size, "max_eval_examples": max_eval_examples}
+    run(study, overrides, out=out, overwrite=overwrite, resume=resume, quiet=quiet, interactive=interactive, seeds=seeds)
 
 
 def default_out(method: str) -> Path:

@@ -15,11 +15,11 @@ from lor2c_probe.record.store import read_manifest, read_table
 runner = CliRunner()
 
 
-def tiny_args(model_dir, data, out, *extra):
+def tiny_args(model_dir, data, out, *extra, report=False):
     return [
         "train", "--model", str(model_dir), "--task", "custom", "--train-file", str(data["train"]),
         "--eval-file", str(data["eval"]), "--epochs", "1", "--batch-size", "16", "--rank", "2",
-        "--device", "cpu", "--out", str(out), "--quiet", *extra,
+        "--device", "cpu", "--out", str(out), "--quiet", "--report" if report else "--no-report", *extra,
     ]
 
 
@@ -47,15 +47,12 @@ def test_params_prints_decisions_counts():
     assert_user_error(runner.invoke(app, ["params", "--arch", "gpt5"]), "unknown --arch 'gpt5'")
 
 
-@pytest.mark.parametrize("name,issue", [("report", 6)])
-def test_reserved_commands_say_where_they_are_tracked(name, issue):
-    assert_user_error(runner.invoke(app, [name]), f"issue {issue}")
-
-
 def test_train_tiny_end_to_end(tiny_models, tiny_data, tmp_path):
-    res = runner.invoke(app, tiny_args(tiny_models["roberta"], tiny_data, tmp_path / "r", "--method", "share-lor2c"))
+    res = runner.invoke(app, tiny_args(tiny_models["roberta"], tiny_data, tmp_path / "r", "--method", "share-lor2c", report=True))
     assert res.exit_code == 0, res.output
     assert "run directory:" in res.output
+    assert res.output.strip().splitlines()[-1] == f"report: {tmp_path / 'r' / 'report' / 'report.html'}"  # the main command ends with it
+    assert (tmp_path / "r" / "report" / "report.html").stat().st_size > 0
     m = read_manifest(tmp_path / "r")
     assert m["config"]["adapter"]["method"] == "share-lor2c" and m["status"] == "completed"
     assert set(read_table(tmp_path / "r", "metrics")["split"]) == {"train", "eval"}

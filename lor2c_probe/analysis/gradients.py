@@ -138,15 +138,22 @@ def zero_layers(surface: pd.DataFrame) -> list[int]:
     return [int(layer) for layer, all_zero in by_layer.items() if all_zero]
 
 
+def _spearman(g: pd.DataFrame, min_layers: int) -> float:
+    """Spearman rho(layer, ratio); NaN (not a warning) when too few layers or the ratio is constant."""
+    if len(g) < min_layers or g["ratio"].nunique() < 2:
+        return np.nan
+    return float(g["layer"].corr(g["ratio"], method="spearman"))
+
+
 def trend_by_epoch(surface: pd.DataFrame) -> pd.DataFrame:
     """Per epoch: Spearman rho(layer, ratio) (negative = ratio rises toward lower layers), the ratio at the
     lowest and highest layer, and how many layers have ratio > 1."""
     rows = []
     for epoch, g in surface[surface["status"] == "ok"].groupby("epoch"):
         g = g.sort_values("layer")
-        rho = g["layer"].corr(g["ratio"], method="spearman") if len(g) > 1 else np.nan
+        rho = _spearman(g, 2)
         rest = g.iloc[:-1]  # leave the highest layer out: is the trend carried by one layer?
-        rho_rest = rest["layer"].corr(rest["ratio"], method="spearman") if len(rest) > 2 else np.nan
+        rho_rest = _spearman(rest, 3)
         rows.append(
             {
                 "epoch": int(epoch),

@@ -65,7 +65,7 @@ def run_gradients(args: GradientsArgs) -> None:
         runs = train_methods(args.methods, {**args.train_options, "probes": "grads,activations"}, out,
                              overwrite=args.overwrite, quiet=args.quiet, marker=MARKER)
     baseline = _pick_baseline(runs, args.baseline)
-    tables = _analyse(runs, baseline, args.stat, args.factor)
+    tables = analyse(runs, baseline, args.stat, args.factor)
     _write_outputs(out, runs, baseline, tables, args)
     typer.echo(tables["summary"])
     typer.echo(f"outputs: {out}")
@@ -80,7 +80,7 @@ def _pick_baseline(runs: list[RunRef], baseline: str | None) -> RunRef:
     return runs[labels.index(baseline)]
 
 
-def _analyse(runs: list[RunRef], baseline: RunRef, stat: str, factor: str) -> dict[str, Any]:
+def analyse(runs: list[RunRef], baseline: RunRef, stat: str, factor: str) -> dict[str, Any]:
     import pandas as pd
 
     from lor2c_probe.analysis.gradients import (

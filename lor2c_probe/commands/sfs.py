@@ -60,14 +60,14 @@ def run_sfs(args: SfsArgs) -> None:
     frames = []
     for label, path in runs:
         src = source or ("weights" if read_manifest(path).get("policy", {}).get("name") == "reference" else "features")
-        frames.append(_analyse(label, path, args.k, src))
+        frames.append(analyse(label, path, args.k, src))
     _write(out, frames)
     text = "\n\n".join(f["summary"] for f in frames)
     typer.echo(text)
     typer.echo(f"outputs: {out}")
 
 
-def _analyse(label: str, path: Path, k: int, source: str) -> dict[str, Any]:
+def analyse(label: str, path: Path, k: int, source: str) -> dict[str, Any]:
     from lor2c_probe.analysis.sfs_traces import event_effects, sfs_traces
     from lor2c_probe.record.store import read_manifest, read_table
 

@@ -63,13 +63,14 @@ def run_spectrum(args: SpectrumArgs) -> None:
     else:
         runs = train_methods(args.methods, {**args.train_options, "probes": "spectra"}, out,
                              overwrite=args.overwrite, quiet=args.quiet, marker="spectrum.json")
-    results = _analyse(runs, args.source, args.ks)
+    results = analyse(runs, args.source, args.ks)
     _write(out, results, args)
     typer.echo(results["summary"])
     typer.echo(f"outputs: {out}")
 
 
-def _analyse(runs: list[RunRef], source: str, ks: tuple[int, ...]) -> dict[str, Any]:
+def analyse(runs: list[RunRef], source: str, ks: tuple[int, ...], *, strict_phi: bool = True) -> dict[str, Any]:
+    """Low-rank evidence per run, and phi between the first two runs (a layer mismatch is an error when ``strict_phi``)."""
     import pandas as pd
 
     from lor2c_probe.analysis.low_rank import low_rank_evidence
@@ -77,20 +78,25 @@ def _analyse(runs: list[RunRef], source: str, ks: tuple[int, ...]) -> dict[str, 
 
     summaries, curves = [], []
     for r in runs:
+        spectra = read_table(r.path, "spectra")
+        spectra = spectra[spectra.module.str.startswith("lor2c.")]  # residual maps only (not LoRA's q/v deltas)
+        if spectra.empty:
+            raise UserError(f"run {r.path} has no LoR2C residual-map spectra (its method is {r.manifest.get('method', {}).get('name')}); "
+                            "analyse runs of the LoR2C family or full-rank-residual")
         try:
-            s, c = low_rank_evidence(read_table(r.path, "spectra"), source=source, ks=ks)
+            s, c = low_rank_evidence(spectra, source=source, ks=ks)
         except ValueError as e:
             raise UserError(f"run {r.path}: {e}") from None
         summaries.append(s.assign(run=r.label))
         curves.append(c.assign(run=r.label))
     summary = pd.concat(summaries, ignore_index=True)
     curve = pd.concat(curves, ignore_index=True)
-    grid, phi_note = _subspace(runs) if len(runs) >= 2 else (None, "phi: needs two runs")
+    grid, phi_note = _subspace(runs, strict_phi) if len(runs) >= 2 else (None, "phi: needs two runs")
     text = _text(summary, grid, runs, source, ks, phi_note)
     return {"summary_table": summary, "curves": curve, "grid": grid, "summary": text}
 
 
-def _subspace(runs: list[RunRef]) -> tuple[Any, str]:
+def _subspace(runs: list[RunRef], strict: bool = True) -> tuple[Any, str]:
     """phi between the first two runs' maps at their last checkpoint, per common layer."""
     import pandas as pd
 
@@ -108,7 +114,10 @@ def _subspace(runs: list[RunRef]) -> tuple[Any, str]:
         return None, "phi skipped: phi compares LoR2C-family maps and one run has none"
     if set(ma) != set(mb):
         only_a, only_b = sorted(set(ma) - set(mb)), sorted(set(mb) - set(ma))
-        raise UserError(f"layers do not match for phi: {a.label} alone has {only_a}, {b.label} alone has {only_b}")
+        why = f"layers do not match for phi: {a.label} alone has {only_a}, {b.label} alone has {only_b}"
+        if strict:
+            raise UserError(why)
+        return None, f"phi skipped: {why}"
     frames = []
     for module in sorted(ma, key=lambda m: module_span(m) or (0, 0)):
         U, _ = left_singular_vectors(ma[module])

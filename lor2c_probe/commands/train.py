@@ -25,6 +25,7 @@ class TrainArgs:
     overwrite: bool
     resume: bool
     quiet: bool
+    report: bool = True
 
 
 def config_from_options(o: dict[str, Any]) -> tuple[RunConfig, dict[str, str]]:
@@ -79,8 +80,13 @@ def run_train(args: TrainArgs) -> None:
         cfg, sources = config_from_options(args.options)
         out = args.out or default_out(cfg.adapter.method)
         manifest = run_training(cfg, out, overwrite=args.overwrite, policy_sources=sources, progress=not args.quiet)
-        args = TrainArgs(args.options, out, args.overwrite, args.resume, args.quiet)
+        args = TrainArgs(args.options, out, args.overwrite, args.resume, args.quiet, args.report)
     _summary(manifest, args.out)
+    if args.report and args.out is not None:
+        from lor2c_probe.report.build import build_report
+
+        res = build_report([args.out], args.out / "report", overwrite=True)
+        typer.echo(f"report: {res.html}")
 
 
 def _summary(manifest: dict[str, Any], out: Path | None) -> None:

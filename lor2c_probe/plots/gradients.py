@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,10 @@ def _grid(surface: pd.DataFrame, value: str = "ratio") -> tuple[np.ndarray, np.n
 
 
 def ratio_surface_html(surface: pd.DataFrame, path: Path, *, denominator: str, stat: str) -> None:
+    ratio_surface_plotly(surface, denominator=denominator, stat=stat).write_html(path, include_plotlyjs=True, full_html=True)
+
+
+def ratio_surface_plotly(surface: pd.DataFrame, *, denominator: str, stat: str) -> Any:
     """Interactive 3D surface(s), one scene per numerator method; plotly.js embedded so it works offline."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -41,10 +46,14 @@ def ratio_surface_html(surface: pd.DataFrame, path: Path, *, denominator: str, s
         scene = "scene" if i == 1 else f"scene{i}"
         fig.layout[scene].update(xaxis_title="epoch", yaxis_title="layer", zaxis_title=f"{stat} ratio")
     fig.update_layout(title=f"Module gradient ratio ({stat}) per epoch and layer", height=600, width=max(700, 600 * len(methods)))
-    fig.write_html(path, include_plotlyjs=True, full_html=True)
+    return fig
 
 
 def ratio_surface_png(surface: pd.DataFrame, path: Path, *, denominator: str, stat: str) -> None:
+    ratio_surface_figure(surface, denominator=denominator, stat=stat).savefig(path)
+
+
+def ratio_surface_figure(surface: pd.DataFrame, *, denominator: str, stat: str) -> Figure:
     """Static version: a 3D surface per numerator (a line over layers when there is a single epoch)."""
     _require(surface, REQUIRED)
     methods = list(dict.fromkeys(surface["method"]))
@@ -72,10 +81,14 @@ def ratio_surface_png(surface: pd.DataFrame, path: Path, *, denominator: str, st
             ax.legend()
         ax.set_title(title, fontsize=11)
     fig.tight_layout()
-    fig.savefig(path)
+    return fig
 
 
 def activation_heatmaps_png(profiles: dict[str, pd.DataFrame], path: Path, *, stat: str) -> None:
+    activation_heatmaps_figure(profiles, stat=stat).savefig(path, bbox_inches="tight")
+
+
+def activation_heatmaps_figure(profiles: dict[str, pd.DataFrame], *, stat: str) -> Figure:
     """Layer x epoch heat map of the activation-gradient statistic per method, on one shared log scale."""
     for p in profiles.values():
         _require(p, {"epoch", "layer", "value"})
@@ -98,4 +111,4 @@ def activation_heatmaps_png(profiles: dict[str, pd.DataFrame], path: Path, *, st
     if image is not None:
         fig.colorbar(image, ax=list(axes), label=f"dL/dh {stat} (epoch mean)")
     fig.suptitle("Gradient reaching each block's input", fontsize=12)
-    fig.savefig(path, bbox_inches="tight")
+    return fig

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,10 @@ def _last_epoch(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def low_rank_png(curves: pd.DataFrame, path: Path, *, title: str) -> None:
+    low_rank_figure(curves, title=title).savefig(path)
+
+
+def low_rank_figure(curves: pd.DataFrame, *, title: str) -> Figure:
     """Per run: normalised singular values (log scale) and cumulative energy per layer, control dashed."""
     runs = list(dict.fromkeys(curves["run"]))
     fig = Figure(figsize=(11, 3.9 * len(runs)), dpi=120)
@@ -43,10 +48,14 @@ def low_rank_png(curves: pd.DataFrame, path: Path, *, title: str) -> None:
         row[0].legend(fontsize=7, ncol=2)
     fig.suptitle(title, fontsize=12)
     fig.tight_layout()
-    fig.savefig(path)
+    return fig
 
 
 def low_rank_html(curves: pd.DataFrame, path: Path, *, title: str) -> None:
+    low_rank_plotly(curves, title=title).write_html(path, include_plotlyjs=True, full_html=True)
+
+
+def low_rank_plotly(curves: pd.DataFrame, *, title: str) -> Any:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -62,10 +71,14 @@ def low_rank_html(curves: pd.DataFrame, path: Path, *, title: str) -> None:
                                          showlegend=col == 1, line={"dash": dash}), row=r, col=col)
         fig.update_yaxes(type="log", row=r, col=1)
     fig.update_layout(title=title, height=420 * len(runs), width=1100)
-    fig.write_html(path, include_plotlyjs=True, full_html=True)
+    return fig
 
 
 def subspace_png(grid: pd.DataFrame, path: Path, *, title: str) -> None:
+    subspace_figure(grid, title=title).savefig(path, bbox_inches="tight")
+
+
+def subspace_figure(grid: pd.DataFrame, *, title: str) -> Figure:
     """phi(i, j) heat map per layer (rows: top-i directions of the first run, columns: the second's)."""
     layers = sorted(grid["layer"].unique())
     fig = Figure(figsize=(2.6 * len(layers) + 1.0, 3.0), dpi=120)
@@ -83,10 +96,14 @@ def subspace_png(grid: pd.DataFrame, path: Path, *, title: str) -> None:
     if image is not None:
         fig.colorbar(image, ax=list(axes), label="phi(i, j)")
     fig.suptitle(title, fontsize=11)
-    fig.savefig(path, bbox_inches="tight")
+    return fig
 
 
 def sfs_traces_png(traces: pd.DataFrame, events: pd.DataFrame, path: Path, *, title: str) -> None:
+    sfs_traces_figure(traces, events, title=title).savefig(path)
+
+
+def sfs_traces_figure(traces: pd.DataFrame, events: pd.DataFrame, *, title: str) -> Figure:
     """SFS_k per module over steps; merged modules start where their parents end; events as vertical lines."""
     fig = Figure(figsize=(10, 4.8), dpi=120)
     ax = fig.add_subplot(1, 1, 1)
@@ -108,10 +125,14 @@ def sfs_traces_png(traces: pd.DataFrame, events: pd.DataFrame, path: Path, *, ti
     ax.set_title(title, fontsize=11)
     ax.legend(fontsize=7, ncol=3, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path)
+    return fig
 
 
 def sfs_traces_html(traces: pd.DataFrame, events: pd.DataFrame, path: Path, *, title: str) -> None:
+    sfs_traces_plotly(traces, events, title=title).write_html(path, include_plotlyjs=True, full_html=True)
+
+
+def sfs_traces_plotly(traces: pd.DataFrame, events: pd.DataFrame, *, title: str) -> Any:
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -121,4 +142,4 @@ def sfs_traces_html(traces: pd.DataFrame, events: pd.DataFrame, path: Path, *, t
         fig.add_vline(x=e.step, line_dash="dash", line_color="red" if e.kind.startswith("merge") else "purple",
                       annotation_text=f"{e.kind} {e.modules}", annotation_textangle=-90)
     fig.update_layout(title=title, xaxis_title="optimizer step", yaxis_title="SFS_k", height=550, width=1100)
-    fig.write_html(path, include_plotlyjs=True, full_html=True)
+    return fig

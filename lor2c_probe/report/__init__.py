@@ -1,0 +1,1 @@
+"""HTML figure reports built from recorded runs (no torch)."""

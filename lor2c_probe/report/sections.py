@@ -1,0 +1,362 @@
+"""Report sections built from recorded tables only. Each builder returns a ``Section``; a section whose
+tables are missing carries a ``note`` saying what to record, instead of failing the report."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pandas as pd
+
+from lor2c_probe.commands.common import RunRef
+from lor2c_probe.errors import UserError
+from lor2c_probe.report.runs import ReportRun
+
+
+@dataclass(frozen=True)
+class Fig:
+    stem: str  # file name without extension under figures/
+    caption: str
+    draw: Callable[[], Any]  # -> matplotlib Figure
+    plotly: Callable[[], Any] | None = None  # -> plotly Figure, for the interactive report
+
+
+@dataclass(frozen=True)
+class Table:
+    frame: pd.DataFrame
+    caption: str = ""
+    data: str | None = None  # also written to data/<data>.parquet when set
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    blocks: list[Any] = field(default_factory=list)  # str (paragraph), Pre, Table, Fig, Details
+    note: str | None = None  # set when the section could not be drawn, with the reason
+
+
+@dataclass(frozen=True)
+class Pre:
+    text: str
+
+
+@dataclass(frozen=True)
+class Details:
+    summary: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Options:
+    baseline: str | None = None  # a run label or a method/group name; default: lora when present
+    stat: str = "mean_abs"
+    factor: str = "all"
+    k: int = 2
+
+
+def _ref(r: ReportRun) -> RunRef:
+    return RunRef(r.label, r.path, r.manifest)
+
+
+# -- runs and parameters -------------------------------------------------------------------------------------
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v if not isinstance(v, list) else ", ".join(map(str, v))
+    return out
+
+
+def runs_section(runs: list[ReportRun]) -> Section:
+    rows = []
+    for r in runs:
+        m, cfg = r.manifest, r.manifest.get("config", {})
+        t, res = cfg.get("train", {}), m.get("results") or {}
+        final, best, head = res.get("final_eval") or {}, res.get("best_eval") or {}, r.headline
+        rows.append({
+            "run": r.label, "method": r.method, "model": m.get("model", {}).get("source"), "task": m.get("task", {}).get("name"),
+            "seed": r.seed, "epochs x steps": f"{t.get('epochs')} x {m.get('schedule', {}).get('steps_per_epoch')}",
+            "batch": t.get("batch_size"), "lr": t.get("lr"), "rank": cfg.get("adapter", {}).get("rank"), "policy": cfg.get("policy"),
+            "device": f"{m.get('device', {}).get('type')} / {m.get('precision')}", "status": m.get("status"),
+            f"final {head}": final.get(head), f"best {head}": best.get(head),
+            "wall (s)": res.get("wall_seconds_this_session"), "path": str(r.path),
+        })
+    s = Section("runs", "Runs")
+    s.blocks.append(Table(pd.DataFrame(rows), "One row per recorded run; metrics from the manifest's results (final = last epoch's eval)."))
+    flat = pd.DataFrame([_flatten(r.manifest.get("config", {})) for r in runs], index=[r.label for r in runs])
+    differ = [c for c in flat.columns if flat[c].astype(str).nunique() > 1]
+    if len(runs) > 1:
+        if differ:
+            s.blocks.append(Table(flat[differ].reset_index(names="run"), "Configuration fields that differ between the runs."))
+        else:
+            s.blocks.append("The runs share every configuration field.")
+    for r in runs:
+        keep = {k: r.manifest.get(k) for k in ("config", "policy", "model", "task", "schedule", "device", "versions", "recording")}
+        s.blocks.append(Details(f"Full configuration of {r.label}", json.dumps(keep, indent=2, default=str)))
+    return s
+
+
+def params_section(runs: list[ReportRun]) -> Section:
+    rows = []
+    for r in runs:
+        p = r.manifest.get("params", {})
+        row = {"run": r.label, "adapter (measured)": p.get("adapter_params"), "adapter (formula)": p.get("adapter_params_formula"),
+               "head": p.get("head_params"), "trainable": p.get("trainable_params"), "total": p.get("total_params")}
+        if p.get("trainable_params") and p.get("total_params"):
+            row["trainable %"] = round(100 * p["trainable_params"] / p["total_params"], 3)
+        ev = r.table("events") if r.has("events") else None
+        if ev is not None and not ev.empty:
+            details = [json.loads(d) for d in ev.detail_json]
+            after = [d["params_after"] for d in details if "params_after" in d]
+            row["adapter after events"] = after[-1] if after else None
+        rows.append(row)
+    return Section("params", "Parameter counts", [Table(pd.DataFrame(rows), "Adapter parameters are counted on the live model (measured) "
+                                                         "and by the paper's formula; they differ only when a method shares or fuses factors.")])
+
+
+# -- training and the method comparison ----------------------------------------------------------------------
+def training_section(runs: list[ReportRun]) -> Section:
+    from lor2c_probe.plots.report import training_curves_figure, training_curves_plotly
+
+    s = Section("training", "Training and evaluation")
+    metrics = {r.label: r.table("metrics") for r in runs if r.has("metrics")}
+    heads = {r.headline for r in runs if r.label in metrics}
+    if not metrics:
+        s.note = "no run has a metrics table (the runs were stopped before their first flush)"
+        return s
+    head = sorted(h for h in heads if h)[0] if any(heads) else "loss"
+    if len(heads) > 1:
+        s.blocks.append(f"The runs use different headline metrics ({', '.join(sorted(map(str, heads)))}); the eval panel shows {head}.")
+    s.blocks.append(Fig("training_curves", "Train loss per optimizer step (trailing mean; raw values faint) and the eval metric at each epoch end.",
+                        lambda: training_curves_figure(metrics, headline=head), lambda: training_curves_plotly(metrics, headline=head)))
+    return s
+
+
+def comparison_section(runs: list[ReportRun]) -> Section:
+    from lor2c_probe.plots.report import comparison_figure
+
+    s = Section("comparison", "Method comparison (final eval)")
+    pts = []
+    for r in runs:
+        res = r.manifest.get("results") or {}
+        final, head = res.get("final_eval"), r.headline
+        if final and head in final:
+            pts.append({"group": r.group, "run": r.label, "metric": head, "value": final[head],
+                        "adapter_params": r.manifest.get("params", {}).get("adapter_params"), "n_eval": r.manifest.get("task", {}).get("n_eval")})
+    if len(pts) < 2:
+        s.note = "needs at least two runs with a final evaluation"
+        return s
+    points = pd.DataFrame(pts)
+    if points.metric.nunique() > 1:
+        s.note = f"the runs report different headline metrics ({', '.join(sorted(points.metric.unique()))}); nothing to compare"
+        return s
+    metric = points.metric.iloc[0]
+    table = (points.groupby("group", sort=False)
+             .agg(n=("value", "size"), mean=("value", "mean"), sd=("value", "std"), min=("value", "min"), max=("value", "max"),
+                  adapter_params=("adapter_params", "first"), n_eval=("n_eval", "first"))
+             .reset_index())
+    text = [f"Final eval {metric} per method, mean over {', '.join(sorted(set(map(str, table.n))))} seed(s)."]
+    if metric == "accuracy" and table.n_eval.notna().all():
+        se = [math.sqrt(m * (1 - m) / n) for m, n in zip(table["mean"], table.n_eval)]
+        table["se"] = se
+        text.append(f"Sampling error of one accuracy on {int(table.n_eval.iloc[0]):,} eval examples: about {100 * max(se):.1f} points "
+                    "(binomial standard error); differences smaller than about twice that are not resolved by this evaluation.")
+    if (table.n == 1).all():
+        text.append("One seed per method: the seed-to-seed spread is not measured here.")
+    s.blocks.append(" ".join(text))
+    s.blocks.append(Table(table, f"Final eval {metric}: mean, sd over seeds (blank with one seed), range, adapter parameters, eval size and binomial SE.", data="comparison"))
+    s.blocks.append(Fig("comparison", f"Final eval {metric} per method: diamonds are means over seeds, dots single seeds; whiskers span +-2 binomial standard errors of the eval set (accuracy only).",
+                        lambda: comparison_figure(table, points, metric=metric)))
+    return s
+
+
+# -- gradient flow -------------------------------------------------------------------------------------------
+def _baseline_runs(runs: list[ReportRun], baseline: str | None) -> list[ReportRun]:
+    if baseline is None:
+        hits = [r for r in runs if r.method == "lora"] or [runs[-1]]
+    else:
+        hits = [r for r in runs if baseline in (r.label, r.group, r.method)]
+        if not hits:
+            raise UserError(f"--baseline {baseline!r} matches no run with gradient tables ({', '.join(r.label for r in runs)})")
+    return hits
+
+
+def gradients_section(runs: list[ReportRun], opts: Options) -> Section:
+    from lor2c_probe.commands.gradients import analyse
+    from lor2c_probe.plots.gradients import ratio_surface_figure, ratio_surface_plotly
+
+    s = Section("gradients", "Gradient flow: module gradient ratio (paper Fig. 7)")
+    with_grads = [r for r in runs if r.has("grads")]
+    if len(with_grads) < 2:
+        s.note = (f"needs two runs with a `grads` table (have {len(with_grads)}); record with `lor2c-probe train --probes grads,activations` "
+                  "for the method and for the baseline")
+        return s
+    bases = _baseline_runs(with_grads, opts.baseline)
+    surfaces, texts = [], []
+    for base in bases:  # one baseline per seed: each numerator is compared with the baseline of its own seed
+        nums = [r for r in with_grads if r not in bases and (len(bases) == 1 or r.seed == base.seed)]
+        if not nums:
+            continue
+        try:
+            base_ref = _ref(base)  # analyse() tells the baseline apart by identity
+            res = analyse([_ref(r) for r in nums] + [base_ref], base_ref, opts.stat, opts.factor)
+        except UserError as e:
+            texts.append(f"not compared: {e}")
+            continue
+        surfaces.append(res["surface"])
+        texts.append(res["summary"])
+    if not surfaces:
+        s.note = "no numerator run could be compared with the baseline: " + " ".join(texts)
+        return s
+    surface = pd.concat(surfaces, ignore_index=True)
+    den = bases[0].group if len(bases) > 1 else bases[0].label
+    s.blocks.append(f"For each epoch and layer: the epoch mean of the per-step {opts.stat} gradient of each method's adapter module "
+                    f"(factor {opts.factor}), divided by the same for {den}. Above 1: the method's module receives more gradient.")
+    s.blocks.append(Fig("gradient_ratio", f"Gradient ratio surface vs {den} ({opts.stat}, factor {opts.factor}).",
+                        lambda: ratio_surface_figure(surface, denominator=den, stat=opts.stat),
+                        lambda: ratio_surface_plotly(surface, denominator=den, stat=opts.stat)))
+    wide = surface.pivot_table(index=["method", "layer"], columns="epoch", values="ratio").reset_index()
+    wide.columns = [f"epoch {c}" if isinstance(c, (int,)) or str(c).isdigit() else c for c in wide.columns]
+    s.blocks.append(Table(wide, "Ratio per layer (rows) and epoch (columns).", data="gradient_ratio"))
+    s.blocks.append(Pre("\n\n".join(texts)))
+    return s
+
+
+def activations_section(runs: list[ReportRun]) -> Section:
+    from lor2c_probe.analysis.gradients import activation_grad_profile
+    from lor2c_probe.plots.gradients import activation_heatmaps_figure
+    from lor2c_probe.plots.report import activation_profile_figure
+
+    s = Section("activations", "Activation gradients ||dL/dh_i||")
+    profiles = {r.label: activation_grad_profile(r.table("activation_grads")) for r in runs if r.has("activation_grads")}
+    if not profiles:
+        s.note = "no run has an `activation_grads` table; record with `lor2c-probe train --probes activations`"
+        return s
+    long = pd.concat([p.assign(method=m) for m, p in profiles.items()], ignore_index=True)
+    s.blocks.append("The gradient of the loss with respect to each block's input hidden state (L2 norm over non-pad tokens, "
+                    "summed over micro-batches, epoch mean). Layer L is the encoder output. A residual path that skips blocks "
+                    "should keep this from fading toward the bottom layers.")
+    s.blocks.append(Fig("activation_profile", "||dL/dh_i|| by block input in the last epoch, log scale.",
+                        lambda: activation_profile_figure(long, stat="l2")))
+    s.blocks.append(Fig("activation_grads", "||dL/dh_i|| per layer and epoch, one shared log colour scale.",
+                        lambda: activation_heatmaps_figure(profiles, stat="l2")))
+    last = long[long.epoch == long.groupby("method").epoch.transform("max")]
+    s.blocks.append(Table(last.pivot(index="layer", columns="method", values="value").reset_index(), "Last epoch, per block input.",
+                          data="activation_grads"))
+    return s
+
+
+# -- spectra ----------------------------------------------------------------------------------------------------
+def low_rank_section(runs: list[ReportRun]) -> Section:
+    from lor2c_probe.commands.spectrum import analyse
+    from lor2c_probe.plots.spectra import low_rank_figure, low_rank_plotly, subspace_figure
+
+    s = Section("low_rank", "Low-rank evidence (paper Fig. 2) and subspace similarity")
+    eligible = []
+    for r in runs:
+        if r.has("spectra"):
+            sp = r.table("spectra")
+            if ((sp.source == "weights") & sp.module.str.startswith("lor2c.")).any():
+                eligible.append(r)
+    if not eligible:
+        s.note = "no run recorded spectra of LoR2C residual maps; record a LoR2C-family or full-rank-residual run with `--probes spectra`"
+        return s
+    try:
+        # runs without structural events first: phi compares the first two, and needs the same layers in both
+        eligible.sort(key=lambda r: r.has("events"))
+        res = analyse([_ref(r) for r in eligible], "weights", (1, 2, 4, 8, 16), strict_phi=False)
+    except UserError as e:
+        s.note = str(e)
+        return s
+    title = "Learned residual maps: weight spectra vs a same-norm Gaussian control"
+    s.blocks.append("Singular values of each block's learned residual map at the last epoch end, next to a Gaussian control matrix "
+                    "of the same shape and Frobenius norm. A rank-r method has at most r non-zero singular values by construction; "
+                    "only a full-rank residual tests whether the learned map is low rank.")
+    s.blocks.append(Fig("low_rank", "Normalised spectra (left, log scale) and cumulative energy (right); dashed: control; dotted line at 8.",
+                        lambda: low_rank_figure(res["curves"], title=title), lambda: low_rank_plotly(res["curves"], title=title)))
+    t = res["summary_table"]
+    cols = ["run", "epoch", "layer", "n", "top8_energy", "control_top8_energy", "effective_rank", "control_effective_rank", "stable_rank"]
+    last = t[t.epoch == t.groupby("run").epoch.transform("max")]
+    s.blocks.append(Table(last[[c for c in cols if c in last.columns]], "Last epoch per layer: energy in the top 8 directions, ranks.",
+                          data="low_rank_summary"))
+    if res["grid"] is not None:
+        grid = res["grid"]
+        a, b = eligible[0].label, eligible[1].label
+        s.blocks.append(Fig("subspace", f"phi(i, j) between the top-i left singular vectors of {a} and the top-j of {b}, per layer.",
+                            lambda: subspace_figure(grid, title=f"phi(i, j): {a} (rows) vs {b} (columns)")))
+    s.blocks.append(Pre(res["summary"]))
+    return s
+
+
+def sfs_section(runs: list[ReportRun], opts: Options) -> Section:
+    from lor2c_probe.commands.sfs import analyse
+    from lor2c_probe.plots.spectra import sfs_traces_figure, sfs_traces_plotly
+
+    s = Section("sfs", "SFS traces across merges and injections")
+    eligible = [r for r in runs if r.has("events") and r.has("sfs")]
+    if not eligible:
+        s.note = ("no run has both structural events and an `sfs` table; train merge-lor2c, inject-lor2c or im-lor2c "
+                  "with --merges/--injections and `--probes spectra`")
+        return s
+    for r in eligible:
+        src = "weights" if r.manifest.get("policy", {}).get("name") == "reference" else "features"
+        try:
+            res = analyse(r.label, r.path, opts.k, src)
+        except UserError as e:
+            s.blocks.append(f"{r.label}: not drawn: {e}")
+            continue
+        title = f"{r.label}: SFS_{opts.k} ({src}) of each LoR2C module; dashed lines = events"
+        traces, events = res["traces"], res["raw_events"]
+        s.blocks.append(Fig(f"sfs_traces-{_slug(r.label)}", f"{r.label}: SFS_{opts.k} from {src} per module over optimizer steps; "
+                            "red dashed = merge, purple dashed = injection; a merged module's trace continues (dotted) from its parents.",
+                            lambda t=traces, e=events, ti=title: sfs_traces_figure(t, e, title=ti),
+                            lambda t=traces, e=events, ti=title: sfs_traces_plotly(t, e, title=ti)))
+        s.blocks.append(Pre(res["summary"]))
+    return s
+
+
+def events_section(runs: list[ReportRun]) -> Section:
+    from lor2c_probe.analysis.sfs_traces import parse_events
+
+    s = Section("events", "Structural events")
+    rows = []
+    for r in runs:
+        if not r.has("events"):
+            continue
+        for e in parse_events(r.table("events")).itertuples(index=False):
+            d = e.detail
+            rows.append({
+                "run": r.label, "step": e.step, "epoch": e.epoch, "event": e.kind, "modules": ", ".join(e.parents), "result": e.result,
+                "kept factors of": d.get("kept_factors_of"), "rule": d.get("rule") or d.get("reason"),
+                "candidates": "; ".join(f"{','.join(c.get('modules', []))}: " + ", ".join(f"{k.removeprefix('score_')}={v:.3g}" for k, v in c.items()
+                                                                                           if k.startswith("score_") and isinstance(v, (int, float)))
+                                        for c in d.get("candidates", [])),
+                "params before": d.get("params_before"), "params after": d.get("params_after"),
+                "loss before (mean)": d.get("loss_before_mean"), "loss after (mean)": d.get("loss_after_mean"),
+                "window (steps)": "/".join(map(str, d.get("loss_window_steps") or [])),
+            })
+    if not rows:
+        s.note = "no structural events were recorded (only merge-lor2c, inject-lor2c and im-lor2c runs with --merges/--injections have them)"
+        return s
+    s.blocks.append(Table(pd.DataFrame(rows), "Every merge and injection with the candidates' scores, the parameter count and the "
+                          "training loss in the windows before and after.", data="events"))
+    return s
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text).strip("-") or "run"
+
+
+SECTIONS = ("runs", "params", "training", "comparison", "gradients", "activations", "low_rank", "sfs", "events")
+
+
+def build_sections(runs: list[ReportRun], opts: Options) -> list[Section]:
+    return [
+        runs_section(runs), params_section(runs), training_section(runs), comparison_section(runs),
+        gradients_section(runs, opts), activations_section(runs), low_rank_section(runs), sfs_section(runs, opts), events_section(runs),
+    ]

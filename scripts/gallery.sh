@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Regenerate the gallery in figures/: run every study in analyses/ on the embedded default (real MiniLM,
+# real Rotten Tomatoes), then copy each study's static report, figures and data into figures/<study>/.
+# Runs that already completed with the same configuration in runs/gallery/ are kept (--resume), so
+# re-running after a change to the report code only redraws. Usage: bash scripts/gallery.sh [study ...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${LOR2C_PROBE:-.venv/bin/lor2c-probe}
+studies=("$@")
+if [ ${#studies[@]} -eq 0 ]; then
+  studies=(fig7-gradient-ratio fig2-low-rank sfs-traces table1-methods reference-bugs)
+fi
+export HF_HUB_OFFLINE=1
+for s in "${studies[@]}"; do
+  "$BIN" run "analyses/$s.toml" --out "runs/gallery/$s" --resume --static --quiet
+  rm -rf "figures/$s"
+  mkdir -p "figures/$s"
+  cp -r "runs/gallery/$s/report/report.html" "runs/gallery/$s/report/figures" "figures/$s/"
+  [ -d "runs/gallery/$s/report/data" ] && cp -r "runs/gallery/$s/report/data" "figures/$s/"
+  cp "runs/gallery/$s/study.json" "figures/$s/study.json"
+done
+du -sh figures

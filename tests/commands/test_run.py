@@ -1,0 +1,103 @@
+"""`lor2c-probe run STUDY`: a tiny study end to end, --resume keeping finished runs, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from lor2c_probe.cli import app
+from lor2c_probe.record.store import read_manifest
+from tests.test_cli import assert_user_error
+
+runner = CliRunner()
+
+
+def study_text(model_dir, data) -> str:
+    return f'''
+name = "tiny-fig7"
+title = "Tiny <gradient> study"
+paper = "Fig. 7"
+claim = "ratio rises toward lower layers"
+seeds = [5]
+analyses = ["training", "gradients", "activations", "comparison"]
+baseline = "lora"
+
+[train]
+model = "{model_dir}"
+task = "custom"
+train_file = "{data["train"]}"
+eval_file = "{data["eval"]}"
+epochs = 2
+steps_per_epoch = 4
+batch_size = 8
+rank = 2
+device = "cpu"
+probes = "grads,activations"
+
+[[runs]]
+label = "lor2c"
+method = "lor2c"
+
+[[runs]]
+label = "lora"
+method = "lora"
+'''
+
+
+@pytest.fixture(scope="module")
+def study_run(tiny_models, tiny_data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    path = root / "tiny.toml"
+    path.write_text(study_text(tiny_models["bert"], tiny_data))
+    out = root / "out"
+    res = runner.invoke(app, ["run", str(path), "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    return path, out, res.output
+
+
+def test_study_trains_its_runs_and_writes_the_report(study_run):
+    _, out, output = study_run
+    assert output.strip().splitlines()[-1] == f"report: {out / 'report' / 'report.html'}"
+    for label in ("lor2c", "lora"):
+        m = read_manifest(out / "runs" / label)
+        assert m["status"] == "completed" and m["config"]["train"]["seed"] == 5
+    meta = json.loads((out / "study.json").read_text())
+    assert meta["study"]["name"] == "tiny-fig7" and set(meta["run_wall_seconds"]) == {"lor2c", "lora"}
+    assert all(meta["sections"][a] == "drawn" for a in ("training", "gradients", "activations", "comparison"))
+    html = (out / "report" / "report.html").read_text()
+    assert "Tiny &lt;gradient&gt; study" in html and "Claim under test: ratio rises toward lower layers" in html
+    assert "lor2c / lora" in html  # the ratio surface's subplot title names numerator and baseline
+
+
+def test_resume_keeps_finished_runs_and_redraws(study_run):
+    path, out, _ = study_run
+    before = read_manifest(out / "runs" / "lor2c")["finished"]
+    res = runner.invoke(app, ["run", str(path), "--out", str(out), "--resume", "--static"])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("completed earlier with the same configuration; kept") == 2
+    assert read_manifest(out / "runs" / "lor2c")["finished"] == before
+    assert "data:image/png;base64," in (out / "report" / "report.html").read_text()
+
+
+def test_seed_override_trains_one_folder_per_seed(tiny_models, tiny_data, tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(study_text(tiny_models["bert"], tiny_data).replace('analyses = ["training", "gradients", "activations", "comparison"]', 'analyses = ["comparison"]'))
+    res = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "o"), "--seeds", "1,2", "--epochs", "1", "--quiet", "--static"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "o" / "runs").iterdir()) == ["lor2c-s1", "lor2c-s2", "lora-s1", "lora-s2"]
+    assert read_manifest(tmp_path / "o" / "runs" / "lora-s2")["config"]["train"]["epochs"] == 1
+    html = (tmp_path / "o" / "report" / "report.html").read_text()
+    assert "mean over 2 seed(s)" in html
+
+
+def test_bad_input(study_run, tmp_path):
+    path, out, _ = study_run
+    assert_user_error(runner.invoke(app, ["run", str(tmp_path / "nope.toml")]), "not found")
+    assert_user_error(runner.invoke(app, ["run", str(path), "--out", str(out)]), "pass --overwrite")
+    assert_user_error(runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "x"), "--seeds", "a,b"]), "--seeds must be a comma list")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(path.read_text().replace("rank = 2", "rank = 0"))
+    assert_user_error(runner.invoke(app, ["run", str(bad), "--out", str(tmp_path / "y")]), "rank must be a positive integer; got 0")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
