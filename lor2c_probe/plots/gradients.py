@@ -54,32 +54,59 @@ def ratio_surface_png(surface: pd.DataFrame, path: Path, *, denominator: str, st
 
 
 def ratio_surface_figure(surface: pd.DataFrame, *, denominator: str, stat: str) -> Figure:
-    """Static version: a 3D surface per numerator (a line over layers when there is a single epoch)."""
+    """Per numerator: the Fig. 7-style 3D surface (top; grey plane at ratio 1) and the same values as an
+    annotated layer x epoch map (bottom; log colour scale centred on 1, so above/below the baseline reads
+    at a glance). One shared colour scale for all numerators. A single epoch gives lines over layers."""
     _require(surface, REQUIRED)
     methods = list(dict.fromkeys(surface["method"]))
-    fig = Figure(figsize=(6.4 * len(methods), 5.2), dpi=120)
-    for i, m in enumerate(methods, start=1):
+    values = surface["ratio"].to_numpy(dtype=float)
+    values = values[np.isfinite(values) & (values > 0)]
+    span = float(np.max(np.abs(np.log10(values)))) if values.size else 1.0
+    norm = LogNorm(vmin=10 ** -max(span, 0.05), vmax=10 ** max(span, 0.05))
+    zmax = float(values.max()) if values.size else 1.0
+    fig = Figure(figsize=(6.0 * len(methods), 9.0), dpi=120)
+    image = None
+    for i, m in enumerate(methods):
         x, y, z = _grid(surface[surface["method"] == m])
         title = f"{m} / {denominator}: {stat} gradient ratio"
-        if len(x) >= 2 and len(y) >= 2:
-            ax = fig.add_subplot(1, len(methods), i, projection="3d")
-            X, Y = np.meshgrid(x, y)
-            ax.plot_surface(X, Y, np.ma.masked_invalid(z), cmap="viridis", edgecolor="k", linewidth=0.3)
-            ax.set_xticks(x)
-            ax.set_yticks(y)
-            ax.set_xlabel("epoch")
-            ax.set_ylabel("layer")
-            ax.set_zlabel("ratio")
-            ax.view_init(elev=25, azim=-130)
-        else:
-            ax = fig.add_subplot(1, len(methods), i)
+        if len(x) < 2 or len(y) < 2:
+            ax = fig.add_subplot(2, len(methods), i + 1)
             for j, epoch in enumerate(x):
                 ax.plot(y, z[:, j], marker="o", label=f"epoch {epoch}")
             ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-            ax.set_xlabel("layer")
-            ax.set_ylabel("ratio")
+            ax.set(xlabel="layer", ylabel=f"gradient ratio (x {denominator})", title=title)
             ax.legend()
-        ax.set_title(title, fontsize=11)
+        else:
+            ax = fig.add_subplot(2, len(methods), i + 1, projection="3d")
+            X, Y = np.meshgrid(x, y)
+            ax.plot_surface(X, Y, np.ma.masked_invalid(z), cmap="RdBu_r", norm=norm, edgecolor="k", linewidth=0.3, alpha=0.95)
+            ax.plot_surface(X, Y, np.ones_like(z), color="grey", alpha=0.15, linewidth=0)
+            ax.set_xticks(x)
+            ax.set_yticks(y)
+            ax.set_zlim(0, zmax * 1.05)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("layer")
+            ax.set_zlabel(f"ratio (x {denominator})")
+            ax.view_init(elev=25, azim=-130)
+            ax.set_title(title, fontsize=11)
+        ax2 = fig.add_subplot(2, len(methods), len(methods) + i + 1)
+        image = ax2.imshow(np.where(z > 0, z, np.nan), origin="lower", aspect="auto", cmap="RdBu_r", norm=norm,
+                           extent=(x[0] - 0.5, x[-1] + 0.5, y[0] - 0.5, y[-1] + 0.5))
+        for (li, ei), v in np.ndenumerate(z):
+            ax2.text(x[ei], y[li], "-" if not np.isfinite(v) else f"{v:.2f}", ha="center", va="center", fontsize=9,
+                     color="white" if np.isfinite(v) and v > 0 and abs(np.log10(v)) > 0.6 * max(span, 0.05) else "black")
+        ax2.set_xticks(x)
+        ax2.set_yticks(y)
+        ax2.set(xlabel="epoch", ylabel="layer", title=f"{m} / {denominator} (red: above 1, blue: below)")
+        ax2.grid(False)
+    if image is not None:
+        from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+        cb = fig.colorbar(image, ax=fig.axes[-1], label=f"{stat} gradient ratio (log scale)")
+        ticks = [t for t in (0.1, 0.2, 0.25, 0.5, 1, 2, 4, 5, 10) if norm.vmin <= t <= norm.vmax]
+        cb.ax.yaxis.set_major_locator(FixedLocator(ticks))
+        cb.ax.yaxis.set_minor_locator(NullLocator())
+        cb.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     fig.tight_layout()
     return fig
 
@@ -103,12 +130,13 @@ def activation_heatmaps_figure(profiles: dict[str, pd.DataFrame], *, stat: str) 
         image = ax.imshow(np.where(z > 0, z, np.nan), origin="lower", aspect="auto", norm=norm, cmap="magma",
                           extent=(x[0] - 0.5, x[-1] + 0.5, y[0] - 0.5, y[-1] + 0.5))
         ax.set_title(method, fontsize=11)
+        ax.grid(False)
         ax.set_xlabel("epoch")
         ax.set_xticks(x)
         ax.set_yticks(y)
         if k == 0:
             ax.set_ylabel("block input i (top = encoder output)")
     if image is not None:
-        fig.colorbar(image, ax=list(axes), label=f"dL/dh {stat} (epoch mean)")
+        fig.colorbar(image, ax=list(axes), label=f"||dL/dh_i|| ({stat}, epoch mean, log scale)")
     fig.suptitle("Gradient reaching each block's input", fontsize=12)
     return fig

@@ -25,7 +25,7 @@ def smooth(values: pd.Series, window: int) -> pd.Series:
 
 
 def loss_window(n_steps: int) -> int:
-    return max(1, min(50, n_steps // 30))
+    return max(1, min(50, n_steps // 15))
 
 
 def training_curves_figure(metrics: dict[str, pd.DataFrame], *, headline: str) -> Figure:

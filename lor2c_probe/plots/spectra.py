@@ -40,11 +40,13 @@ def low_rank_figure(curves: pd.DataFrame, *, title: str) -> Figure:
         row[0].set_ylabel("sigma_i / sigma_1")
         row[1].set_ylabel("cumulative energy")
         row[1].set_ylim(0, 1.02)
+        n = int(c["index"].max()) + 1
+        shown = f" (first {MAX_INDEX} of {n})" if n > MAX_INDEX else f" (all {n})"
         for ax in row:
-            ax.set_xlabel("singular value index i")
+            ax.set_xlabel("singular value index i" + shown)
             ax.axvline(8, color="grey", lw=0.6, ls=":")
         row[0].set_title(f"{run}: normalised spectrum (epoch {int(c.epoch.max())})", fontsize=10)
-        row[1].set_title(f"{run}: cumulative energy", fontsize=10)
+        row[1].set_title(f"{run}: cumulative energy share of the top i", fontsize=10)
         row[0].legend(fontsize=7, ncol=2)
     fig.suptitle(title, fontsize=12)
     fig.tight_layout()
@@ -81,18 +83,19 @@ def subspace_png(grid: pd.DataFrame, path: Path, *, title: str) -> None:
 def subspace_figure(grid: pd.DataFrame, *, title: str) -> Figure:
     """phi(i, j) heat map per layer (rows: top-i directions of the first run, columns: the second's)."""
     layers = sorted(grid["layer"].unique())
-    fig = Figure(figsize=(2.6 * len(layers) + 1.0, 3.0), dpi=120)
+    fig = Figure(figsize=(2.8 * len(layers) + 1.0, 3.3), dpi=120)
     axes = fig.subplots(1, len(layers), squeeze=False)[0]
     image = None
     for ax, layer in zip(axes, layers):
         g = grid[grid.layer == layer].pivot(index="i", columns="j", values="phi")
         image = ax.imshow(g.to_numpy(), origin="lower", vmin=0, vmax=1, cmap="viridis",
                           extent=(0.5, g.columns.max() + 0.5, 0.5, g.index.max() + 0.5))
-        ax.set_title(f"layer {layer}", fontsize=10)
+        ax.set_title(f"layer {layer}: phi({g.index.max()}, {g.columns.max()}) = {g.iloc[-1, -1]:.2f}", fontsize=10)
+        ax.grid(False)
         ax.set_xticks(g.columns.to_numpy())
         ax.set_yticks(g.index.to_numpy())
-        ax.set_xlabel("j")
-    axes[0].set_ylabel("i")
+        ax.set_xlabel("j (second run's top j)")
+    axes[0].set_ylabel("i (first run's top i)")
     if image is not None:
         fig.colorbar(image, ax=list(axes), label="phi(i, j)")
     fig.suptitle(title, fontsize=11)

@@ -287,8 +287,11 @@ def low_rank_section(runs: list[ReportRun]) -> Section:
     if res["grid"] is not None:
         grid = res["grid"]
         a, b = eligible[0].label, eligible[1].label
-        s.blocks.append(Fig("subspace", f"phi(i, j) between the top-i left singular vectors of {a} and the top-j of {b}, per layer.",
-                            lambda: subspace_figure(grid, title=f"phi(i, j): {a} (rows) vs {b} (columns)")))
+        d = int(res["summary_table"].n.max())
+        chance = f"; random subspaces give about j/d = {int(grid.j.max())}/{d} = {grid.j.max() / d:.3f} at i = j = {int(grid.j.max())}"
+        s.blocks.append(Fig("subspace", f"phi(i, j) between the top-i left singular vectors of {a} and the top-j of {b}, per layer"
+                            f" (1: one subspace contains the other, 0: orthogonal{chance}).",
+                            lambda: subspace_figure(grid, title=f"Subspace similarity phi(i, j): {a} (rows) vs {b} (columns)")))
     s.blocks.append(Pre(res["summary"]))
     return s
 
