@@ -108,7 +108,7 @@ def sfs_traces_png(traces: pd.DataFrame, events: pd.DataFrame, path: Path, *, ti
 
 def sfs_traces_figure(traces: pd.DataFrame, events: pd.DataFrame, *, title: str) -> Figure:
     """SFS_k per module over steps; merged modules start where their parents end; events as vertical lines."""
-    fig = Figure(figsize=(10, 4.8), dpi=120)
+    fig = Figure(figsize=(10, 5.6), dpi=120)
     ax = fig.add_subplot(1, 1, 1)
     modules = list(dict.fromkeys(traces.sort_values("step")["module"]))
     colors = {m: f"C{i % 10}" for i, m in enumerate(modules)}
@@ -120,14 +120,18 @@ def sfs_traces_figure(traces: pd.DataFrame, events: pd.DataFrame, *, title: str)
             if len(pt):
                 ax.plot([pt.step.iloc[-1], t.step.iloc[0]], [pt.value.iloc[-1], t.value.iloc[0]], ls=":", color=colors[m], lw=1)
     for e in events.itertuples(index=False):
-        ax.axvline(e.step, color="red" if e.kind.startswith("merge") else "purple", lw=0.8, ls="--")
-        y = 1.0 if e.kind.startswith("merge") else 0.6  # stagger: a merge and its injection are one step apart
-        ax.text(e.step, y, f" {e.kind} {e.modules}", rotation=90, va="top", fontsize=7, transform=ax.get_xaxis_transform())
+        merge = e.kind.startswith("merge")
+        ax.axvline(e.step, color="red" if merge else "purple", lw=0.8, ls="--")
+        short = "+".join(m.removeprefix("lor2c.") for m in e.modules.split(",") if m)
+        label = f"{e.kind.replace('_', ' ')} {short} @{e.step}"
+        # above the plot, clear of the traces; a merge and its injection one step later sit on either side of the lines
+        ax.annotate(label, (e.step, 1.0), xycoords=ax.get_xaxis_transform(), xytext=(-2 if merge else 2, 3), textcoords="offset points",
+                    rotation=90, ha="right" if merge else "left", va="bottom", fontsize=7, color="red" if merge else "purple")
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("SFS_k (tail share)")
-    ax.set_title(title, fontsize=11)
-    ax.legend(fontsize=7, ncol=3, loc="lower right")
-    fig.tight_layout()
+    ax.set_ylabel("SFS_k: share of singular-value mass beyond the top k")
+    fig.suptitle(title, fontsize=11, y=0.995)
+    ax.legend(fontsize=7, ncol=3, loc="best")
+    fig.subplots_adjust(top=0.74, bottom=0.11, left=0.08, right=0.98)
     return fig
 
 
