@@ -105,7 +105,7 @@ def comparison_figure(table: pd.DataFrame, points: pd.DataFrame, *, metric: str)
         se = getattr(r, "se", None)
         ax.errorbar([i], [r.mean], yerr=[[2 * se], [2 * se]] if se == se and se is not None else None, fmt="D", color=color,
                     ms=8, capsize=5, mec="k")
-        ax.annotate(f"{int(r.adapter_params):,} params", (i, 0), xycoords=("data", "axes fraction"), xytext=(0, 4),
+        ax.annotate(f"{int(r.adapter_params):,} params at end", (i, 0), xycoords=("data", "axes fraction"), xytext=(0, 4),
                     textcoords="offset points", ha="center", fontsize=8, color="#444")
     ax.set_xticks(x)
     ax.set_xticklabels(table["group"], rotation=15, ha="right")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,16 @@ class ReportRun:
     @property
     def seed(self) -> int | None:
         return self.manifest.get("config", {}).get("train", {}).get("seed")
+
+    @property
+    def params_end(self) -> int | None:
+        """Adapter parameters at the end of training: after the last merge/injection, else as at the start."""
+        start = self.manifest.get("params", {}).get("adapter_params")
+        if not self.has("events"):
+            return start
+        after = [json.loads(d).get("params_after") for d in self.table("events").detail_json]
+        after = [a for a in after if a is not None]
+        return after[-1] if after else start
 
     @property
     def headline(self) -> str | None:

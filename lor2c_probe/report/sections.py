@@ -109,11 +109,8 @@ def params_section(runs: list[ReportRun]) -> Section:
                "head": p.get("head_params"), "trainable": p.get("trainable_params"), "total": p.get("total_params")}
         if p.get("trainable_params") and p.get("total_params"):
             row["trainable %"] = round(100 * p["trainable_params"] / p["total_params"], 3)
-        ev = r.table("events") if r.has("events") else None
-        if ev is not None and not ev.empty:
-            details = [json.loads(d) for d in ev.detail_json]
-            after = [d["params_after"] for d in details if "params_after" in d]
-            row["adapter after events"] = after[-1] if after else None
+        if r.has("events"):
+            row["adapter at the end"] = r.params_end
         rows.append(row)
     return Section("params", "Parameter counts", [Table(pd.DataFrame(rows), "Adapter parameters are counted on the live model (measured) "
                                                          "and by the paper's formula; they differ only when a method shares or fuses factors.")])
@@ -147,7 +144,7 @@ def comparison_section(runs: list[ReportRun]) -> Section:
         final, head = res.get("final_eval"), r.headline
         if final and head in final:
             pts.append({"group": r.group, "run": r.label, "metric": head, "value": final[head],
-                        "adapter_params": r.manifest.get("params", {}).get("adapter_params"), "n_eval": r.manifest.get("task", {}).get("n_eval")})
+                        "adapter_params": r.params_end, "n_eval": r.manifest.get("task", {}).get("n_eval")})
     if len(pts) < 2:
         s.note = "needs at least two runs with a final evaluation"
         return s
@@ -169,7 +166,8 @@ def comparison_section(runs: list[ReportRun]) -> Section:
     if (table.n == 1).all():
         text.append("One seed per method: the seed-to-seed spread is not measured here.")
     s.blocks.append(" ".join(text))
-    s.blocks.append(Table(table, f"Final eval {metric}: mean, sd over seeds (blank with one seed), range, adapter parameters, eval size and binomial SE.", data="comparison"))
+    s.blocks.append(Table(table, f"Final eval {metric}: mean, sd over seeds (blank with one seed), range, adapter parameters at the end of training "
+                          "(after merges), eval size and binomial SE.", data="comparison"))
     s.blocks.append(Fig("comparison", f"Final eval {metric} per method: diamonds are means over seeds, dots single seeds; whiskers span +-2 binomial standard errors of the eval set (accuracy only).",
                         lambda: comparison_figure(table, points, metric=metric)))
     return s
