@@ -53,30 +53,30 @@ MaxEvalOpt = Annotated[Opt[int], typer.Option(help="Use only the first N eval ex
 EpochsOpt = Annotated[Opt[int], typer.Option(help="Training epochs.")]
 StepsOpt = Annotated[Opt[int], typer.Option(help="Cap on optimizer steps per epoch, for quick runs; 0 = full epochs.")]
 BatchOpt = Annotated[Opt[int], typer.Option(help="Examples per micro-batch.")]
-AccumOpt = Annotated[Opt[int], typer.Option(help="Micro-batches per optimizer step [default: 1].")]
+AccumOpt = Annotated[Opt[int], typer.Option(help="Micro-batches per optimizer step \\[default: 1].")]
 LrOpt = Annotated[Opt[float], typer.Option(help="Peak learning rate.")]
-RankOpt = Annotated[Opt[int], typer.Option(help="Adapter rank r [default: 8].")]
-AlphaOpt = Annotated[Opt[float], typer.Option(help="Adapter alpha; scaling s = alpha / r [default: 16].")]
-DropoutOpt = Annotated[Opt[float], typer.Option(help="Adapter input dropout [default: set by --policy].")]
-WdOpt = Annotated[Opt[float], typer.Option(help="AdamW weight decay [default: set by --policy].")]
-HeadLrOpt = Annotated[Opt[float], typer.Option(help="Head lr = lr * this [default: set by --policy].")]
-WarmupOpt = Annotated[Opt[float], typer.Option(help="Share of steps with linear warmup [default: 0.06].")]
-ClipOpt = Annotated[Opt[float], typer.Option(help="Clip the global gradient norm [default: 1.0]; 0 disables.")]
-MaxLenOpt = Annotated[Opt[int], typer.Option(help="Truncate inputs to this many tokens [default: 128].")]
-SeedOpt = Annotated[Opt[int], typer.Option(help="Seed for init, dropout and data order [default: 17].")]
+RankOpt = Annotated[Opt[int], typer.Option(help="Adapter rank r \\[default: 8].")]
+AlphaOpt = Annotated[Opt[float], typer.Option(help="Adapter alpha; scaling s = alpha / r \\[default: 16].")]
+DropoutOpt = Annotated[Opt[float], typer.Option(help="Adapter input dropout \\[default: set by --policy].")]
+WdOpt = Annotated[Opt[float], typer.Option(help="AdamW weight decay \\[default: set by --policy].")]
+HeadLrOpt = Annotated[Opt[float], typer.Option(help="Head lr = lr * this \\[default: set by --policy].")]
+WarmupOpt = Annotated[Opt[float], typer.Option(help="Share of steps with linear warmup \\[default: 0.06].")]
+ClipOpt = Annotated[Opt[float], typer.Option(help="Clip the global gradient norm \\[default: 1.0]; 0 disables.")]
+MaxLenOpt = Annotated[Opt[int], typer.Option(help="Truncate inputs to this many tokens \\[default: 128].")]
+SeedOpt = Annotated[Opt[int], typer.Option(help="Seed for init, dropout and data order \\[default: 17].")]
 PolicyOpt = Annotated[Opt[str], typer.Option(help="paper (default) or reference: the released code's optimizer quirks.")]
 DeviceOpt = Annotated[Opt[str], typer.Option(help="auto (default), cpu or cuda.")]
 PrecisionOpt = Annotated[Opt[str], typer.Option(help="auto, fp32, bf16 or fp16 (mixed precision needs CUDA).")]
-FlushOpt = Annotated[Opt[int], typer.Option(help="Optimizer steps between writes of the run store [default: 50].")]
-ProbesOpt = Annotated[Opt[str], typer.Option(help="Probes to record, a comma list of grads, activations, spectra [default: all three], or none.")]
-SpectraEveryOpt = Annotated[Opt[int], typer.Option(help="Spectra also every N optimizer steps, besides each epoch end [default: 0 = epoch ends only].")]
-ProbeEveryOpt = Annotated[Opt[int], typer.Option(help="Record the probes every N optimizer steps [default: 1].")]
-MergesOpt = Annotated[Opt[int], typer.Option(help="Merges M (merge-lor2c, im-lor2c) [default: 0].")]
-InjectionsOpt = Annotated[Opt[int], typer.Option(help="Injections J (inject-lor2c, im-lor2c) [default: 0].")]
+FlushOpt = Annotated[Opt[int], typer.Option(help="Optimizer steps between writes of the run store \\[default: 50].")]
+ProbesOpt = Annotated[Opt[str], typer.Option(help="Probes to record, a comma list of grads, activations, spectra \\[default: all three], or none.")]
+SpectraEveryOpt = Annotated[Opt[int], typer.Option(help="Spectra also every N optimizer steps, besides each epoch end \\[default: 0 = epoch ends only].")]
+ProbeEveryOpt = Annotated[Opt[int], typer.Option(help="Record the probes every N optimizer steps \\[default: 1].")]
+MergesOpt = Annotated[Opt[int], typer.Option(help="Merges M (merge-lor2c, im-lor2c) \\[default: 0].")]
+InjectionsOpt = Annotated[Opt[int], typer.Option(help="Injections J (inject-lor2c, im-lor2c) \\[default: 0].")]
 ScheduleOpt = Annotated[Opt[str], typer.Option(help="Event schedule: epoch (default) or step.")]
-SfsSourceOpt = Annotated[Opt[str], typer.Option(help="Score source: features (paper) or weights (reference) [default: set by --policy].")]
-SfsScoreOpt = Annotated[Opt[str], typer.Option(help="Score: sfs (paper) or head_share (reference) [default: set by --policy].")]
-SfsKOpt = Annotated[Opt[int], typer.Option(help="k of the score [default: 2].")]
+SfsSourceOpt = Annotated[Opt[str], typer.Option(help="Score source: features (paper) or weights (reference) \\[default: set by --policy].")]
+SfsScoreOpt = Annotated[Opt[str], typer.Option(help="Score: sfs (paper) or head_share (reference) \\[default: set by --policy].")]
+SfsKOpt = Annotated[Opt[int], typer.Option(help="k of the score \\[default: 2].")]
 InjectRuleOpt = Annotated[Opt[str], typer.Option(help="Inject into the module with the min (paper) or max (reference) score.")]
 MergeKeepOpt = Annotated[Opt[str], typer.Option(help="Merged module keeps the factors of: more_information (paper) or lower (reference).")]
 BugsOpt = Annotated[bool, typer.Option(help="Ablation: merged module frozen and injected LoRA never trained, as in the released code.")]
@@ -95,11 +95,11 @@ def train(
     eval_file: EvalFileOpt = None,
     max_train_examples: MaxTrainOpt = None,
     max_eval_examples: MaxEvalOpt = None,
-    epochs: Annotated[Opt[int], typer.Option(help="Training epochs [default: 3].")] = None,
+    epochs: Annotated[Opt[int], typer.Option(help="Training epochs \\[default: 3].")] = None,
     steps_per_epoch: StepsOpt = None,
-    batch_size: Annotated[Opt[int], typer.Option(help="Examples per micro-batch [default: 32].")] = None,
+    batch_size: Annotated[Opt[int], typer.Option(help="Examples per micro-batch \\[default: 32].")] = None,
     grad_accum: AccumOpt = None,
-    lr: Annotated[Opt[float], typer.Option(help="Peak learning rate [default: 5e-4].")] = None,
+    lr: Annotated[Opt[float], typer.Option(help="Peak learning rate \\[default: 5e-4].")] = None,
     rank: RankOpt = None,
     alpha: AlphaOpt = None,
     dropout: DropoutOpt = None,
@@ -125,7 +125,7 @@ def train(
     inject_rule: InjectRuleOpt = None,
     merge_keep: MergeKeepOpt = None,
     emulate_reference_bugs: BugsOpt = False,
-    out: Annotated[Opt[Path], typer.Option(help="Run directory [default: runs/<method>-<time>].")] = None,
+    out: Annotated[Opt[Path], typer.Option(help="Run directory \\[default: runs/<method>-<time>].")] = None,
     overwrite: OverwriteOpt = False,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     report: Annotated[bool, typer.Option(help="Write an HTML report into <out>/report at the end.")] = True,
@@ -145,7 +145,7 @@ def train(
 @user_errors
 def gradients(
     methods: Annotated[str, typer.Option(help="Comma list of methods trained side by side.")] = "lor2c,lora",
-    baseline: Annotated[Opt[str], typer.Option(help="Denominator method [default: lora if listed, else the last].")] = None,
+    baseline: Annotated[Opt[str], typer.Option(help="Denominator method \\[default: lora if listed, else the last].")] = None,
     from_runs: Annotated[Opt[list[Path]], typer.Option(help="Analyse existing run directories instead of training (repeat the option).")] = None,
     stat: Annotated[str, typer.Option(help="Gradient statistic: mean_abs (the paper's mean gradient), l2 or max_abs.")] = "mean_abs",
     factor: Annotated[str, typer.Option(help="Module factor: all (element-weighted), A or B.")] = "all",
@@ -155,12 +155,12 @@ def gradients(
     train_file: TrainFileOpt = None,
     eval_file: EvalFileOpt = None,
     max_train_examples: MaxTrainOpt = None,
-    max_eval_examples: Annotated[Opt[int], typer.Option(help="Use only the first N eval examples [default: 500].")] = None,
-    epochs: Annotated[Opt[int], typer.Option(help="Training epochs [default: 3].")] = None,
-    steps_per_epoch: Annotated[Opt[int], typer.Option(help="Optimizer steps per epoch [default: 100]; 0 = full epochs.")] = None,
-    batch_size: Annotated[Opt[int], typer.Option(help="Examples per micro-batch [default: 16].")] = None,
+    max_eval_examples: Annotated[Opt[int], typer.Option(help="Use only the first N eval examples \\[default: 500].")] = None,
+    epochs: Annotated[Opt[int], typer.Option(help="Training epochs \\[default: 3].")] = None,
+    steps_per_epoch: Annotated[Opt[int], typer.Option(help="Optimizer steps per epoch \\[default: 100]; 0 = full epochs.")] = None,
+    batch_size: Annotated[Opt[int], typer.Option(help="Examples per micro-batch \\[default: 16].")] = None,
     grad_accum: AccumOpt = None,
-    lr: Annotated[Opt[float], typer.Option(help="Peak learning rate [default: 1e-3].")] = None,
+    lr: Annotated[Opt[float], typer.Option(help="Peak learning rate \\[default: 1e-3].")] = None,
     rank: RankOpt = None,
     alpha: AlphaOpt = None,
     dropout: DropoutOpt = None,
@@ -175,7 +175,7 @@ def gradients(
     precision: PrecisionOpt = None,
     flush_every: FlushOpt = None,
     probe_every: ProbeEveryOpt = None,
-    out: Annotated[Opt[Path], typer.Option(help="Output directory [default: runs/gradients-<time>].")] = None,
+    out: Annotated[Opt[Path], typer.Option(help="Output directory \\[default: runs/gradients-<time>].")] = None,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -213,17 +213,17 @@ def spectrum(
     train_file: TrainFileOpt = None,
     eval_file: EvalFileOpt = None,
     max_train_examples: MaxTrainOpt = None,
-    max_eval_examples: Annotated[Opt[int], typer.Option(help="Use only the first N eval examples [default: 500].")] = None,
-    epochs: Annotated[Opt[int], typer.Option(help="Training epochs [default: 3].")] = None,
-    steps_per_epoch: Annotated[Opt[int], typer.Option(help="Optimizer steps per epoch [default: 100]; 0 = full epochs.")] = None,
-    batch_size: Annotated[Opt[int], typer.Option(help="Examples per micro-batch [default: 16].")] = None,
-    lr: Annotated[Opt[float], typer.Option(help="Peak learning rate [default: 1e-3].")] = None,
+    max_eval_examples: Annotated[Opt[int], typer.Option(help="Use only the first N eval examples \\[default: 500].")] = None,
+    epochs: Annotated[Opt[int], typer.Option(help="Training epochs \\[default: 3].")] = None,
+    steps_per_epoch: Annotated[Opt[int], typer.Option(help="Optimizer steps per epoch \\[default: 100]; 0 = full epochs.")] = None,
+    batch_size: Annotated[Opt[int], typer.Option(help="Examples per micro-batch \\[default: 16].")] = None,
+    lr: Annotated[Opt[float], typer.Option(help="Peak learning rate \\[default: 1e-3].")] = None,
     rank: RankOpt = None,
     alpha: AlphaOpt = None,
     seed: SeedOpt = None,
     policy: PolicyOpt = None,
     device: DeviceOpt = None,
-    out: Annotated[Opt[Path], typer.Option(help="Output directory [default: runs/spectrum-<time>].")] = None,
+    out: Annotated[Opt[Path], typer.Option(help="Output directory \\[default: runs/spectrum-<time>].")] = None,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -239,10 +239,10 @@ def spectrum(
 def sfs(
     runs: Annotated[Opt[list[Path]], typer.Argument(help="Recorded run directories to analyse; none = train im-lor2c first.")] = None,
     k: Annotated[int, typer.Option(help="k of SFS_k to trace.")] = 2,
-    source: Annotated[Opt[str], typer.Option(help="features or weights [default: the policy's score source].")] = None,
+    source: Annotated[Opt[str], typer.Option(help="features or weights \\[default: the policy's score source].")] = None,
     method: Annotated[Opt[str], Method] = None,
-    merges: Annotated[Opt[int], typer.Option(help="Merges M [default: 2].")] = None,
-    injections: Annotated[Opt[int], typer.Option(help="Injections J [default: 2].")] = None,
+    merges: Annotated[Opt[int], typer.Option(help="Merges M \\[default: 2].")] = None,
+    injections: Annotated[Opt[int], typer.Option(help="Injections J \\[default: 2].")] = None,
     schedule: Annotated[Opt[str], typer.Option(help="step (default here) or epoch.")] = None,
     emulate_reference_bugs: BugsOpt = False,
     model: ModelOpt = None,
@@ -251,17 +251,17 @@ def sfs(
     train_file: TrainFileOpt = None,
     eval_file: EvalFileOpt = None,
     max_train_examples: MaxTrainOpt = None,
-    max_eval_examples: Annotated[Opt[int], typer.Option(help="Use only the first N eval examples [default: 500].")] = None,
-    epochs: Annotated[Opt[int], typer.Option(help="Training epochs [default: 3].")] = None,
-    steps_per_epoch: Annotated[Opt[int], typer.Option(help="Optimizer steps per epoch [default: 100]; 0 = full epochs.")] = None,
-    batch_size: Annotated[Opt[int], typer.Option(help="Examples per micro-batch [default: 16].")] = None,
-    lr: Annotated[Opt[float], typer.Option(help="Peak learning rate [default: 1e-3].")] = None,
+    max_eval_examples: Annotated[Opt[int], typer.Option(help="Use only the first N eval examples \\[default: 500].")] = None,
+    epochs: Annotated[Opt[int], typer.Option(help="Training epochs \\[default: 3].")] = None,
+    steps_per_epoch: Annotated[Opt[int], typer.Option(help="Optimizer steps per epoch \\[default: 100]; 0 = full epochs.")] = None,
+    batch_size: Annotated[Opt[int], typer.Option(help="Examples per micro-batch \\[default: 16].")] = None,
+    lr: Annotated[Opt[float], typer.Option(help="Peak learning rate \\[default: 1e-3].")] = None,
     rank: RankOpt = None,
     seed: SeedOpt = None,
     policy: PolicyOpt = None,
     device: DeviceOpt = None,
-    spectra_every: Annotated[Opt[int], typer.Option(help="Spectra every N steps for the traces [default: 10].")] = None,
-    out: Annotated[Opt[Path], typer.Option(help="Output directory [default: runs/sfs-<time>].")] = None,
+    spectra_every: Annotated[Opt[int], typer.Option(help="Spectra every N steps for the traces \\[default: 10].")] = None,
+    out: Annotated[Opt[Path], typer.Option(help="Output directory \\[default: runs/sfs-<time>].")] = None,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -277,9 +277,9 @@ def sfs(
 @user_errors
 def report(
     runs: Annotated[list[Path], typer.Argument(help="Recorded run directories (or a study/command output folder with runs/ inside).")],
-    out: Annotated[Opt[Path], typer.Option(help="Report folder [default: <run>/report, or <parent of the runs>/report].")] = None,
-    title: Annotated[Opt[str], typer.Option(help="Report title [default: the run labels].")] = None,
-    baseline: Annotated[Opt[str], typer.Option(help="Denominator of the gradient ratio: a run label or method [default: lora if present].")] = None,
+    out: Annotated[Opt[Path], typer.Option(help="Report folder \\[default: <run>/report, or <parent of the runs>/report].")] = None,
+    title: Annotated[Opt[str], typer.Option(help="Report title \\[default: the run labels].")] = None,
+    baseline: Annotated[Opt[str], typer.Option(help="Denominator of the gradient ratio: a run label or method \\[default: lora if present].")] = None,
     stat: Annotated[str, typer.Option(help="Gradient statistic for the ratio: mean_abs, l2 or max_abs.")] = "mean_abs",
     factor: Annotated[str, typer.Option(help="Module factor for the ratio: all, A or B.")] = "all",
     k: Annotated[int, typer.Option(help="k of the SFS_k traces.")] = 2,
@@ -306,7 +306,7 @@ def run_study(
     batch_size: Annotated[Opt[int], typer.Option(help="Override the study's batch size.")] = None,
     max_eval_examples: Annotated[Opt[int], typer.Option(help="Override the study's eval size.")] = None,
     seeds: Annotated[Opt[str], typer.Option(help="Comma list of seeds replacing the study's.")] = None,
-    out: Annotated[Opt[Path], typer.Option(help="Output folder [default: runs/<study name>].")] = None,
+    out: Annotated[Opt[Path], typer.Option(help="Output folder \\[default: runs/<study name>].")] = None,
     overwrite: OverwriteOpt = False,
     resume: Annotated[bool, typer.Option(help="Keep runs in --out that completed with the same configuration; train the rest.")] = False,
     interactive: Annotated[bool, typer.Option("--interactive/--static", help="Report with interactive plotly figures or static PNGs only.")] = True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 
@@ -36,6 +37,14 @@ def test_help_is_fast_and_imports_no_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
     res = runner.invoke(app, ["--help"])
     assert res.exit_code == 0 and "train" in res.output and "gradients" in res.output
+
+
+@pytest.mark.parametrize("command,shown", [("train", "[default: 3]"), ("train", "[default: 8]"),
+                                            ("report", "[default: the run labels]"), ("run", "[default: runs/<study name>]")])
+def test_help_shows_the_defaults_written_in_brackets(command, shown):
+    res = runner.invoke(app, [command, "--help"])  # rich would swallow an unescaped [..] as markup
+    text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", res.output).split())
+    assert shown in text, text
 
 
 def test_params_prints_decisions_counts():
