@@ -283,7 +283,7 @@ def report(
     stat: Annotated[str, typer.Option(help="Gradient statistic for the ratio: mean_abs, l2 or max_abs.")] = "mean_abs",
     factor: Annotated[str, typer.Option(help="Module factor for the ratio: all, A or B.")] = "all",
     k: Annotated[int, typer.Option(help="k of the SFS_k traces.")] = 2,
-    interactive: Annotated[bool, typer.Option("--interactive/--static", help="Interactive plotly figures (plotly.js inlined once, ~4.7 MB); --static embeds the PNGs only.")] = True,
+    interactive: Annotated[bool, typer.Option("--interactive/--static", help="Interactive plotly figures (plotly.js inlined once, ~4.7 MB); --static embeds the figures as SVG, no JavaScript.")] = True,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Self-contained HTML report (works offline) with PNG/SVG figures, from recorded runs alone."""
@@ -309,7 +309,7 @@ def run_study(
     out: Annotated[Opt[Path], typer.Option(help="Output folder \\[default: runs/<study name>].")] = None,
     overwrite: OverwriteOpt = False,
     resume: Annotated[bool, typer.Option(help="Keep runs in --out that completed with the same configuration; train the rest.")] = False,
-    interactive: Annotated[bool, typer.Option("--interactive/--static", help="Report with interactive plotly figures or static PNGs only.")] = True,
+    interactive: Annotated[bool, typer.Option("--interactive/--static", help="Report with interactive plotly figures, or --static SVG figures and no JavaScript.")] = True,
     quiet: QuietOpt = False,
 ) -> None:
     """Reproduce a paper result end to end: train a study's runs, then write its report."""

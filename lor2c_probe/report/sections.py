@@ -112,8 +112,8 @@ def params_section(runs: list[ReportRun]) -> Section:
         if r.has("events"):
             row["adapter at the end"] = r.params_end
         rows.append(row)
-    return Section("params", "Parameter counts", [Table(pd.DataFrame(rows), "Adapter parameters are counted on the live model (measured) "
-                                                         "and by the paper's formula; they differ only when a method shares or fuses factors.")])
+    return Section("params", "Parameter counts", [Table(pd.DataFrame(rows), "Adapter parameters counted on the live model (measured) and by "
+                                                         "the paper's formula; a mismatch would flag a counting error. Merges change the count during training.")])
 
 
 # -- training and the method comparison ----------------------------------------------------------------------
@@ -350,7 +350,10 @@ def events_section(runs: list[ReportRun]) -> Section:
 
 
 def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text).strip("-") or "run"
+    """A file-name stem: runs of other characters become one dash ("im-lor2c M2J2 [reference]" -> "im-lor2c-M2J2-reference")."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_]+", "-", text).strip("-") or "run"
 
 
 SECTIONS = ("runs", "params", "training", "comparison", "gradients", "activations", "low_rank", "sfs", "events")

@@ -78,7 +78,7 @@ def test_resume_keeps_finished_runs_and_redraws(study_run):
     assert res.exit_code == 0, res.output
     assert res.output.count("completed earlier with the same configuration; kept") == 2
     assert read_manifest(out / "runs" / "lor2c")["finished"] == before
-    assert "data:image/png;base64," in (out / "report" / "report.html").read_text()
+    assert "data:image/svg+xml;base64," in (out / "report" / "report.html").read_text()
 
 
 def test_seed_override_trains_one_folder_per_seed(tiny_models, tiny_data, tmp_path):

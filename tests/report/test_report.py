@@ -100,11 +100,11 @@ def test_each_figure_as_png_and_svg(full_report):
     assert (out / "data" / "gradient_ratio.parquet").is_file() and (out / "data" / "events.parquet").is_file()
 
 
-def test_static_report_embeds_pngs_without_javascript(recorded, tmp_path):
+def test_static_report_embeds_svgs_without_javascript(recorded, tmp_path):
     build_report([recorded["lor2c"], recorded["lora"]], tmp_path / "s", interactive=False)
     html = (tmp_path / "s" / "report.html").read_text()
     p = parse(html)
-    assert p.scripts == 0 and p.figures == html.count("data:image/png;base64,")
+    assert p.scripts == 0 and p.figures == html.count("data:image/svg+xml;base64,") > 0
     assert (tmp_path / "s" / "report.html").stat().st_size < 3_000_000
 
 
