@@ -58,6 +58,7 @@ LrOpt = Annotated[Opt[float], typer.Option(help="Peak learning rate.")]
 RankOpt = Annotated[Opt[int], typer.Option(help="Adapter rank r \\[default: 8].")]
 AlphaOpt = Annotated[Opt[float], typer.Option(help="Adapter alpha; scaling s = alpha / r \\[default: 16].")]
 DropoutOpt = Annotated[Opt[float], typer.Option(help="Adapter input dropout \\[default: set by --policy].")]
+PreNumOpt = Annotated[Opt[int], typer.Option(help="ResLoRA: earlier layers a shortcut reaches (-1 = all) \\[default: 4].")]
 WdOpt = Annotated[Opt[float], typer.Option(help="AdamW weight decay \\[default: set by --policy].")]
 HeadLrOpt = Annotated[Opt[float], typer.Option(help="Head lr = lr * this \\[default: set by --policy].")]
 WarmupOpt = Annotated[Opt[float], typer.Option(help="Share of steps with linear warmup \\[default: 0.06].")]
@@ -103,6 +104,7 @@ def train(
     rank: RankOpt = None,
     alpha: AlphaOpt = None,
     dropout: DropoutOpt = None,
+    pre_num: PreNumOpt = None,
     weight_decay: WdOpt = None,
     head_lr_scale: HeadLrOpt = None,
     warmup_ratio: WarmupOpt = None,
@@ -164,6 +166,7 @@ def gradients(
     rank: RankOpt = None,
     alpha: AlphaOpt = None,
     dropout: DropoutOpt = None,
+    pre_num: PreNumOpt = None,
     weight_decay: WdOpt = None,
     head_lr_scale: HeadLrOpt = None,
     warmup_ratio: WarmupOpt = None,

@@ -57,12 +57,15 @@ class AdapterConfig:
     rank: int = 8  # the paper's r for RoBERTa (Table I)
     alpha: float = 16.0  # s = alpha / r = 2, as in the paper's GLUE runs
     dropout: float = 0.05
+    pre_num: int = 4  # ResLoRA: earlier layers a shortcut reaches back (-1: all); 4 as in its GLUE script
 
     def __post_init__(self) -> None:
         _choice("method", self.method, list(METHODS))
         _positive_int("rank", self.rank)
         _positive_float("alpha", self.alpha)
         _fraction("dropout", self.dropout)
+        if isinstance(self.pre_num, bool) or not isinstance(self.pre_num, int) or (self.pre_num < 1 and self.pre_num != -1):
+            raise ConfigError(f"pre_num must be a positive integer or -1 (every earlier layer); got {self.pre_num!r}")
 
     @property
     def scaling(self) -> float:
@@ -255,7 +258,7 @@ def resolve_policy(
     """Fill unset policy fields. Returns (values, source per field: 'policy' or 'user')."""
     _choice("policy", policy, list(POLICIES))
     p = POLICIES[policy]
-    method_dropout = LORA_DROPOUT if method == "lora" else p["residual_dropout"]
+    method_dropout = LORA_DROPOUT if method == "lora" or method.startswith("reslora") else p["residual_dropout"]
     given = {"dropout": dropout, "weight_decay": weight_decay, "head_lr_scale": head_lr_scale}
     defaults = {"dropout": method_dropout, "weight_decay": p["weight_decay"], "head_lr_scale": p["head_lr_scale"]}
     values = {k: (v if v is not None else defaults[k]) for k, v in given.items()}

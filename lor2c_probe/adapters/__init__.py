@@ -20,6 +20,9 @@ METHODS: dict[str, str] = {
     "inject-lor2c": "lor2c_probe.adapters.structured:InjectLor2cMethod",
     "im-lor2c": "lor2c_probe.adapters.structured:ImLor2cMethod",
     "im-share-lor2c": "lor2c_probe.adapters.structured:ImShareLor2cMethod",
+    "reslora-is": "lor2c_probe.adapters.reslora:ResLoraIsMethod",
+    "reslora-bs": "lor2c_probe.adapters.reslora:ResLoraBsMethod",
+    "reslora-ms": "lor2c_probe.adapters.reslora:ResLoraMsMethod",
 }
 
 

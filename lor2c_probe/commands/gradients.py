@@ -3,7 +3,8 @@ then write the gradient-ratio surface (paper Fig. 7), the activation-gradient ma
 
 Outputs in ``--out``: ``runs/<method>/`` (when training), ``gradient_ratio.parquet``, ``gradient_ratio.html``
 (works offline), ``gradient_ratio.png``, ``activation_grads.parquet``, ``activation_grad_ratio.parquet``,
-``activation_grads.png``, ``summary.txt`` and ``gradients.json`` (what was compared, with which settings).
+``activation_grads.png``, ``activation_profile.png`` (every method's last-epoch ||dL/dh_i|| in one plot),
+``summary.txt`` and ``gradients.json`` (what was compared, with which settings).
 """
 
 from __future__ import annotations
@@ -144,6 +145,7 @@ def _activation_summary(profiles: dict[str, Any], act_ratio: Any, baseline: str)
 def _write_outputs(out: Path, runs: list[RunRef], baseline: RunRef, t: dict[str, Any], args: GradientsArgs) -> None:
     """Write everything into a hidden folder first, then move the files into ``out`` (nothing half-written)."""
     from lor2c_probe.plots.gradients import activation_heatmaps_png, ratio_surface_html, ratio_surface_png
+    from lor2c_probe.plots.report import activation_profile_figure
 
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=".partial-") as tmp:
@@ -154,6 +156,7 @@ def _write_outputs(out: Path, runs: list[RunRef], baseline: RunRef, t: dict[str,
         if t["act_profile"] is not None:
             t["act_profile"].to_parquet(d / "activation_grads.parquet", index=False)
             activation_heatmaps_png(t["profiles"], d / "activation_grads.png", stat="l2")
+            activation_profile_figure(t["act_profile"], stat="l2").savefig(d / "activation_profile.png", bbox_inches="tight")
         if t["act_ratio"] is not None:
             t["act_ratio"].to_parquet(d / "activation_grad_ratio.parquet", index=False)
         (d / "summary.txt").write_text(t["summary"] + "\n")

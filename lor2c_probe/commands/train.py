@@ -40,6 +40,7 @@ def config_from_options(o: dict[str, Any]) -> tuple[RunConfig, dict[str, str]]:
         rank=o["rank"] if o.get("rank") is not None else AdapterConfig.rank,
         alpha=o["alpha"] if o.get("alpha") is not None else AdapterConfig.alpha,
         dropout=values["dropout"],
+        pre_num=o["pre_num"] if o.get("pre_num") is not None else AdapterConfig.pre_num,
     )
     train_kw = {k: o[k] for k in TRAIN_FIELDS if o.get(k) is not None}
     if train_kw.get("steps_per_epoch") == 0:  # 0 = no cap: full epochs

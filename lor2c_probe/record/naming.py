@@ -5,6 +5,7 @@
   layer -1 (it serves every layer), factor A.
 - LoRA (PEFT): ``...layer.<l>.<...>.{query,value,q_proj,v_proj,...}.lora_{A,B}.<adapter>.weight`` ->
   module ``lora.<l>`` (the q and v adapters of layer l together), layer l, factor A or B.
+- ResLoRA: ``reslora.adapters.<q|v>.<l>.{A,B}`` -> module ``reslora.<l>`` (q and v of layer l, as for LoRA).
 - Anything else selected: module = the parameter name, layer -1, factor "all".
 """
 
@@ -28,6 +29,7 @@ def is_head(name: str) -> bool:
 _LOR2C = re.compile(r"(?:^|\.)lor2c\.paths\.(\d+)(?:-(\d+))?\.([A-Za-z]+)$")
 _SHARED = re.compile(r"(?:^|\.)lor2c\.shared_A$")
 _LORA = re.compile(r"(?:^|\.)layers?\.(\d+)\..*\.lora_([AB])\.")
+_RESLORA = re.compile(r"(?:^|\.)reslora\.adapters\.[a-z]+\.(\d+)\.([AB])$")
 _SPAN = re.compile(r"\.(\d+)(?:-(\d+))?$")
 
 
@@ -44,6 +46,8 @@ def classify(name: str) -> ParamRole:
         return ParamRole(f"lor2c.{start}" + (f"-{end}" if end else ""), int(start), factor)
     if _SHARED.search(name):
         return ParamRole("lor2c.shared", -1, "A")
+    if m := _RESLORA.search(name):
+        return ParamRole(f"reslora.{m.group(1)}", int(m.group(1)), m.group(2))
     if m := _LORA.search(name):
         return ParamRole(f"lora.{m.group(1)}", int(m.group(1)), m.group(2))
     return ParamRole(name, -1, "all")

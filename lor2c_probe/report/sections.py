@@ -168,6 +168,14 @@ def comparison_section(runs: list[ReportRun]) -> Section:
     s.blocks.append(" ".join(text))
     s.blocks.append(Table(table, f"Final eval {metric}: mean, sd over seeds (blank with one seed), range, adapter parameters at the end of training "
                           "(after merges), eval size and binomial SE.", data="comparison"))
+    folded = [{"run": r.label, "fold": est, f"{metric} (training-time paths)": (r.manifest["results"].get("final_eval") or {}).get(metric),
+               f"{metric} (folded)": res.get(metric)}
+              for r in runs for est, res in ((r.manifest.get("results") or {}).get("folded_eval") or {}).items()]
+    if folded:
+        f = pd.DataFrame(folded)
+        f["difference"] = f[f"{metric} (folded)"] - f[f"{metric} (training-time paths)"]
+        s.blocks.append(Table(f, "ResLoRA folded for inference: each estimator's plain-LoRA fold of the extra paths, evaluated on the "
+                              "same eval set after training (exact for the block shortcut; approximations otherwise).", data="folded_eval"))
     s.blocks.append(Fig("comparison", f"Final eval {metric} per method: diamonds are means over seeds, dots single seeds; whiskers span +-2 binomial standard errors of the eval set (accuracy only).",
                         lambda: comparison_figure(table, points, metric=metric)))
     return s

@@ -327,11 +327,37 @@ def _train(
         manifest["status"] = "interrupted"
         store.write_manifest(manifest)
         raise
+    folded = _folded_evals(trainer, model)
     manifest["status"] = "completed"
     manifest["finished"] = _now()
     manifest["results"] = _results(trainer, built.spec, time.perf_counter() - t0)
+    if folded:
+        manifest["results"]["folded_eval"] = folded
     store.write_manifest(manifest)
     return manifest
+
+
+def _folded_evals(trainer: Trainer, model: torch.nn.Module) -> dict[str, dict[str, float]]:
+    """For ResLoRA: evaluate once more per fold of its extra paths (metrics split ``eval_folded:<estimator>``),
+    so the cost of merging for inference sits next to the training-time eval. Other methods: nothing."""
+    from lor2c_probe.adapters.reslora import BANK_ATTR, ESTIMATORS, fold, frozen_weights
+
+    bank = getattr(model, BANK_ATTR, None)
+    if bank is None or not trainer.eval_history:
+        return {}
+    out = {}
+    weights = frozen_weights(model, bank)
+    for est in ESTIMATORS[bank.variant]:
+        bank.use(fold(bank, est, weights))
+        try:
+            res = trainer.evaluate()
+        finally:
+            bank.use(None)
+        for name, value in res.items():
+            trainer._scalar(f"eval_folded:{est}", name, value)
+        out[est] = res
+    trainer.flush()
+    return out
 
 
 def _results(trainer: Trainer, spec: TaskSpec, wall: float) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from tests.test_cli import assert_user_error
 runner = CliRunner()
 OUTPUTS = [
     "gradient_ratio.parquet", "gradient_ratio.html", "gradient_ratio.png", "activation_grads.parquet",
-    "activation_grad_ratio.parquet", "activation_grads.png", "summary.txt", "gradients.json",
+    "activation_grad_ratio.parquet", "activation_grads.png", "activation_profile.png", "summary.txt", "gradients.json",
 ]
 
 
@@ -126,3 +126,16 @@ def test_from_runs_rejects_training_options_and_single_run(compared, tmp_path):
     assert_user_error(res, "trains nothing; drop --epochs")
     res = runner.invoke(app, ["gradients", "--from-runs", str(out / "runs" / "lor2c")])
     assert_user_error(res, "at least two run directories")
+
+
+def test_reslora_joins_the_comparison(tiny_models, tiny_data, tmp_path):
+    out = tmp_path / "three"
+    res = runner.invoke(app, tiny(tiny_models["bert"], tiny_data, out, "--methods", "lor2c,lora,reslora-ms", "--pre-num", "2"))
+    assert res.exit_code == 0, res.output
+    surface = pd.read_parquet(out / "gradient_ratio.parquet")
+    assert set(surface.method) == {"lor2c", "reslora-ms"}
+    assert (surface[surface.method == "reslora-ms"].status == "ok").all()
+    profile = pd.read_parquet(out / "activation_grads.parquet")
+    assert set(profile.method) == {"lor2c", "lora", "reslora-ms"}
+    assert (out / "activation_profile.png").stat().st_size > 0
+    assert "reslora-ms / lora" in res.output
