@@ -6,7 +6,6 @@ Output folder (default ``runs/<study name>``): ``runs/<label>[-s<seed>]/`` (reco
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -88,6 +87,11 @@ def run_study(path: Path, overrides: dict[str, Any], *, out: Path | None, overwr
 def _completed_same(run_dir: Path, cfg: Any, read_manifest: Any) -> bool:
     if not (run_dir / "manifest.json").is_file():
         return False
+    from lor2c_probe.config import RunConfig
+
     m = read_manifest(run_dir)
-    planned = json.loads(json.dumps(cfg.to_dict(), default=str))
-    return m.get("status") == "completed" and m.get("config") == planned
+    try:  # through the dataclass, so a field added since (with its default) does not count as a change
+        recorded = RunConfig.from_dict(m.get("config", {}))
+    except (TypeError, ValueError, KeyError):
+        return False
+    return m.get("status") == "completed" and recorded == cfg

@@ -78,6 +78,12 @@ def test_resume_keeps_finished_runs_and_redraws(study_run):
     assert res.exit_code == 0, res.output
     assert res.output.count("completed earlier with the same configuration; kept") == 2
     assert read_manifest(out / "runs" / "lor2c")["finished"] == before
+    # a manifest written before a config field existed (here: pre_num) still counts as the same configuration
+    m = read_manifest(out / "runs" / "lora")
+    del m["config"]["adapter"]["pre_num"]
+    (out / "runs" / "lora" / "manifest.json").write_text(json.dumps(m))
+    res = runner.invoke(app, ["run", str(path), "--out", str(out), "--resume", "--static"])
+    assert res.exit_code == 0 and res.output.count("kept") == 2, res.output
     assert "data:image/svg+xml;base64," in (out / "report" / "report.html").read_text()
 
 
