@@ -48,11 +48,12 @@ def run_study(path: Path, overrides: dict[str, Any], *, out: Path | None, overwr
         cfg, sources = config_from_options(opts)
         planned.append((label, seed, cfg, sources, out / "runs" / study.run_dir_name(label, seed)))
     out.mkdir(parents=True, exist_ok=True)
-    walls: dict[str, float | None] = {}
+    walls: dict[str, float] = {}
+    kept: list[str] = []
     start = time.perf_counter()
     for label, seed, cfg, sources, run_dir in planned:
         if resume and _completed_same(run_dir, cfg, read_manifest):
-            walls[run_dir.name] = None
+            kept.append(run_dir.name)
             if not quiet:
                 typer.echo(f"{run_dir.name}: completed earlier with the same configuration; kept")
             continue
@@ -60,7 +61,7 @@ def run_study(path: Path, overrides: dict[str, Any], *, out: Path | None, overwr
             typer.echo(f"[{study.name}] training {run_dir.name} ({cfg.adapter.method}, seed {seed}) ...")
         t0 = time.perf_counter()
         run_training(cfg, run_dir, overwrite=True, policy_sources=sources, progress=not quiet)
-        walls[run_dir.name] = round(time.perf_counter() - t0, 1)
+        walls[run_dir.name] = round(time.perf_counter() - t0, 1)  # loading + training + eval
     train_wall = time.perf_counter() - start
     t0 = time.perf_counter()
     groups = {run_dir: label for label, _, _, _, run_dir in planned}
@@ -68,12 +69,16 @@ def run_study(path: Path, overrides: dict[str, Any], *, out: Path | None, overwr
     res = build_report([p for *_, p in planned], out / "report", title=study.title, intro=intro or None,
                        options=Options(baseline=study.baseline), interactive=interactive, groups=groups, overwrite=True)
     report_wall = time.perf_counter() - t0
-    results = {}
+    results, seconds = {}, {}
     for *_, run_dir in planned:
         r = read_manifest(run_dir).get("results") or {}
-        results[run_dir.name] = {"final_eval": r.get("final_eval"), "headline_metric": r.get("headline_metric")}
+        results[run_dir.name] = {"final_eval": r.get("final_eval"), "headline_metric": r.get("headline_metric"),
+                                 "folded_eval": r.get("folded_eval")}
+        seconds[run_dir.name] = r.get("wall_seconds_this_session")
     meta = {"study": {k: v for k, v in asdict(study).items() if k != "overrides"}, "overrides": study.overrides,
-            "run_wall_seconds": walls, "train_wall_seconds": round(train_wall, 1), "report_wall_seconds": round(report_wall, 1),
+            "run_train_seconds": seconds,  # per run, from its manifest: training + per-epoch evals, kept runs included
+            "run_wall_seconds_this_invocation": walls, "runs_kept": kept, "train_wall_seconds_this_invocation": round(train_wall, 1),
+            "report_wall_seconds": round(report_wall, 1),
             "results": results, "report": str(res.html), "sections": {k: v or "drawn" for k, v in res.sections.items()}}
     write_json_atomic(out / MARKER, meta)
     for a in study.analyses:

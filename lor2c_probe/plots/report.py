@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 STYLE = {
     "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9, "ytick.labelsize": 9,
@@ -78,14 +79,21 @@ def activation_profile_figure(profiles: pd.DataFrame, *, stat: str) -> Figure:
     """||dL/dh_i|| against block input i in the last epoch, one line per run, log scale: where gradient fades."""
     fig = Figure(figsize=(6.4, 4.2), dpi=120)
     ax = fig.add_subplot(1, 1, 1)
+    epochs = set()
     for i, (label, p) in enumerate(profiles.groupby("method", sort=False)):
         last = p[p.epoch == p.epoch.max()].sort_values("layer")
-        ax.plot(last.layer, last.value, marker="o", color=f"C{i % 10}", label=f"{label} (epoch {int(last.epoch.max())})")
+        epochs.add(int(last.epoch.max()))
+        ax.plot(last.layer, last.value, marker="o", color=f"C{i % 10}", label=label)
     top = int(profiles.layer.max())
     ax.set_xticks(range(0, top + 1))
     ax.set_xticklabels([str(i) if i < top else f"{i}\n(output)" for i in range(0, top + 1)])
     ax.set_yscale("log")
-    ax.set(xlabel="block input i", ylabel=f"||dL/dh_i|| ({stat}, epoch mean)", title="Gradient reaching each block's input, last epoch")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+    when = f"epoch {epochs.pop()}" if len(epochs) == 1 else "each run's last epoch"
+    ax.set(xlabel="block input i", ylabel=f"||dL/dh_i|| ({stat}, epoch mean, log scale)", title=f"Gradient reaching each block's input ({when})")
     ax.legend()
     fig.tight_layout()
     return fig

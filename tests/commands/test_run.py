@@ -64,7 +64,7 @@ def test_study_trains_its_runs_and_writes_the_report(study_run):
         m = read_manifest(out / "runs" / label)
         assert m["status"] == "completed" and m["config"]["train"]["seed"] == 5
     meta = json.loads((out / "study.json").read_text())
-    assert meta["study"]["name"] == "tiny-fig7" and set(meta["run_wall_seconds"]) == {"lor2c", "lora"}
+    assert meta["study"]["name"] == "tiny-fig7" and set(meta["run_train_seconds"]) == set(meta["run_wall_seconds_this_invocation"]) == {"lor2c", "lora"}
     assert all(meta["sections"][a] == "drawn" for a in ("training", "gradients", "activations", "comparison"))
     html = (out / "report" / "report.html").read_text()
     assert "Tiny &lt;gradient&gt; study" in html and "Claim under test: ratio rises toward lower layers" in html
