@@ -70,6 +70,10 @@ def training_curves_plotly(metrics: dict[str, pd.DataFrame], *, headline: str) -
                                      mode="lines+markers", line={"color": color}), row=1, col=2)
     fig.update_xaxes(title_text="optimizer step")
     fig.update_yaxes(title_text="train loss (nats)", row=1, col=1)
+    evals = pd.concat([m[(m.split == "eval") & (m.name == headline)].value for m in metrics.values()])
+    if len(evals):  # plotly pads a lone point to a meaningless range; keep the axis around the values
+        pad = max(0.01, 0.1 * float(evals.max() - evals.min()))
+        fig.update_yaxes(range=[float(evals.min()) - pad, float(evals.max()) + pad], row=1, col=2)
     fig.update_yaxes(title_text=f"eval {headline}", row=1, col=2)
     fig.update_layout(height=420, width=1100, margin={"t": 50})
     return fig
