@@ -6,6 +6,7 @@ Output folder (default ``runs/<study name>``): ``runs/<label>[-s<seed>]/`` (reco
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -47,21 +48,18 @@ def run_study(path: Path, overrides: dict[str, Any], *, out: Path | None, overwr
     for label, seed, opts in study.planned():
         cfg, sources = config_from_options(opts)
         planned.append((label, seed, cfg, sources, out / "runs" / study.run_dir_name(label, seed)))
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     walls: dict[str, float] = {}
     kept: list[str] = []
     start = time.perf_counter()
-    for label, seed, cfg, sources, run_dir in planned:
-        if resume and _completed_same(run_dir, cfg, read_manifest):
-            kept.append(run_dir.name)
-            if not quiet:
-                typer.echo(f"{run_dir.name}: completed earlier with the same configuration; kept")
-            continue
-        if not quiet:
-            typer.echo(f"[{study.name}] training {run_dir.name} ({cfg.adapter.method}, seed {seed}) ...")
-        t0 = time.perf_counter()
-        run_training(cfg, run_dir, overwrite=True, policy_sources=sources, progress=not quiet)
-        walls[run_dir.name] = round(time.perf_counter() - t0, 1)  # loading + training + eval
+    try:
+        _train_all(planned, study.name, resume, quiet, walls, kept, read_manifest, run_training)
+    except UserError:
+        # e.g. a model or data set that is not available: fails before the first run writes anything
+        if created and not any((out / "runs").glob("*/manifest.json")):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     train_wall = time.perf_counter() - start
     t0 = time.perf_counter()
     groups = {run_dir: label for label, _, _, _, run_dir in planned}
@@ -100,3 +98,18 @@ def _completed_same(run_dir: Path, cfg: Any, read_manifest: Any) -> bool:
     except (TypeError, ValueError, KeyError):
         return False
     return m.get("status") == "completed" and recorded == cfg
+
+
+def _train_all(planned: list[Any], name: str, resume: bool, quiet: bool, walls: dict[str, float], kept: list[str],
+               read_manifest: Any, run_training: Any) -> None:
+    for _, seed, cfg, sources, run_dir in planned:
+        if resume and _completed_same(run_dir, cfg, read_manifest):
+            kept.append(run_dir.name)
+            if not quiet:
+                typer.echo(f"{run_dir.name}: completed earlier with the same configuration; kept")
+            continue
+        if not quiet:
+            typer.echo(f"[{name}] training {run_dir.name} ({cfg.adapter.method}, seed {seed}) ...")
+        t0 = time.perf_counter()
+        run_training(cfg, run_dir, overwrite=True, policy_sources=sources, progress=not quiet)
+        walls[run_dir.name] = round(time.perf_counter() - t0, 1)  # loading + training + eval

@@ -107,3 +107,10 @@ def test_bad_input(study_run, tmp_path):
     bad.write_text(path.read_text().replace("rank = 2", "rank = 0"))
     assert_user_error(runner.invoke(app, ["run", str(bad), "--out", str(tmp_path / "y")]), "rank must be a positive integer; got 0")
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    # data that is not there fails in the first run; the study folder it had just created is removed again
+    missing = tmp_path / "missing.toml"
+    text = path.read_text()
+    start = text.index('train_file = "') + len('train_file = "')
+    missing.write_text(text[:start] + str(tmp_path / "nope.csv") + text[text.index('"', start):])
+    assert_user_error(runner.invoke(app, ["run", str(missing), "--out", str(tmp_path / "z"), "--quiet"]), "nope.csv")
+    assert not (tmp_path / "z").exists()
