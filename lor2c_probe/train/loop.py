@@ -103,6 +103,11 @@ class Trainer:
     def _scalar(self, split: str, name: str, value: Any) -> None:
         self._scalars.append((self.state.step, self.state.epoch, split, name, value))
 
+    def record_eval(self, split: str, results: dict[str, float]) -> None:
+        """Queue an evaluation's metrics under ``split`` (written at the next flush), e.g. a folded-model eval."""
+        for name, value in results.items():
+            self._scalar(split, name, value)
+
     def flush(self) -> None:
         """Let callbacks hand over their rows, move deferred scalars to host in one transfer, write every table."""
         self._emit("on_flush")
@@ -189,8 +194,7 @@ class Trainer:
                         fields = {"loss": float(st.loss)} if st.step % 10 == 0 else {}
                         bar.update(task, advance=1, description=f"epoch {epoch}", **fields)
                 results = self.evaluate()
-                for name, value in results.items():
-                    self._scalar("eval", name, value)
+                self.record_eval("eval", results)
                 self.eval_history.append({"epoch": epoch, "step": st.step, **results})
                 self._emit("on_epoch_end")
                 self.flush()

@@ -353,8 +353,7 @@ def _folded_evals(trainer: Trainer, model: torch.nn.Module) -> dict[str, dict[st
             res = trainer.evaluate()
         finally:
             bank.use(None)
-        for name, value in res.items():
-            trainer._scalar(f"eval_folded:{est}", name, value)
+        trainer.record_eval(f"eval_folded:{est}", res)
         out[est] = res
     trainer.flush()
     return out
