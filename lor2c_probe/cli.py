@@ -323,6 +323,32 @@ def run_study(
     run(study, overrides, out=out, overwrite=overwrite, resume=resume, quiet=quiet, interactive=interactive, seeds=seeds)
 
 
+@app.command()
+@user_errors
+def bench(
+    out: Annotated[Path, typer.Option(help="The JSON file to write.")] = Path("bench.json"),
+    shapes: Annotated[Opt[str], typer.Option(help="Model shapes: minilm (embedded, pretrained), roberta-base (random weights), tiny \\[default: minilm,roberta-base].")] = None,
+    methods: Annotated[Opt[str], typer.Option(help="Methods; the first is the step-time baseline \\[default: lora,lor2c].")] = None,
+    device: Annotated[Opt[str], typer.Option(help="cpu (default), cuda or auto.")] = None,
+    precision: PrecisionOpt = None,
+    rank: RankOpt = None,
+    batch_size: Annotated[Opt[int], typer.Option(help="Examples per step \\[default: 16].")] = None,
+    seq_len: Annotated[Opt[int], typer.Option(help="Tokens per example \\[default: 64].")] = None,
+    reps: Annotated[Opt[int], typer.Option(help="Interleaved repetitions \\[default: 7].")] = None,
+    steps: Annotated[Opt[int], typer.Option(help="Optimizer steps per repetition \\[default: 5].")] = None,
+    warmup: Annotated[Opt[int], typer.Option(help="Untimed steps before the first repetition \\[default: 2].")] = None,
+    memory_reps: Annotated[Opt[int], typer.Option(help="Child processes per peak-memory figure \\[default: 2].")] = None,
+    svd_dims: Annotated[Opt[str], typer.Option(help="d of the factor-QR vs dense SVD table \\[default: 384,768,4096].")] = None,
+    epoch_steps: Annotated[Opt[str], typer.Option(help="Epoch lengths to amortise the spectral probe over \\[default: 100,359].")] = None,
+    smoke: Annotated[bool, typer.Option(help="Run everything once on the tiny shape (well under a minute); checks the suite, not the goals.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
+) -> None:
+    """Measure the performance goals (probe overhead, spectra, LoR2C vs LoRA, memory, recording) into one JSON."""
+    from lor2c_probe.commands.bench import run_bench
+
+    run_bench(dict(locals()))
+
+
 def default_out(method: str) -> Path:
     return Path("runs") / f"{method}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 

@@ -91,7 +91,7 @@ class ActivationGradProbe(TrainerCallback):
                 m = mask.to(tok.dtype)
                 vals = torch.stack([g.pow(2).sum(), (tok * m).sum(), m.sum() * g.shape[-1]])
             else:
-                vals = torch.stack([g.pow(2).sum(), tok.sum(), torch.tensor(float(g.numel()), device=g.device)])
+                vals = torch.stack([g.pow(2).sum(), tok.sum(), torch.full((), float(g.numel()), device=g.device)])  # a fill, no host copy
             if self._acc is None:
                 self._acc = torch.zeros(self.num_layers + 1, 3, device=g.device)
             self._acc[layer] += vals

@@ -95,6 +95,7 @@ class Trainer:
         self._scalars: list[tuple[int, int, str, str, Any]] = []  # deferred so the step never syncs
         self.step_times: list[float] = []
         self.eval_history: list[dict[str, float]] = []
+        self.last_loss: float | None = None  # host copy of the latest flushed training loss (progress bar)
 
     # -- recording ---------------------------------------------------------------------------------
     def _record(self, table: str, rows: list[dict[str, Any]]) -> None:
@@ -118,6 +119,8 @@ class Trainer:
             for step, epoch, split, name, v in self._scalars:
                 value = next(host) if torch.is_tensor(v) else float(v)
                 rows.append({"step": step, "epoch": epoch, "split": split, "name": name, "value": value})
+                if (split, name) == ("train", "loss"):
+                    self.last_loss = value
             self.store.append("metrics", rows)
             self._scalars.clear()
         self.store.flush()
@@ -190,8 +193,8 @@ class Trainer:
                     self.step_times.append(time.perf_counter() - t0)
                     if st.step % self.cfg.flush_every == 0:
                         self.flush()
-                    if bar is not None:
-                        fields = {"loss": float(st.loss)} if st.step % 10 == 0 else {}
+                    if bar is not None:  # the loss of the last flush: reading st.loss would sync the device every step
+                        fields = {"loss": self.last_loss} if self.last_loss is not None else {}
                         bar.update(task, advance=1, description=f"epoch {epoch}", **fields)
                 results = self.evaluate()
                 self.record_eval("eval", results)

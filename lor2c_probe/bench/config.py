@@ -1,0 +1,78 @@
+"""What the benchmark suite measures and how often; validated up front so a long run never fails late."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from lor2c_probe.config import ConfigError
+
+
+def _pos(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{name} must be a positive integer; got {value!r}")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    shapes: tuple[str, ...] = ("minilm", "roberta-base")
+    methods: tuple[str, ...] = ("lora", "lor2c")  # the first is the baseline of the step-time ratio
+    device: str = "cpu"  # cpu | cuda | auto
+    precision: str = "auto"  # auto: bf16 on a CUDA device that supports it, else fp32
+    rank: int = 8
+    batch_size: int = 16
+    seq_len: int = 64
+    warmup: int = 2  # untimed optimizer steps per trainer before the first repetition
+    reps: int = 7  # interleaved repetitions
+    steps: int = 5  # optimizer steps per repetition (then one flush of the run store)
+    spectra_reps: int = 5
+    memory_reps: int = 2
+    memory_steps: int = 3
+    svd_dims: tuple[int, ...] = (384, 768, 4096)
+    svd_ranks: tuple[int, ...] = (8, 64)
+    svd_reps: int = 20
+    epoch_steps: tuple[int, ...] = (100, 359)  # amortise the spectral probe over epochs of these lengths
+    smoke: bool = False
+
+    def __post_init__(self) -> None:
+        from lor2c_probe.adapters import METHODS
+        from lor2c_probe.bench.shapes import SHAPES
+
+        if not self.shapes:
+            raise ConfigError("shapes must name at least one model shape")
+        for s in self.shapes:
+            if s not in SHAPES:
+                raise ConfigError(f"unknown shape {s!r}; choose from: {', '.join(SHAPES)}")
+        if len(self.methods) < 1 or len(set(self.methods)) != len(self.methods):
+            raise ConfigError(f"methods must be distinct method names; got {','.join(self.methods)!r}")
+        for m in self.methods:
+            if m not in METHODS:
+                raise ConfigError(f"unknown method {m!r}; choose from: {', '.join(METHODS)}")
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise ConfigError(f"device must be cpu, cuda or auto; got {self.device!r}")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ConfigError(f"precision must be auto, fp32, bf16 or fp16; got {self.precision!r}")
+        for name in ("rank", "batch_size", "seq_len", "reps", "steps", "spectra_reps", "memory_reps", "memory_steps", "svd_reps"):
+            _pos(name, getattr(self, name))
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
+            raise ConfigError(f"warmup must be a non-negative integer; got {self.warmup!r}")
+        if self.reps < 2:
+            raise ConfigError(f"reps must be at least 2 to give a spread; got {self.reps}")
+        for name in ("svd_dims", "svd_ranks", "epoch_steps"):
+            values = getattr(self, name)
+            if not values:
+                raise ConfigError(f"{name} must not be empty")
+            for v in values:
+                _pos(name, v)
+
+    @classmethod
+    def smoke_preset(cls, **overrides: Any) -> BenchConfig:
+        """Everything once, on the tiny random shape: checks the suite runs, in well under a minute."""
+        base = cls(shapes=("tiny",), warmup=1, reps=2, steps=2, spectra_reps=1, memory_reps=1, memory_steps=1,
+                   svd_dims=(768,), svd_ranks=(8,), svd_reps=3, smoke=True)
+        return replace(base, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)

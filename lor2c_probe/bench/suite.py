@@ -1,0 +1,105 @@
+"""Run every measurement and evaluate the performance goals (issue 7's table) into one JSON-ready dict."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from lor2c_probe.bench.config import BenchConfig
+from lor2c_probe.bench.env import environment
+
+
+@dataclass(frozen=True)
+class Goal:
+    key: str
+    measure: str
+    target: float
+    op: str  # "<=" or ">="
+    compared_with: str
+
+    def met(self, value: float) -> bool:
+        return value <= self.target if self.op == "<=" else value >= self.target
+
+
+GOALS = (
+    Goal("grad_probe", "gradient probe on every step: step-time ratio vs no probe", 1.03, "<=", "Cockpit's cheapest tier: 1.5x"),
+    Goal("grad_act_probes", "gradient + activation-gradient probes: step-time ratio", 1.05, "<=", "nothing records the latter"),
+    Goal("spectral_amortized", "spectral probes at the default schedule (once per epoch), amortized", 1.02, "<=",
+         "the LoR2C reference: a dense d x d SVD per module per epoch"),
+    Goal("factor_qr_speedup", "adapter spectra from factors vs dense SVD (d = 768, r = 8)", 300.0, ">=", "WeightWatcher, the reference"),
+    Goal("lor2c_vs_lora_step", "LoR2C train step vs PEFT LoRA q,v step (same model, batch, rank)", 1.00, "<=", "PEFT LoRA"),
+    Goal("peak_memory", "peak memory with all probes vs without", 1.02, "<=", "-"),
+    Goal("recording_volume", "recording volume, bytes per module per logged step", 1024.0, "<=", "-"),
+)
+GOAL_BY_KEY = {g.key: g for g in GOALS}
+# The default `train` run on the embedded data: 11,477 training snippets at batch 32 = 359 steps per epoch.
+DEFAULT_EPOCH_STEPS = 359
+
+
+def resolve(cfg: BenchConfig) -> tuple[torch.device, str]:
+    from lor2c_probe.train.session import resolve_device
+
+    return resolve_device(cfg.device, cfg.precision)
+
+
+def run_suite(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    from lor2c_probe.bench.memory import measure_memory
+    from lor2c_probe.bench.shapes import SHAPES
+    from lor2c_probe.bench.spectra import spectral_probe_cost, svd_table
+    from lor2c_probe.bench.steps import measure_steps
+
+    device, precision = resolve(cfg)
+    t_start = time.perf_counter()
+    result: dict[str, Any] = {"benchmark": "lor2c-probe bench", "environment": environment(device, precision),
+                              "config": cfg.to_dict(), "shapes": {}}
+    log(f"factor-QR vs dense SVD on {device}")
+    result["svd"] = svd_table(cfg, device, log)
+    for shape in cfg.shapes:
+        log(f"{shape}: {SHAPES[shape].description}")
+        steps = measure_steps(cfg, shape, device, precision, log)
+        step_s = {m: e["seconds_per_step"]["none"]["median"] for m, e in steps["methods"].items()}
+        spectral = spectral_probe_cost(cfg, shape, device, precision, step_s, log)
+        memory = measure_memory(cfg, shape, device.type, precision, torch.get_num_threads(), log)
+        result["shapes"][shape] = {"description": SHAPES[shape].description, "steps": steps, "spectral_probe": spectral, "memory": memory}
+    result["goals"] = goals_table(cfg, result)
+    result["seconds"] = time.perf_counter() - t_start
+    return result
+
+
+def goals_table(cfg: BenchConfig, result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (goal, shape, method) with the measured value and whether it meets the goal."""
+    rows: list[dict[str, Any]] = []
+
+    def add(key: str, value: float | None, shape: str | None, method: str | None, detail: str = "") -> None:
+        g = GOAL_BY_KEY[key]
+        met = None if value is None or cfg.smoke else g.met(value)  # smoke timings on a tiny model say nothing
+        rows.append({"goal": key, "measure": g.measure, "target": f"{g.op} {g.target:g}", "shape": shape, "method": method,
+                     "value": value, "met": met, "detail": detail})
+
+    for row in result["svd"]:
+        if (row["d"], row["r"]) == (768, 8):
+            add("factor_qr_speedup", row["speedup"], None, None, "median times, float32")
+    epoch = str(DEFAULT_EPOCH_STEPS) if DEFAULT_EPOCH_STEPS in cfg.epoch_steps else str(max(cfg.epoch_steps))
+    base = cfg.methods[0]
+    for shape, r in result["shapes"].items():
+        for m, e in r["steps"]["methods"].items():
+            add("grad_probe", e["probe_overhead"]["grads"]["median"], shape, m, "median of paired per-repetition ratios")
+            add("grad_act_probes", e["probe_overhead"]["grads+activations"]["median"], shape, m, "median of paired per-repetition ratios")
+            add("spectral_amortized", r["spectral_probe"][m]["amortized_ratio"][epoch], shape, m, f"epoch of {epoch} steps")
+            if base == "lora" and m == "lor2c":
+                add("lor2c_vs_lora_step", e["ratio_to_baseline"]["median"], shape, m, "median of paired per-repetition ratios")
+            add("peak_memory", r["memory"][m]["ratio"], shape, m, r["memory"][m]["measure"])
+            add("recording_volume", e["recording"]["bytes_per_module_step"], shape, m, "grads + activation_grads + metrics on disk")
+    return rows
+
+
+def format_goals(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'goal':<20} {'shape':<13} {'method':<12} {'value':>10}  {'target':<9} met"]
+    for r in rows:
+        v = "-" if r["value"] is None else (f"{r['value']:.0f}" if r["value"] >= 100 else f"{r['value']:.4f}")
+        met = "-" if r["met"] is None else ("yes" if r["met"] else "NO")
+        lines.append(f"{r['goal']:<20} {r['shape'] or '-':<13} {r['method'] or '-':<12} {v:>10}  {r['target']:<9} {met}")
+    return "\n".join(lines)
