@@ -44,9 +44,10 @@ Method = typer.Option(help=f"Adapter method: {', '.join(METHODS)}.")
 # Options shared by the commands that train; None means "not given" (so --resume can reject them).
 Opt = Optional
 ModelOpt = Annotated[Opt[str], typer.Option(help="HF hub id or local folder; default: the embedded all-MiniLM-L6-v2.")]
-TaskOpt = Annotated[Opt[str], typer.Option(help="rotten-tomatoes (default), sst2, mrpc, rte, cola, stsb, qnli, or custom.")]
+TaskOpt = Annotated[Opt[str], typer.Option(help="rotten-tomatoes (default), sst2, mrpc, rte, cola, stsb, qnli, custom, or alpaca (instruction tuning of a decoder).")]
+LossOnOpt = Annotated[Opt[str], typer.Option(help="--task alpaca: loss on all tokens (the reference) or on the response only \\[default: all].")]
 DataDirOpt = Annotated[Opt[Path], typer.Option(help="Folder with the official GLUE TSV files.")]
-TrainFileOpt = Annotated[Opt[Path], typer.Option(help="Your training data (CSV/TSV/JSONL), with --task custom.")]
+TrainFileOpt = Annotated[Opt[Path], typer.Option(help="Your training data: CSV/TSV/JSONL with --task custom, Alpaca JSON with --task alpaca.")]
 EvalFileOpt = Annotated[Opt[Path], typer.Option(help="Your eval data; without it a seeded split of --train-file is used.")]
 MaxTrainOpt = Annotated[Opt[int], typer.Option(help="Use only the first N training examples.")]
 MaxEvalOpt = Annotated[Opt[int], typer.Option(help="Use only the first N eval examples.")]
@@ -96,6 +97,7 @@ def train(
     eval_file: EvalFileOpt = None,
     max_train_examples: MaxTrainOpt = None,
     max_eval_examples: MaxEvalOpt = None,
+    loss_on: LossOnOpt = None,
     epochs: Annotated[Opt[int], typer.Option(help="Training epochs \\[default: 3].")] = None,
     steps_per_epoch: StepsOpt = None,
     batch_size: Annotated[Opt[int], typer.Option(help="Examples per micro-batch \\[default: 32].")] = None,

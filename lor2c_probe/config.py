@@ -126,15 +126,21 @@ class DataConfig:
     split_seed: int = 0  # kept apart from the training seed so every run sees the same eval set
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
+    loss_on: str = "all"  # alpaca: loss on every token ("all", the reference's train_on_inputs) or the "response" only
 
     def __post_init__(self) -> None:
-        from lor2c_probe.data.tasks import TASKS
+        from lor2c_probe.data.tasks import FILE_TASKS, TASKS
 
         _choice("task", self.task, list(TASKS))
+        _choice("loss_on", self.loss_on, ["all", "response"])
         if self.task == "custom" and self.train_file is None:
             raise ConfigError("task 'custom' needs --train-file (CSV, TSV or JSONL)")
-        if self.task != "custom" and (self.train_file or self.eval_file):
-            raise ConfigError("--train-file/--eval-file are for your own data: use them with --task custom")
+        if self.task == "alpaca" and self.train_file is None:
+            raise ConfigError("task 'alpaca' needs --train-file (Alpaca JSON: instruction, input, output)")
+        if self.task not in FILE_TASKS and (self.train_file or self.eval_file):
+            raise ConfigError("--train-file/--eval-file are for your own data: use them with --task custom or alpaca")
+        if self.loss_on != "all" and self.task != "alpaca":
+            raise ConfigError("--loss-on is for instruction tuning (--task alpaca)")
         if self.eval_file is not None and self.train_file is None:
             raise ConfigError("--eval-file needs --train-file")
         if not (0 < self.eval_fraction < 1):

@@ -9,11 +9,27 @@ from typing import Any
 
 from lor2c_probe.errors import UserError
 
-# model_type -> where the block stack lives inside the backbone. New encoder families add a line here.
-SUPPORTED_ARCHITECTURES: dict[str, str] = {
-    "bert": "encoder.layer",
-    "roberta": "encoder.layer",
+@dataclass(frozen=True)
+class Architecture:
+    """Where a family keeps its blocks and attention projections, and whether it is a causal decoder."""
+
+    layers: str  # block stack inside the backbone (base_model_prefix), e.g. "encoder.layer"
+    q_name: str  # the query / value projections inside a block (LoRA's targets)
+    v_name: str
+    causal: bool
+
+
+_ENCODER = Architecture("encoder.layer", "query", "value", causal=False)
+_LLAMA_LIKE = Architecture("layers", "q_proj", "v_proj", causal=True)  # pre-norm decoders with model.layers
+# model_type -> its layout. A new family with one of these layouts is one line here.
+ARCHITECTURES: dict[str, Architecture] = {
+    "bert": _ENCODER,
+    "roberta": _ENCODER,
+    "llama": _LLAMA_LIKE,
+    "mistral": _LLAMA_LIKE,
+    "qwen2": _LLAMA_LIKE,
 }
+SUPPORTED_ARCHITECTURES: dict[str, str] = {k: a.layers for k, a in ARCHITECTURES.items()}
 EMBEDDED_DEFAULT_NAME = "all-MiniLM-L6-v2 (embedded)"
 
 
@@ -25,6 +41,9 @@ class Backbone:
     hidden_size: int  # d, from config.hidden_size (never from a projection's shape)
     num_layers: int
     layers_path: str  # dotted path from the task model to the block ModuleList, e.g. "bert.encoder.layer"
+    q_name: str = "query"  # attention projections inside a block (LoRA targets)
+    v_name: str = "value"
+    causal: bool = False  # a decoder trained as a causal LM (instruction tuning)
 
 
 def embedded_model_path() -> Path:
@@ -77,11 +96,12 @@ def _not_available(source: str, err: Exception) -> str:
 def find_layers(model: Any) -> tuple[str, Any]:
     """(dotted path, ModuleList) of the transformer blocks, found generically by model_type."""
     model_type = getattr(model.config, "model_type", None)
-    if model_type not in SUPPORTED_ARCHITECTURES:
+    if model_type not in ARCHITECTURES:
         raise UserError(_unsupported(model_type))
-    suffix = SUPPORTED_ARCHITECTURES[model_type]
+    suffix = ARCHITECTURES[model_type].layers
     base_prefix = getattr(model, "base_model_prefix", "")
-    for path in (f"{base_prefix}.{suffix}" if base_prefix else suffix, suffix):
+    tried = [f"{base_prefix}.{suffix}", suffix] if base_prefix else [suffix]
+    for path in tried:
         obj = model
         try:
             for part in path.split("."):
@@ -89,40 +109,52 @@ def find_layers(model: Any) -> tuple[str, Any]:
         except AttributeError:
             continue
         return path, obj
-    raise UserError(f"cannot find the layer stack ({suffix}) in {type(model).__name__}")
+    raise UserError(f"cannot find the layer stack of {type(model).__name__} ({model_type}); tried: {', '.join(tried)}")
 
 
 def _unsupported(model_type: str | None) -> str:
     return (
         f"unsupported architecture {model_type!r}: lor2c-probe supports "
-        f"{', '.join(sorted(SUPPORTED_ARCHITECTURES))} (encoder models with an encoder.layer stack)"
+        f"{', '.join(sorted(ARCHITECTURES))} (encoders with encoder.layer, LLaMA-style decoders with model.layers)"
     )
 
 
-def load_model(spec: str | None, *, num_labels: int, problem_type: str) -> tuple[Any, Any, Backbone]:
-    """Load tokenizer + sequence-classification model and locate its blocks.
+def load_model(spec: str | None, *, num_labels: int, problem_type: str, causal: bool = False) -> tuple[Any, Any, Backbone]:
+    """Load tokenizer + task model and locate its blocks.
 
     Args:
         spec: hub id or local folder; None for the embedded all-MiniLM-L6-v2.
-        num_labels: 1 for regression.
-        problem_type: "single_label_classification" or "regression".
+        num_labels: 1 for regression (ignored for a causal LM).
+        problem_type: "single_label_classification" or "regression" (ignored for a causal LM).
+        causal: load a decoder as a causal LM (instruction tuning) instead of a sequence classifier.
 
     Returns:
-        (model, tokenizer, backbone). The new head is initialised from the global torch RNG, so seed first.
+        (model, tokenizer, backbone). A new head is initialised from the global torch RNG, so seed first.
     """
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # the LOAD REPORT of the fresh head is expected noise
     hf_logging.disable_progress_bar()
     source = resolve_model_source(spec)
     config = _load(AutoConfig, source)
-    if config.model_type not in SUPPORTED_ARCHITECTURES:
+    arch = ARCHITECTURES.get(config.model_type)
+    if arch is None:
         raise UserError(_unsupported(config.model_type))
-    config.num_labels = num_labels
-    config.problem_type = problem_type
+    if arch.causal and not causal:
+        raise UserError(f"{config.model_type} is a decoder: train it as a causal LM with --task alpaca --train-file DATA.json")
+    if causal and not arch.causal:
+        raise UserError(f"--task alpaca trains a causal LM; {config.model_type} is an encoder (use a LLaMA-style decoder)")
     tokenizer = _load(AutoTokenizer, source)
-    model = _load(AutoModelForSequenceClassification, source, config=config)
+    if causal:
+        if tokenizer.pad_token_id is None:  # LLaMA ships none; the reference pads with id 0 (<unk>)
+            tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+        model = _load(AutoModelForCausalLM, source, config=config)
+    else:
+        config.num_labels = num_labels
+        config.problem_type = problem_type
+        model = _load(AutoModelForSequenceClassification, source, config=config)
     path, layers = find_layers(model)
-    backbone = Backbone(config.model_type, int(config.hidden_size), len(layers), path)
+    # d from the config, never from a projection: under grouped-query attention v_proj is narrower than d.
+    backbone = Backbone(config.model_type, int(config.hidden_size), len(layers), path, arch.q_name, arch.v_name, arch.causal)
     return model, tokenizer, backbone

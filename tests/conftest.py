@@ -69,6 +69,62 @@ def build_tiny_roberta(folder: Path) -> Path:
     return folder
 
 
+def build_tiny_llama(folder: Path) -> Path:
+    """A 3-block LLaMA with grouped-query attention (4 query heads, 2 key/value heads, so v_proj is d/2 wide)
+    and a word-level tokenizer built offline from the Alpaca template and the test sentences."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from lor2c_probe.data.instructions import PROMPT_INPUT, PROMPT_NO_INPUT
+
+    folder.mkdir(parents=True, exist_ok=True)
+    special = ["<unk>", "<s>", "</s>", "<pad>"]
+    words = set(FILLER + POSITIVE + NEGATIVE + ["positive", "negative", "Classify", "review", "sentiment", "the", "of", "."])
+    pre = pre_tokenizers.Whitespace()
+    for text in (PROMPT_INPUT, PROMPT_NO_INPUT):
+        words.update(w for w, _ in pre.pre_tokenize_str(text))
+    vocab = {t: i for i, t in enumerate(special + sorted(words))}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre
+    tk.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    torch.manual_seed(1234)
+    cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
+                      num_key_value_heads=2, max_position_embeddings=256, bos_token_id=1, eos_token_id=2, pad_token_id=3,
+                      tie_word_embeddings=False)
+    LlamaForCausalLM(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def alpaca_records(n: int, seed: int) -> list[dict]:
+    """Sentiment as instructions: every third record has no input (the template's other branch)."""
+    out = []
+    for i, (text, label) in enumerate(make_sentences(n, seed=seed)):
+        word = "positive" if label else "negative"
+        if i % 3 == 2:
+            out.append({"instruction": f"Classify the sentiment of {text} .", "input": "", "output": word})
+        else:
+            out.append({"instruction": "Classify the sentiment of the review .", "input": text, "output": word})
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    return build_tiny_llama(tmp_path_factory.mktemp("models") / "llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_alpaca(tmp_path_factory) -> dict[str, Path]:
+    import json
+
+    root = tmp_path_factory.mktemp("alpaca")
+    (root / "train.json").write_text(json.dumps(alpaca_records(64, seed=5), indent=1))
+    (root / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in alpaca_records(16, seed=6)))
+    return {"train": root / "train.json", "eval": root / "eval.jsonl"}
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """{"bert": folder, "roberta": folder}: saved random-init encoders with their tokenizers."""

@@ -108,7 +108,7 @@ def test_unsupported_architecture(tiny_data, tmp_path):
 
     GPT2Config(n_layer=1, n_embd=16, n_head=2).save_pretrained(tmp_path / "gpt2")
     res = runner.invoke(app, tiny_args(tmp_path / "gpt2", tiny_data, tmp_path / "r"))
-    assert_user_error(res, "unsupported architecture 'gpt2': lor2c-probe supports bert, roberta")
+    assert_user_error(res, "unsupported architecture 'gpt2': lor2c-probe supports bert, llama, mistral, qwen2, roberta")
 
 
 def test_folder_without_config(tiny_data, tmp_path):

@@ -10,7 +10,10 @@ from lor2c_probe.adapters.base import ArchShape
 from lor2c_probe.config import AdapterConfig
 from lor2c_probe.models import Backbone
 
-TARGETS = ["query", "value"]  # BERT/RoBERTa attention.self.{query,value}
+
+def targets(backbone: Backbone) -> list[str]:
+    """The q and v projections of the family: ``query``/``value`` (BERT, RoBERTa), ``q_proj``/``v_proj`` (LLaMA-style)."""
+    return [backbone.q_name, backbone.v_name]
 
 
 class LoraMethod:
@@ -24,9 +27,10 @@ class LoraMethod:
             r=cfg.rank,
             lora_alpha=cfg.alpha,
             lora_dropout=cfg.dropout,
-            target_modules=TARGETS,
+            target_modules=targets(backbone),
             bias="none",
-            task_type="SEQ_CLS",  # wraps the classifier head as a trainable copy (modules_to_save)
+            # SEQ_CLS wraps the classifier head as a trainable copy (modules_to_save); a causal LM's head stays frozen.
+            task_type="CAUSAL_LM" if backbone.causal else "SEQ_CLS",
         )
         with warnings.catch_warnings():
             # PEFT calls transformers' deprecated is_gradient_checkpointing; harmless, and not the user's to fix.

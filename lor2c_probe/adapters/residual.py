@@ -166,6 +166,12 @@ def attach_bank(model: nn.Module, backbone: Backbone, bank: ResidualBank) -> nn.
 
 
 def unfreeze_head(model: nn.Module) -> None:
+    """Train the fresh classification head. A causal LM has none: its LM head is pretrained and stays frozen."""
+    from lor2c_probe.models import ARCHITECTURES
+
+    arch = ARCHITECTURES.get(getattr(getattr(model, "config", None), "model_type", None))
+    if arch is not None and arch.causal:
+        return
     found = False
     for name, p in model.named_parameters():
         if name.startswith(HEAD_PREFIXES):

@@ -25,12 +25,15 @@ from torch import Tensor, nn
 from lor2c_probe.adapters.base import ArchShape
 from lor2c_probe.adapters.residual import unfreeze_head
 from lor2c_probe.config import AdapterConfig
+from lor2c_probe.errors import ConfigError
 from lor2c_probe.models import Backbone
 
 BANK_ATTR = "reslora"
 TYPES = ("q", "v")
+_DECODER = {"q": "self_attn.q_proj", "v": "self_attn.v_proj"}
 TARGETS = {"bert": {"q": "attention.self.query", "v": "attention.self.value"},
-           "roberta": {"q": "attention.self.query", "v": "attention.self.value"}}
+           "roberta": {"q": "attention.self.query", "v": "attention.self.value"},
+           "llama": _DECODER, "mistral": _DECODER, "qwen2": _DECODER}
 WINDOW = 100  # forwards averaged for the norm statistics (the reference's merge_4_len)
 # Which folds each variant offers, named by what they estimate (not by the reference's flag numbers).
 ESTIMATORS = {"is": ("input-norm", "weight-norm"), "bs": ("exact",), "ms": ("input-norm", "activation-norm")}
@@ -219,7 +222,7 @@ class ResLoraMethod:
 
         mtype = model.config.model_type
         if mtype not in TARGETS:
-            raise ValueError(f"ResLoRA supports {', '.join(TARGETS)} models; got {mtype!r}")
+            raise ConfigError(f"ResLoRA supports {', '.join(TARGETS)} models; got {mtype!r}")
         _, layers = find_layers(model)
         paths = TARGETS[mtype]
         shapes = {t: tuple(reversed(layers[0].get_submodule(paths[t]).weight.shape)) for t in TYPES}  # (in, out)

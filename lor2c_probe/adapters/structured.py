@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from lor2c_probe.adapters.base import ArchShape
-from lor2c_probe.adapters.lora import TARGETS
+from lor2c_probe.adapters.lora import targets
 from lor2c_probe.adapters.lor2c import Lor2cMethod
 from lor2c_probe.adapters.share_lor2c import ShareLor2cMethod
 from lor2c_probe.config import AdapterConfig
@@ -40,7 +40,7 @@ class InjectLor2cMethod(Lor2cMethod):
             raise ConfigError(f"injection replaces a rank-r module by LoRA of rank r/2, so rank must be even; got {cfg.rank}")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-            peft_model = get_peft_model(model, LoraConfig(r=cfg.rank // 2, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=TARGETS, bias="none"))
+            peft_model = get_peft_model(model, LoraConfig(r=cfg.rank // 2, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets(backbone), bias="none"))
         inner = peft_model.base_model.model
         self.residual().attach(inner, backbone, cfg)  # freezes everything (the LoRA too), adds the bank, unfreezes the head
         for name, p in inner.named_parameters():

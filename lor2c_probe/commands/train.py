@@ -15,7 +15,7 @@ TRAIN_FIELDS = (
     "epochs", "steps_per_epoch", "batch_size", "grad_accum", "lr", "warmup_ratio", "max_length", "seed",
     "device", "precision", "flush_every",
 )
-DATA_FIELDS = ("task", "data_dir", "train_file", "eval_file", "max_train_examples", "max_eval_examples")
+DATA_FIELDS = ("task", "data_dir", "train_file", "eval_file", "max_train_examples", "max_eval_examples", "loss_on")
 
 
 @dataclass(frozen=True)

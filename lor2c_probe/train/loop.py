@@ -209,6 +209,8 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Loss and the task's metrics on the eval split (dropout off)."""
+        if self.spec.causal:
+            return self._evaluate_causal()
         was_training = self.model.training
         self.model.eval()
         logits, losses = [], []
@@ -224,6 +226,25 @@ class Trainer:
         results = {"loss": float(torch.stack(losses).sum()) / len(gold)}
         results.update(task_metrics(self.spec.metrics, all_logits, gold, self.spec.regression))
         return results
+
+
+    @torch.no_grad()
+    def _evaluate_causal(self) -> dict[str, float]:
+        """Mean next-token loss over every predicted (non-ignored) eval token, and its exp (perplexity)."""
+        was_training = self.model.training
+        self.model.eval()
+        total, count = torch.zeros((), device=self.device, dtype=torch.float64), 0
+        for batch in batches(self.eval_data, np.arange(len(self.eval_data)), self.cfg.eval_batch_size):
+            n = int((batch["labels"][:, 1:] != -100).sum())  # the model shifts labels by one
+            if n == 0:
+                continue
+            with self._autocast():
+                out = self.model(**self._to_device(batch))
+            total += out.loss.double() * n  # the model's loss is the mean over this batch's predicted tokens
+            count += n
+        self.model.train(was_training)
+        loss = float(total) / max(count, 1)
+        return {"loss": loss, "perplexity": math.exp(min(loss, 700.0))}
 
 
 class _NoBar:

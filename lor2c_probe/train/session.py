@@ -26,10 +26,10 @@ from lor2c_probe.config import ConfigError, RunConfig
 from lor2c_probe.data.load import load_task
 from lor2c_probe.data.tasks import TaskSpec
 from lor2c_probe.errors import UserError
-from lor2c_probe.models import EMBEDDED_DEFAULT_NAME, Backbone, load_model
+from lor2c_probe.models import EMBEDDED_DEFAULT_NAME, Backbone, find_layers, load_model
 from lor2c_probe.record.schema import SCHEMA_VERSION
 from lor2c_probe.record.store import MANIFEST, RunStore, read_manifest
-from lor2c_probe.train.batches import Encoded, encode, take
+from lor2c_probe.train.batches import Encoded, encode, encode_causal, take
 from lor2c_probe.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from lor2c_probe.train.hooks import TrainerCallback
 from lor2c_probe.record.naming import is_head
@@ -47,6 +47,9 @@ def resolve_device(cfg_device: str, precision: str) -> tuple[torch.device, str]:
     if precision in ("bf16", "fp16") and not use_cuda:
         raise ConfigError(f"precision {precision} needs a CUDA device; use --precision fp32 on the CPU")
     return device, precision
+
+
+LOWER_IS_BETTER = ("loss", "perplexity")  # headline metrics where the best epoch is the lowest
 
 
 def seed_everything(seed: int) -> None:
@@ -67,7 +70,7 @@ def build_model(cfg: RunConfig, spec: TaskSpec) -> Built:
     """Seeded model + adapters: the head and adapter inits depend only on the seed and the method."""
     seed_everything(cfg.train.seed)
     problem = "regression" if spec.regression else "single_label_classification"
-    model, tokenizer, backbone = load_model(cfg.model, num_labels=spec.num_labels, problem_type=problem)
+    model, tokenizer, backbone = load_model(cfg.model, num_labels=spec.num_labels, problem_type=problem, causal=spec.causal)
     model = get_method(cfg.adapter.method).attach(model, backbone, cfg.adapter)
     return Built(model, tokenizer, backbone, spec)
 
@@ -79,6 +82,19 @@ def _probe_batch(cfg: RunConfig, train: Encoded | None) -> tuple[Encoded | None,
     n = min(cfg.probes.spectra_examples, len(train))
     idx = np.sort(np.random.default_rng(cfg.probes.spectra_seed).choice(len(train), size=n, replace=False))
     return take(train, idx), [int(i) for i in idx]
+
+
+def arch_shape(model: torch.nn.Module, bb: Backbone) -> ArchShape:
+    """The sizes parameter counts depend on, read from the model's q and v projections (GQA: v_out < d)."""
+    _, layers = find_layers(model.base_model.model if hasattr(model, "peft_config") else model)
+    q, v = (layers[0].get_submodule(n) for n in _qv_paths(layers[0], bb))
+    return ArchShape("run", bb.hidden_size, bb.num_layers, q.in_features, q.out_features, v.in_features, v.out_features)
+
+
+def _qv_paths(block: torch.nn.Module, bb: Backbone) -> tuple[str, str]:
+    names = [n for n, _ in block.named_modules()]
+    pick = lambda leaf: next(n for n in names if n.rsplit(".", 1)[-1] == leaf)  # noqa: E731
+    return pick(bb.q_name), pick(bb.v_name)
 
 
 def _lora_scaling(cfg: RunConfig) -> float:
@@ -254,7 +270,7 @@ def _manifest(
         "params": {
             **param_counts(built.model, markers(method)),
             "adapter_params_formula": method.count_params(
-                ArchShape.square("run", bb.hidden_size, bb.num_layers), cfg.adapter
+                arch_shape(built.model, bb), cfg.adapter
             ),
         },
         "device": {"type": device.type, "name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu", "threads": torch.get_num_threads()},
@@ -277,8 +293,12 @@ def _train(
         saved = _json.loads((resume_from / "state.json").read_text()).get("callbacks", {}).get("structure")
         if saved:
             replay(built.model, saved["applied"])
-    train = encode(tok, train_ex, cfg.train.max_length, built.spec.regression)
-    ev = encode(tok, eval_ex, cfg.train.max_length, built.spec.regression)
+    if built.spec.causal:
+        train = encode_causal(tok, train_ex, cfg.train.max_length, cfg.data.loss_on)
+        ev = encode_causal(tok, eval_ex, cfg.train.max_length, cfg.data.loss_on)
+    else:
+        train = encode(tok, train_ex, cfg.train.max_length, built.spec.regression)
+        ev = encode(tok, eval_ex, cfg.train.max_length, built.spec.regression)
     model = built.model.to(device)
     store = RunStore(out)
     trainer = Trainer(
@@ -362,7 +382,8 @@ def _folded_evals(trainer: Trainer, model: torch.nn.Module) -> dict[str, dict[st
 def _results(trainer: Trainer, spec: TaskSpec, wall: float) -> dict[str, Any]:
     hist = trainer.eval_history
     headline = spec.metrics[0]
-    best = max(hist, key=lambda h: h[headline]) if hist else None
+    pick = min if headline in LOWER_IS_BETTER else max
+    best = pick(hist, key=lambda h: h[headline]) if hist else None
     times = trainer.step_times[1:] or trainer.step_times  # the first step includes warm-up costs
     return {
         "final_eval": hist[-1] if hist else None,
