@@ -65,6 +65,7 @@ def config_from_options(o: dict[str, Any]) -> tuple[RunConfig, dict[str, str]]:
 
 def run_train(args: TrainArgs) -> None:
     from lor2c_probe.cli import default_out
+    from lor2c_probe.train import distributed
     from lor2c_probe.train.session import resume_training, run_training
 
     if args.resume:
@@ -79,9 +80,13 @@ def run_train(args: TrainArgs) -> None:
         manifest = resume_training(args.out, progress=not args.quiet)
     else:
         cfg, sources = config_from_options(args.options)
+        if args.out is None and distributed.launched_world_size() > 1:
+            raise UserError("a distributed launch needs --out RUN_DIR (ranks would each pick a different default folder)")
         out = args.out or default_out(cfg.adapter.method)
         manifest = run_training(cfg, out, overwrite=args.overwrite, policy_sources=sources, progress=not args.quiet)
         args = TrainArgs(args.options, out, args.overwrite, args.resume, args.quiet, args.report)
+    if not distributed.is_main():
+        return  # rank 0 prints and writes the report
     _summary(manifest, args.out)
     if args.report and args.out is not None:
         from lor2c_probe.report.build import build_report

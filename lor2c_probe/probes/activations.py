@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from lor2c_probe.probes.schedule import Every
+from lor2c_probe.train import distributed
 from lor2c_probe.train.hooks import TrainerCallback, TrainState
 
 
@@ -94,7 +95,7 @@ class ActivationGradProbe(TrainerCallback):
                 vals = torch.stack([g.pow(2).sum(), tok.sum(), torch.full((), float(g.numel()), device=g.device)])  # a fill, no host copy
             if self._acc is None:
                 self._acc = torch.zeros(self.num_layers + 1, 3, device=g.device)
-            self._acc[layer] += vals
+            self._acc[layer] += vals.to(self._acc.device)
 
         h.register_hook(hook)
 
@@ -130,9 +131,18 @@ class ActivationGradProbe(TrainerCallback):
         self._armed = self.schedule(step)
         self._force_leaf = self._armed and (step // self.schedule.n) % self.bottom_every == 0
         self._acc = None
+        if self._armed and distributed.enabled():  # every rank must bring a tensor to the all-reduce
+            self._acc = torch.zeros(self.num_layers + 1, 3, device=next(state.model.parameters()).device)
 
     def before_clip(self, state: TrainState) -> None:
         if self._armed and self._acc is not None:
+            if distributed.enabled():
+                # Sum the ranks' parts of the global batch; each rank's gradients are grad_scale times the
+                # global loss's (DDP averaging), so squares scale by grad_scale^2 and |g| by grad_scale.
+                acc = distributed.all_reduce_sum_(self._acc)
+                k = float(getattr(state, "grad_scale", 1.0))
+                acc[:, 0] /= k * k
+                acc[:, 1] /= k
             self._pending.append((state.step + 1, state.epoch, self._acc))
         self._armed, self._acc = False, None
 

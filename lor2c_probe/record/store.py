@@ -117,3 +117,22 @@ class RunStore:
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.root / MANIFEST, manifest)
+
+
+class NullStore(RunStore):
+    """The store of a rank other than 0 in a distributed launch: rows are dropped, nothing is written.
+    Every rank still runs the probes (their collectives need all ranks); rank 0's store records them."""
+
+    def append(self, table: str, rows: list[dict[str, Any]]) -> None:
+        if table not in TABLES:
+            raise KeyError(f"unknown table {table!r}; known: {', '.join(TABLES)}")
+
+    def flush(self) -> None:
+        return None
+
+    def supersede_from(self, seq: int, label: str) -> int:
+        self.next_seq = seq
+        return 0
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        return None

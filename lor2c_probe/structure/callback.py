@@ -17,6 +17,7 @@ from lor2c_probe.analysis.spectral import head_share, sfs
 from lor2c_probe.structure import ops
 from lor2c_probe.structure.policy import POLICIES, StructurePolicy, choose_injection, choose_merge, survivor
 from lor2c_probe.structure.schedule import Event
+from lor2c_probe.train import distributed
 from lor2c_probe.train.hooks import TrainerCallback, TrainState
 
 
@@ -101,11 +102,11 @@ class StructureCallback(TrainerCallback):
         detail: dict[str, Any] = {"policy": self.policy_name, "policy_fields": self.policy.to_dict(), "event_index": event.index,
                                   "emulate_reference_bugs": self.freeze}
         if event.kind == "merge":
-            chosen = choose_merge(active, self.policy)
+            chosen = distributed.broadcast_object(choose_merge(active, self.policy))  # decided on rank 0
             if chosen is None:
                 return self._skipped(state, event, "no adjacent pair of LoR2C modules left")
             (a, b), table = chosen
-            keep = survivor(a, b, scores[(self.policy.source, f"sfs_{self.policy.k}")], self.policy)
+            keep = distributed.broadcast_object(survivor(a, b, scores[(self.policy.source, f"sfs_{self.policy.k}")], self.policy))
             ka, kb, kk = (x.split(".", 1)[1] for x in (a, b, keep))
             key = ops.merge(bank, ka, kb, kk, state.optimizer, freeze=self.freeze)
             self.applied.append({"kind": "merge", "a": ka, "b": kb, "keep": kk, "freeze": self.freeze})
@@ -113,7 +114,7 @@ class StructureCallback(TrainerCallback):
             detail.update(rule=f"merge the adjacent pair with the smallest summed {self.policy.score}_{self.policy.k} ({self.policy.source})",
                           kept_factors_of=keep, merge_keep=self.policy.merge_keep)
         else:
-            chosen = choose_injection(active, self.policy)
+            chosen = distributed.broadcast_object(choose_injection(active, self.policy))
             if chosen is None:
                 return self._skipped(state, event, "no unmerged LoR2C module left")
             m, table = chosen

@@ -30,6 +30,9 @@ class TrainState:
     micro_step: int = 0
     loss: torch.Tensor | None = None  # mean loss of the current optimizer step (on device)
     grad_norm: torch.Tensor | None = None  # global pre-clip L2 norm of trainable gradients
+    # How much larger this rank's backward gradients are than the global batch's: the world size under
+    # DDP (each rank's loss is scaled so that DDP's average of parameter gradients is the global one).
+    grad_scale: float = 1.0
     extras: dict[str, Any] = field(default_factory=dict)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -13,10 +14,12 @@ import torch
 
 from lor2c_probe.config import TrainConfig
 from lor2c_probe.data.tasks import TaskSpec
+from lor2c_probe.errors import UserError
 from lor2c_probe.metrics import task_metrics
 from lor2c_probe.record.naming import is_head
 from lor2c_probe.record.store import RunStore
-from lor2c_probe.train.batches import Encoded, batches, epoch_order
+from lor2c_probe.train import distributed
+from lor2c_probe.train.batches import Encoded, batches, collate, epoch_order
 from lor2c_probe.train.hooks import TrainerCallback, TrainState
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -54,8 +57,11 @@ class Plan:
     warmup_steps: int
 
     @classmethod
-    def make(cls, n_train: int, cfg: TrainConfig) -> Plan:
-        per_epoch = max(1, math.ceil(n_train / cfg.batch_size) // cfg.grad_accum)
+    def make(cls, n_train: int, cfg: TrainConfig, world: int = 1) -> Plan:
+        batches_per_epoch = math.ceil(n_train / cfg.batch_size)
+        if 0 < n_train % cfg.batch_size < world:  # a last batch too small to give every rank an example is dropped
+            batches_per_epoch -= 1
+        per_epoch = max(1, batches_per_epoch // cfg.grad_accum)
         if cfg.steps_per_epoch is not None:
             per_epoch = min(per_epoch, cfg.steps_per_epoch)
         total = per_epoch * cfg.epochs
@@ -85,13 +91,19 @@ class Trainer:
         self.device, self.precision = device, precision
         self.callbacks = list(callbacks or [])
         self.progress = progress
-        self.plan = Plan.make(len(train), cfg)
+        self.world, self.rank = distributed.world(), distributed.rank()
+        if cfg.batch_size < self.world:
+            raise UserError(f"--batch-size is the global batch; {cfg.batch_size} cannot be split across {self.world} ranks")
+        self.plan = Plan.make(len(train), cfg, self.world)
         self.optimizer = build_optimizer(model, cfg)
         self.scheduler = linear_schedule(self.optimizer, self.plan.warmup_steps, self.plan.total_steps)
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
         self.state = TrainState(
             model, self.optimizer, self.scheduler, self._record, device, param_marker, max_grad_norm=cfg.max_grad_norm
         )
+        self.state.grad_scale = float(self.world)
+        self._ddp: Any = None  # the DDP wrapper of a distributed launch, rebuilt when merges/injections change the parameters
+        self._ddp_version = -1
         self._scalars: list[tuple[int, int, str, str, Any]] = []  # deferred so the step never syncs
         self.step_times: list[float] = []
         self.eval_history: list[dict[str, float]] = []
@@ -139,18 +151,44 @@ class Trainer:
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
-    def train_step(self, micro_batches: list[dict[str, torch.Tensor]]) -> None:
+    def _forward_model(self) -> torch.nn.Module:
+        """The model to run forward and backward: a DDP wrapper in a distributed launch (re-made after a
+        structural change, so that its reducer covers exactly the parameters that train now)."""
+        if self.world == 1:
+            return self.model
+        version = self.state.extras.get("structure_version", 0)
+        if self._ddp is None or version != self._ddp_version:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            with warnings.catch_warnings():  # torch 2.13 renames broadcast_buffers; older torch only knows this name
+                warnings.filterwarnings("ignore", message=".*broadcast_buffers.*", category=FutureWarning)
+                # No buffer changes during training (frozen backbone), so none is re-broadcast at each forward.
+                self._ddp = DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False)
+            self._ddp_version = version
+        return self._ddp
+
+    def train_step(self, micro_batches: list[dict[str, torch.Tensor]], shares: list[float] | None = None) -> None:
+        """One optimizer step. ``shares[i]``: this rank's part of micro-batch i's global loss weight (1 alone)."""
         st, accum = self.state, len(micro_batches)
+        shares = shares or [1.0] * accum
         self._emit("on_step_begin")
+        fwd = self._forward_model()
         total = torch.zeros((), device=self.device)
         for i, batch in enumerate(micro_batches):
             st.micro_step = i
-            with self._autocast():
-                loss = self.model(**self._to_device(batch)).loss / accum
-            (self.scaler.scale(loss) if self.scaler else loss).backward()
+            sync = nullcontext() if self.world == 1 or i == accum - 1 else fwd.no_sync()  # reduce once per step
+            with sync:
+                with self._autocast():
+                    loss = fwd(**self._to_device(batch)).loss / accum
+                if shares[i] != 1.0:
+                    loss = loss * shares[i]  # this rank's part of the global batch's mean
+                # DDP averages gradients over ranks, so each rank's part is scaled by the world size.
+                scaled = loss * self.world if self.world > 1 else loss
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             total += loss.detach()
             self._emit("after_backward")
-        st.loss = total
+        st.loss = distributed.all_reduce_sum_(total)  # the global batch's mean loss on every rank
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         self._emit("before_clip")
@@ -186,10 +224,11 @@ class Trainer:
                 st.epoch = epoch
                 self.model.train()
                 order = epoch_order(len(self.train_data), self.cfg.seed, epoch)
-                it = batches(self.train_data, order, self.cfg.batch_size)
+                it = self._local_batches(order)
                 for _ in range(per_epoch):
                     t0 = time.perf_counter()
-                    self.train_step([next(it) for _ in range(accum)])
+                    micro = [next(it) for _ in range(accum)]
+                    self.train_step([b for b, _ in micro], [w for _, w in micro])
                     self.step_times.append(time.perf_counter() - t0)
                     if st.step % self.cfg.flush_every == 0:
                         self.flush()
@@ -205,6 +244,29 @@ class Trainer:
                     on_epoch_done(epoch)
         self._emit("on_train_end")
         self.flush()
+
+    def _local_batches(self, order: np.ndarray):
+        """(this rank's part of each global batch, its share of the global loss weight). Alone: the whole batch,
+        share 1. The share counts examples, or predicted tokens for a causal LM, so that the ranks' parts
+        add up to the global batch's mean loss exactly, whatever the split."""
+        bs = self.cfg.batch_size
+        for start in range(0, len(order), bs):
+            idx = order[start : start + bs]
+            if self.world == 1:
+                yield collate(self.train_data, idx), 1.0
+                continue
+            if len(idx) < self.world:
+                return  # Plan.make dropped this batch
+            part = np.array_split(idx, self.world)[self.rank]
+            weight = self._loss_weights(idx)
+            yield collate(self.train_data, part), float(weight[np.isin(idx, part)].sum() / weight.sum())
+
+    def _loss_weights(self, idx: np.ndarray) -> np.ndarray:
+        """Each example's weight in the batch's mean loss: 1, or its number of predicted tokens (causal LM)."""
+        labels = self.train_data.features.get("labels")
+        if labels is None:
+            return np.ones(len(idx))
+        return np.array([max(1, sum(1 for t in labels[i][1:] if t != -100)) for i in idx], dtype=np.float64)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

@@ -28,9 +28,10 @@ from lor2c_probe.data.tasks import TaskSpec
 from lor2c_probe.errors import UserError
 from lor2c_probe.models import EMBEDDED_DEFAULT_NAME, Backbone, find_layers, load_model
 from lor2c_probe.record.schema import SCHEMA_VERSION
-from lor2c_probe.record.store import MANIFEST, RunStore, read_manifest
+from lor2c_probe.record.store import MANIFEST, NullStore, RunStore, read_manifest
 from lor2c_probe.train.batches import Encoded, encode, encode_causal, take
 from lor2c_probe.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from lor2c_probe.train import distributed
 from lor2c_probe.train.hooks import TrainerCallback
 from lor2c_probe.record.naming import is_head
 from lor2c_probe.train.loop import Trainer
@@ -198,16 +199,36 @@ def run_training(
 ) -> dict[str, Any]:
     """Train one method and record it into ``out``. Returns the final manifest."""
     out = Path(out)
-    prepare_out_dir(out, overwrite)
     device, precision = resolve_device(cfg.train.device, cfg.train.precision)
+    device = _join_launch(device, {"config": cfg.to_dict(), "out": str(out.resolve()), "overwrite": overwrite})
+    distributed.raise_from_main(_check(lambda: prepare_out_dir(out, overwrite)) if distributed.is_main() else None)
     train_ex, eval_ex, spec, source = load_task(cfg.data)  # data errors surface before any write
     built = build_model(cfg, spec)
     make_structure(cfg, built.backbone, len(train_ex))  # merge/inject schedule errors too
-    if overwrite and out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if distributed.is_main():
+        if overwrite and out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
     manifest = _manifest(cfg, built, spec, source, len(train_ex), len(eval_ex), device, precision, policy_sources or {})
     return _train(cfg, out, built, train_ex, eval_ex, manifest, device, precision, callbacks, progress, start_epoch=0)
+
+
+def _check(fn: Any) -> str | None:
+    try:
+        fn()
+    except UserError as e:
+        return str(e)
+    return None
+
+
+def _join_launch(device: torch.device, agreed: dict[str, Any]) -> torch.device:
+    """Under torchrun / accelerate launch: join the process group, check that every rank was given the same
+    configuration, and use this rank's GPU. A single process gets ``device`` back unchanged."""
+    distributed.setup(device.type)
+    distributed.check_agreement("configuration", agreed)
+    if distributed.enabled() and device.type == "cuda":
+        return torch.device("cuda", distributed.local_rank())
+    return device
 
 
 def resume_training(out: Path, *, callbacks: list[TrainerCallback] | None = None, progress: bool = True) -> dict[str, Any]:
@@ -221,6 +242,7 @@ def resume_training(out: Path, *, callbacks: list[TrainerCallback] | None = None
     manifest = read_manifest(out)
     cfg = RunConfig.from_dict(manifest["config"])
     device, precision = resolve_device(cfg.train.device, cfg.train.precision)
+    device = _join_launch(device, {"config": cfg.to_dict(), "out": str(out.resolve()), "resume": ckpt.name})
     train_ex, eval_ex, spec, _ = load_task(cfg.data)
     built = build_model(cfg, spec)
     manifest.setdefault("resumes", []).append({"from": ckpt.name, "at": _now()})
@@ -300,12 +322,12 @@ def _train(
         train = encode(tok, train_ex, cfg.train.max_length, built.spec.regression)
         ev = encode(tok, eval_ex, cfg.train.max_length, built.spec.regression)
     model = built.model.to(device)
-    store = RunStore(out)
+    store = RunStore(out) if distributed.is_main() else NullStore(out)
     trainer = Trainer(
         model=model, cfg=cfg.train, spec=built.spec, train=train, eval=ev, store=store, device=device,
         precision=precision, param_marker=manifest["method"]["param_marker"],
         callbacks=make_probes(cfg, built.backbone, train) + make_structure(cfg, built.backbone, len(train), train) + list(callbacks or []),
-        progress=progress,
+        progress=progress and distributed.is_main(),
     )
     if resume_from is not None:
         state = load_checkpoint(resume_from, model=model, optimizer=trainer.optimizer, scheduler=trainer.scheduler)
@@ -331,6 +353,8 @@ def _train(
     store.write_manifest(manifest)
 
     def on_epoch_done(epoch: int) -> None:
+        if not distributed.is_main():
+            return
         save_checkpoint(
             out, epoch, model=model, optimizer=trainer.optimizer, scheduler=trainer.scheduler,
             extra={"step": trainer.state.step, "store_next_seq": store.next_seq, "eval_history": trainer.eval_history,
@@ -348,6 +372,10 @@ def _train(
         store.write_manifest(manifest)
         raise
     folded = _folded_evals(trainer, model)
+    if distributed.enabled():  # every replica must end with the same structure (merges/injections broadcast from rank 0)
+        distributed.check_agreement("model structure at the end", structure_fingerprint(model))
+        manifest["distributed"] = {"world_size": distributed.world(), "backend": "nccl" if device.type == "cuda" else "gloo",
+                                   "global_batch_size": cfg.train.batch_size, "structure_agrees": True}
     manifest["status"] = "completed"
     manifest["finished"] = _now()
     manifest["results"] = _results(trainer, built.spec, time.perf_counter() - t0)
@@ -355,6 +383,11 @@ def _train(
         manifest["results"]["folded_eval"] = folded
     store.write_manifest(manifest)
     return manifest
+
+
+def structure_fingerprint(model: torch.nn.Module) -> dict[str, Any]:
+    """{parameter name: [shape, trainable]} of every adapter or head parameter (what merges and injections change)."""
+    return {n: [list(p.shape), p.requires_grad] for n, p in model.named_parameters() if p.requires_grad or "lora" in n or "lor2c" in n}
 
 
 def _folded_evals(trainer: Trainer, model: torch.nn.Module) -> dict[str, dict[str, float]]:
