@@ -1,4 +1,4 @@
-"""DDP under torchrun with 2 gloo processes on the CPU against one process with the same global batch and seed.
+"""DDP under torchrun (and accelerate launch) with 2 gloo processes on the CPU against one process with the same global batch and seed.
 
 Dropout is off everywhere (adapter and encoder), because ranks draw different dropout masks than one
 process does; everything else must agree. Tolerance: rtol 1e-4 (float32; the all-reduce adds the two
@@ -21,6 +21,9 @@ from lor2c_probe.record.store import read_manifest, read_table
 RTOL = 1e-4
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+# accelerate's multi-process launcher (torchrun underneath); on a machine without GPUs the ranks use gloo.
+ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +73,11 @@ def test_two_gloo_ranks_record_what_one_process_records(case, bert_without_dropo
     batch = int(args[args.index("--batch-size") + 1])
     assert m["distributed"] == {"world_size": 2, "backend": "gloo", "global_batch_size": batch, "structure_agrees": True}
     assert ddp.stdout.count("run directory:") == 1  # only rank 0 prints (and writes)
+    if case == "llama":  # the same run under `accelerate launch`
+        acc = _train(ACCELERATE, args, tmp_path / "acc")
+        assert acc.returncode == 0, acc.stderr[-3000:]
+        _same_tables(tmp_path / "one", tmp_path / "acc")
+        assert read_manifest(tmp_path / "acc")["distributed"]["world_size"] == 2
     if case == "im-lor2c":  # the same merge and injection, at the same steps, on every rank (structure_agrees above)
         ev1, ev2 = read_table(tmp_path / "one", "events"), read_table(tmp_path / "two", "events")
         assert ev1[["step", "kind", "modules"]].equals(ev2[["step", "kind", "modules"]]) and sorted(ev2.kind) == ["inject", "merge"]
