@@ -194,15 +194,24 @@ def gradients(
 @app.command()
 @user_errors
 def params(
-    arch: Annotated[str, typer.Option(help="roberta-base, roberta-large, bert-base, minilm or llama-2-7b.")] = "roberta-base",
+    arch: Annotated[str, typer.Option(help="roberta-base, roberta-large, bert-base, minilm, llama-2-7b, llama-2-13b or llama-2-70b.")] = "roberta-base",
     method: Annotated[Optional[str], Method] = None,
     rank: Annotated[int, typer.Option(help="Adapter rank r.")] = 8,
     merges: Annotated[int, typer.Option(help="Count after M merges (merge-capable methods); injections are parameter-neutral.")] = 0,
+    memory: Annotated[bool, typer.Option(help="Also plan training memory per GPU for --method (measured on the CPU at true width; tens of seconds for 7B).")] = False,
+    batch_size: Annotated[int, typer.Option(help="--memory: micro-batch per GPU.")] = 1,
+    seq_len: Annotated[int, typer.Option(help="--memory: tokens per example.")] = 512,
+    precision: Annotated[str, typer.Option(help="--memory: bf16, fp16 (autocast) or fp32.")] = "bf16",
+    weights: Annotated[str, typer.Option(help="--memory: dtype of the stored frozen weights (lor2c-probe train loads fp32).")] = "fp32",
+    gpus: Annotated[int, typer.Option(help="--memory: data-parallel GPUs (each holds a replica).")] = 1,
 ) -> None:
-    """Adapter parameter counts from bundled architecture shapes (no weights needed)."""
-    from lor2c_probe.commands.params import run_params
+    """Adapter parameter counts from bundled architecture shapes (no weights needed); --memory plans a run."""
+    from lor2c_probe.commands.params import run_memory_plan, run_params
 
-    run_params(arch, method, rank, merges)
+    if memory:
+        run_memory_plan(arch, method, rank, batch_size=batch_size, seq_len=seq_len, precision=precision, weights=weights, gpus=gpus)
+    else:
+        run_params(arch, method, rank, merges)
 
 
 @app.command()
