@@ -69,6 +69,8 @@ SeedOpt = Annotated[Opt[int], typer.Option(help="Seed for init, dropout and data
 PolicyOpt = Annotated[Opt[str], typer.Option(help="paper (default) or reference: the released code's optimizer quirks.")]
 DeviceOpt = Annotated[Opt[str], typer.Option(help="auto (default), cpu or cuda.")]
 PrecisionOpt = Annotated[Opt[str], typer.Option(help="auto, fp32, bf16 or fp16 (mixed precision needs CUDA).")]
+BaseDtypeOpt = Annotated[Opt[str], typer.Option(help="Store the frozen pretrained weights in fp32, bf16 or fp16 (half: needs that --precision; "
+                                                 "halves their memory, adapters stay fp32) \\[default: fp32].")]
 FlushOpt = Annotated[Opt[int], typer.Option(help="Optimizer steps between writes of the run store \\[default: 50].")]
 ProbesOpt = Annotated[Opt[str], typer.Option(help="Probes to record, a comma list of grads, activations, spectra \\[default: all three], or none.")]
 SpectraEveryOpt = Annotated[Opt[int], typer.Option(help="Spectra also every N optimizer steps, besides each epoch end \\[default: 0 = epoch ends only].")]
@@ -116,6 +118,7 @@ def train(
     policy: PolicyOpt = None,
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
+    base_dtype: BaseDtypeOpt = None,
     flush_every: FlushOpt = None,
     probes: ProbesOpt = None,
     probe_every: ProbeEveryOpt = None,
@@ -202,14 +205,14 @@ def params(
     batch_size: Annotated[int, typer.Option(help="--memory: micro-batch per GPU.")] = 1,
     seq_len: Annotated[int, typer.Option(help="--memory: tokens per example.")] = 512,
     precision: Annotated[str, typer.Option(help="--memory: bf16, fp16 (autocast) or fp32.")] = "bf16",
-    weights: Annotated[str, typer.Option(help="--memory: dtype of the stored frozen weights (lor2c-probe train loads fp32).")] = "fp32",
+    base_dtype: Annotated[str, typer.Option(help="--memory: dtype of the stored frozen weights (train --base-dtype).")] = "fp32",
     gpus: Annotated[int, typer.Option(help="--memory: data-parallel GPUs (each holds a replica).")] = 1,
 ) -> None:
     """Adapter parameter counts from bundled architecture shapes (no weights needed); --memory plans a run."""
     from lor2c_probe.commands.params import run_memory_plan, run_params
 
     if memory:
-        run_memory_plan(arch, method, rank, batch_size=batch_size, seq_len=seq_len, precision=precision, weights=weights, gpus=gpus)
+        run_memory_plan(arch, method, rank, batch_size=batch_size, seq_len=seq_len, precision=precision, base_dtype=base_dtype, gpus=gpus)
     else:
         run_params(arch, method, rank, merges)
 

@@ -24,6 +24,7 @@ POLICIES: dict[str, dict[str, float]] = {
 LORA_DROPOUT = 0.05  # the reference's --lora_dropout for q,v LoRA, under both policies
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+BASE_DTYPES = ("fp32", "bf16", "fp16")
 
 
 def _positive_int(name: str, value: Any) -> None:
@@ -90,6 +91,7 @@ class TrainConfig:
     seed: int = 17  # the reference scripts' seed
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 on a CUDA device that supports it, else fp32
+    base_dtype: str = "fp32"  # dtype the frozen pretrained weights are stored in; adapters and a new head stay fp32
     flush_every: int = 50  # optimizer steps between run-store flushes
 
     def __post_init__(self) -> None:
@@ -111,6 +113,10 @@ class TrainConfig:
             raise ConfigError(f"seed must be a non-negative integer; got {self.seed!r}")
         _choice("device", self.device, DEVICES)
         _choice("precision", self.precision, PRECISIONS)
+        _choice("base_dtype", self.base_dtype, BASE_DTYPES)
+        if self.base_dtype != "fp32" and self.precision not in ("auto", self.base_dtype):
+            raise ConfigError(f"base_dtype {self.base_dtype} computes under {self.base_dtype} autocast: set precision {self.base_dtype} "
+                              f"(or auto), or base_dtype fp32; got precision {self.precision}")
         _positive_int("flush_every", self.flush_every)
 
 

@@ -119,7 +119,9 @@ def _unsupported(model_type: str | None) -> str:
     )
 
 
-def load_model(spec: str | None, *, num_labels: int, problem_type: str, causal: bool = False) -> tuple[Any, Any, Backbone]:
+def load_model(
+    spec: str | None, *, num_labels: int, problem_type: str, causal: bool = False, dtype: str = "fp32"
+) -> tuple[Any, Any, Backbone]:
     """Load tokenizer + task model and locate its blocks.
 
     Args:
@@ -127,15 +129,21 @@ def load_model(spec: str | None, *, num_labels: int, problem_type: str, causal: 
         num_labels: 1 for regression (ignored for a causal LM).
         problem_type: "single_label_classification" or "regression" (ignored for a causal LM).
         causal: load a decoder as a causal LM (instruction tuning) instead of a sequence classifier.
+        dtype: fp32, bf16 or fp16 for the pretrained weights; a freshly initialised head is kept in fp32 (it trains).
 
     Returns:
         (model, tokenizer, backbone). A new head is initialised from the global torch RNG, so seed first.
     """
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    from lor2c_probe.record.naming import HEAD_MODULES
+
     hf_logging.set_verbosity_error()  # the LOAD REPORT of the fresh head is expected noise
     hf_logging.disable_progress_bar()
+    # Explicit: transformers 5 defaults to the checkpoint's dtype ("auto"), e.g. fp16 for Llama-2-7b-hf.
+    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     source = resolve_model_source(spec)
     config = _load(AutoConfig, source)
     arch = ARCHITECTURES.get(config.model_type)
@@ -149,11 +157,14 @@ def load_model(spec: str | None, *, num_labels: int, problem_type: str, causal: 
     if causal:
         if tokenizer.pad_token_id is None:  # LLaMA ships none; the reference pads with id 0 (<unk>)
             tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
-        model = _load(AutoModelForCausalLM, source, config=config)
+        model = _load(AutoModelForCausalLM, source, config=config, dtype=torch_dtype)
     else:
         config.num_labels = num_labels
         config.problem_type = problem_type
-        model = _load(AutoModelForSequenceClassification, source, config=config)
+        model = _load(AutoModelForSequenceClassification, source, config=config, dtype=torch_dtype)
+        for name, module in model.named_children():
+            if name in HEAD_MODULES:  # trainable: fp32 values for AdamW, as the adapters
+                module.float()
     path, layers = find_layers(model)
     # d from the config, never from a projection: under grouped-query attention v_proj is narrower than d.
     backbone = Backbone(config.model_type, int(config.hidden_size), len(layers), path, arch.q_name, arch.v_name, arch.causal)

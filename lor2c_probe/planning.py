@@ -2,15 +2,15 @@
 
 Per GPU (data-parallel replicas each hold everything below for their micro-batch):
 - frozen weights: the exact parameter count (the model built on the meta device, no memory) times the
-  stored dtype; lor2c-probe loads them in fp32 and trains under autocast;
+  stored dtype (`train --base-dtype`: fp32 by default, or bf16/fp16 under autocast in that dtype);
 - adapters (+ a classification head): fp32 values, fp32 gradients, AdamW's two fp32 moments;
 - saved activations: what autograd keeps for backward, *measured* with saved-tensor hooks on the CPU
-  under the run's autocast, at the true width, on a 1-block model whose block input requires grad
-  (as it does for every block above the first once an adapter sits below), at two token counts.
-  Fitted as a + b * tokens for the head part and for one block, then scaled to every block and to
-  micro-batch x length tokens. With fp32 weights under autocast it includes the half-precision weight
-  copies autocast saves for backward; weights saved by reference are not counted twice.
-  Layer 0 is counted like the others (its input needs no grad under LoR2C), so this leans high;
+  under the run's autocast, at the true width, at two token counts, each fitted as a + b * tokens:
+  the head (0 blocks, input requiring grad), a block whose input requires grad (as every block above
+  an adapter does) and the first block, whose input comes from the frozen embeddings (under LoR2C
+  nothing inside it needs a gradient; under LoRA its q/v adapters do). Scaled to first + (L - 1) blocks
+  and to micro-batch x length tokens. With fp32 weights under autocast it includes the half-precision
+  weight copies autocast saves for backward; weights saved by reference are not counted twice;
 - recorder buffers: the probes' per-step device rows until a flush (tiny, shown for completeness); the
   recorder's volume on disk is reported apart (it is disk, not GPU memory).
 Not included: allocator fragmentation, CUDA context (~0.5 GiB), transient buffers of the backward pass.
@@ -41,6 +41,8 @@ ARCH_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
                                   num_key_value_heads=8, max_position_embeddings=4096)),
 }
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+GPU_SIZES_GB = (24, 40, 48, 80, 141)  # common cards (decimal GB, as sold): RTX 4090/A10, A100-40G, L40S/A6000, A100/H100-80G, H200
+CUDA_CONTEXT = 2**29  # ~0.5 GiB a CUDA context takes besides the tensors
 TOKENS = (8, 16)  # token counts of the two measurements the activation fit uses
 # Parquet bytes per adapter module per logged step with grads + activations probes and metrics, measured by
 # `lor2c-probe bench` (benchmarks/results/bench_cpu.json: 278 B on MiniLM, 172-173 B on the roberta-base shape).
@@ -69,7 +71,7 @@ class MemoryPlan:
             if getattr(self, name) not in BYTES:
                 raise ConfigError(f"{name} must be one of fp32, bf16, fp16; got {getattr(self, name)!r}")
         if self.weights_dtype not in ("fp32", self.precision):
-            raise ConfigError(f"weights stored in {self.weights_dtype} need --precision {self.weights_dtype}; got {self.precision}")
+            raise ConfigError(f"--base-dtype {self.weights_dtype} needs --precision {self.weights_dtype}; got {self.precision}")
 
 
 def arch_config(arch: str) -> Any:
@@ -121,9 +123,10 @@ def parameter_counts(config: Any, plan: MemoryPlan) -> dict[str, int]:
             "frozen": sum(p.numel() for p in model.parameters() if not p.requires_grad), "modules": len(modules)}
 
 
-def saved_bytes(model: Any, config: Any, tokens: int, precision: str, causal: bool) -> int:
+def saved_bytes(model: Any, config: Any, tokens: int, precision: str, causal: bool, input_grad: bool = True) -> int:
     """Bytes autograd saves for backward in one training forward of ``tokens`` tokens (1 x tokens), on the CPU
-    under ``precision`` autocast; the block input is a leaf that requires grad. Storages counted once."""
+    under ``precision`` autocast; ``input_grad``: the embedding output is a leaf that requires grad (else it is
+    frozen, as in training). Storages counted once."""
     seen: dict[int, int] = {}
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}  # weights saved by reference cost nothing extra
 
@@ -135,7 +138,7 @@ def saved_bytes(model: Any, config: Any, tokens: int, precision: str, causal: bo
 
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(5, config.vocab_size, (1, tokens), generator=g)
-    emb = model.get_input_embeddings()(ids).detach().requires_grad_(True)
+    emb = model.get_input_embeddings()(ids).detach().requires_grad_(input_grad)
     labels = ids if causal else torch.zeros(1, dtype=torch.long)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     ctx = torch.autocast("cpu", dtype=dtype) if dtype is not None else torch.autocast("cpu", enabled=False)
@@ -145,7 +148,7 @@ def saved_bytes(model: Any, config: Any, tokens: int, precision: str, causal: bo
 
 
 def activation_fit(config: Any, plan: MemoryPlan) -> dict[str, float]:
-    """{head_const, head_per_token, layer_const, layer_per_token} in bytes, from 0- and 1-block models at true width."""
+    """{head,layer,first}_{const,per_token} in bytes, from 0- and 1-block models at true width."""
     torch.manual_seed(0)
     out: dict[str, list[int]] = {}
     for layers in (0, 1):
@@ -158,13 +161,30 @@ def activation_fit(config: Any, plan: MemoryPlan) -> dict[str, float]:
             model.requires_grad_(False)
         model.train()
         out[str(layers)] = [saved_bytes(model, config, n, plan.precision, bb.causal) for n in TOKENS]
+        if layers:
+            out["first"] = [saved_bytes(model, config, n, plan.precision, bb.causal, input_grad=False) for n in TOKENS]
         del model
-    (h1, h2), (l1, l2) = out["0"], [b - a for a, b in zip(out["0"], out["1"])]
     dn = TOKENS[1] - TOKENS[0]
-    fit = {"head_per_token": (h2 - h1) / dn, "layer_per_token": (l2 - l1) / dn}
-    fit["head_const"] = h1 - fit["head_per_token"] * TOKENS[0]
-    fit["layer_const"] = l1 - fit["layer_per_token"] * TOKENS[0]
+    fit: dict[str, float] = {}
+    for part, (b1, b2) in (("head", out["0"]), ("layer", _minus(out["1"], out["0"])), ("first", _minus(out["first"], out["0"]))):
+        fit[f"{part}_per_token"] = (b2 - b1) / dn
+        fit[f"{part}_const"] = b1 - fit[f"{part}_per_token"] * TOKENS[0]
     return fit
+
+
+def _minus(a: list[int], b: list[int]) -> list[int]:
+    return [x - y for x, y in zip(a, b)]
+
+
+def activations(fit: dict[str, float], layers: int, tokens: int) -> float:
+    """Saved-activation bytes of a ``layers``-block model on ``tokens`` tokens per step."""
+    at = lambda part: fit[f"{part}_const"] + fit[f"{part}_per_token"] * tokens  # noqa: E731
+    return at("head") + at("first") + (layers - 1) * at("layer")
+
+
+def smallest_gpu(total: float) -> int | None:
+    """The smallest common GPU size (GB) that holds ``total`` bytes plus a CUDA context; None if none does."""
+    return next((gb for gb in GPU_SIZES_GB if total + CUDA_CONTEXT <= gb * 10**9), None)
 
 
 def plan_memory(config: Any, plan: MemoryPlan, *, gpus: int = 1) -> dict[str, Any]:
@@ -179,7 +199,7 @@ def plan_memory(config: Any, plan: MemoryPlan, *, gpus: int = 1) -> dict[str, An
         "adapters + head (fp32)": trainable * 4,
         "their gradients (fp32)": trainable * 4,
         "AdamW moments (2 x fp32)": trainable * 8,
-        "saved activations": fit["head_const"] + fit["head_per_token"] * tokens + L * (fit["layer_const"] + fit["layer_per_token"] * tokens),
+        "saved activations": activations(fit, L, tokens),
         "probe buffers (per step until a flush, x 50)": 50 * 3 * 4 * 2 * max(1, L),  # (3, tensors) floats per step
     }
     return {"parts": parts, "total": sum(parts.values()), "counts": counts, "fit": fit, "tokens_per_gpu_step": tokens,

@@ -36,7 +36,7 @@ from lor2c_probe.errors import ConfigError, UserError
 TRAIN_OPTIONS = (
     "method", "model", "task", "data_dir", "train_file", "eval_file", "max_train_examples", "max_eval_examples", "loss_on", "epochs",
     "steps_per_epoch", "batch_size", "grad_accum", "lr", "rank", "alpha", "dropout", "pre_num", "weight_decay", "head_lr_scale",
-    "warmup_ratio", "max_grad_norm", "max_length", "seed", "policy", "device", "precision", "flush_every", "probes",
+    "warmup_ratio", "max_grad_norm", "max_length", "seed", "policy", "device", "precision", "base_dtype", "flush_every", "probes",
     "probe_every", "spectra_every", "merges", "injections", "schedule", "sfs_source", "sfs_score", "sfs_k", "inject_rule",
     "merge_keep", "emulate_reference_bugs",
 )

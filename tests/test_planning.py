@@ -8,7 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from lor2c_probe.cli import app
-from lor2c_probe.planning import MemoryPlan, _attach, _model, activation_fit, arch_config, parameter_counts, saved_bytes
+from lor2c_probe.planning import MemoryPlan, _attach, _model, activation_fit, activations, arch_config, parameter_counts, saved_bytes
 from tests.test_cli import assert_user_error
 
 
@@ -42,18 +42,31 @@ def test_activation_fit_matches_a_direct_measurement_of_the_whole_model(method, 
     cfg, tokens = _small_llama(), 40
     plan = MemoryPlan(method, 4, 1, tokens, precision)
     fit = activation_fit(cfg, plan)
-    estimate = fit["head_const"] + fit["head_per_token"] * tokens + 4 * (fit["layer_const"] + fit["layer_per_token"] * tokens)
+    estimate = activations(fit, 4, tokens)
     torch.manual_seed(0)
     model, bb = _model(cfg, 4, "cpu")
     model = _attach(model, bb, plan, "cpu").train()
-    direct = saved_bytes(model, cfg, tokens, precision, causal=True)  # 4 blocks, 40 tokens, same leaf input
-    # Within 3%: in fp32 every block saves the same rotary cos/sin tables, which the per-block fit counts once per
-    # block (15,360 B too many here, 2.1%); under autocast each block casts its own copy, and the fit is exact.
+    direct = saved_bytes(model, cfg, tokens, precision, causal=True, input_grad=False)  # 4 blocks, 40 tokens, frozen embeddings
+    # Within 3%: the blocks that need a gradient inside all save the model's one fp32 rotary cos/sin table pair
+    # (2 x 40 tokens x 16 x 4 B = 5,120 B), which the per-block fit counts once per block: 2 copies too many under
+    # LoR2C (block 0 saves nothing), 3 under LoRA; under bf16 that is the whole difference.
     assert direct <= estimate <= 1.03 * direct
+    if precision == "bf16":
+        assert estimate - direct == 5_120 * (2 if method == "lor2c" else 3)
+    if method == "lor2c":  # nothing inside block 0 needs a gradient: only its adapter's input projection is kept
+        assert fit["first_per_token"] < 0.1 * fit["layer_per_token"]
     if precision == "bf16":  # the fit's constant is mostly the bf16 copy of each block's linear weights (+ norm weights, adapters)
         block = model.model.layers[1] if method == "lor2c" else model.base_model.model.model.layers[1]
         linear = sum(m.weight.numel() for m in block.modules() if isinstance(m, torch.nn.Linear))
         assert fit["layer_const"] == pytest.approx(2 * linear, rel=0.05)
+
+
+def test_smallest_gpu_counts_the_cuda_context():
+    from lor2c_probe.planning import CUDA_CONTEXT, smallest_gpu
+
+    assert smallest_gpu(0) == 24
+    assert smallest_gpu(24 * 10**9 - CUDA_CONTEXT) == 24 and smallest_gpu(24 * 10**9 - CUDA_CONTEXT + 1) == 40
+    assert smallest_gpu(141 * 10**9) is None
 
 
 def test_memory_plan_cli(tmp_path):
@@ -61,6 +74,7 @@ def test_memory_plan_cli(tmp_path):
     res = runner.invoke(app, ["params", "--arch", "minilm", "--method", "lor2c", "--memory", "--seq-len", "64"])
     assert res.exit_code == 0, res.output
     assert "total per GPU" in res.output and "saved activations" in res.output and "22,750,850 parameters" in res.output
+    assert "fits on 24 GB GPUs" in res.output
     assert_user_error(runner.invoke(app, ["params", "--arch", "minilm", "--memory"]), "--memory plans one run: give --method")
     assert_user_error(runner.invoke(app, ["params", "--arch", "minilm", "--method", "lor2c", "--memory", "--precision", "fp8"]),
                       "precision must be one of fp32, bf16, fp16; got 'fp8'")

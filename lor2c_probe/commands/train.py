@@ -13,7 +13,7 @@ from lor2c_probe.errors import UserError
 
 TRAIN_FIELDS = (
     "epochs", "steps_per_epoch", "batch_size", "grad_accum", "lr", "warmup_ratio", "max_length", "seed",
-    "device", "precision", "flush_every",
+    "device", "precision", "base_dtype", "flush_every",
 )
 DATA_FIELDS = ("task", "data_dir", "train_file", "eval_file", "max_train_examples", "max_eval_examples", "loss_on")
 

@@ -15,6 +15,7 @@ Modules are found from parameter names (``record/naming.py``): ``lor2c.paths.<id
 from __future__ import annotations
 
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,13 @@ class SpectralModule:
     @property
     def dense(self) -> bool:
         return self.W is not None
+
+
+def _stored_dtype_autocast(model: torch.nn.Module, device: torch.device) -> Any:
+    """fp32 weights: no autocast (the probe reads exact features). Frozen weights stored in bf16/fp16
+    (--base-dtype): autocast in that dtype, as training does, so fp32 heads and adapters accept their inputs."""
+    half = {p.dtype for p in model.parameters() if p.is_floating_point() and p.dtype != torch.float32}
+    return torch.autocast(device.type, dtype=half.pop()) if len(half) == 1 else nullcontext()
 
 
 def discover(model: torch.nn.Module) -> list[SpectralModule]:
@@ -141,13 +149,14 @@ class SpectralProbe(TrainerCallback):
             def pre(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
                 x = args[0] if args else next(iter(kwargs.values()))
                 x = x[mask_box[0].bool()].float()  # (non-pad tokens, d)
-                for k in keys:
-                    m = mods[k]
-                    if m.dense:
-                        y = (x @ m.W.float().T).double() * self.scale_of(m)
-                        partial[k] = partial[k] + y.T @ y
-                    else:
-                        partial[k].append(x @ m.A.float().T)
+                with torch.autocast(x.device.type, enabled=False):  # the reduction stays fp32 under --base-dtype's autocast
+                    for k in keys:
+                        m = mods[k]
+                        if m.dense:
+                            y = (x @ m.W.float().T).double() * self.scale_of(m)
+                            partial[k] = partial[k] + y.T @ y
+                        else:
+                            partial[k].append(x @ m.A.float().T)
 
             return pre
 
@@ -173,7 +182,8 @@ class SpectralProbe(TrainerCallback):
                 batch.pop("labels")
                 batch = {k: v.to(device) for k, v in batch.items()}
                 mask_box[:] = [batch["attention_mask"]]
-                model(**batch)
+                with _stored_dtype_autocast(model, device):
+                    model(**batch)
         finally:
             for h in handles:
                 h.remove()

@@ -37,6 +37,16 @@ def setup(device_type: str) -> None:
         atexit.register(_leave)
 
 
+def finish() -> None:
+    """End of a completed run: wait for every rank, then leave the group together. A rank that tears down while
+    its peer still finishes (rank 0 writes the manifest last) could abort at exit in gloo's threads."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def _leave() -> None:
     import torch.distributed as dist
 
@@ -67,7 +77,8 @@ def local_rank() -> int:
 
 
 def is_main() -> bool:
-    return rank() == 0
+    """Rank 0 of the group; outside one (before joining, after ``finish``), the launcher's RANK says."""
+    return rank() == 0 if enabled() else os.environ.get("RANK", "0") == "0"
 
 
 def broadcast_object(obj: Any) -> Any:

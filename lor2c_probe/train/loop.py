@@ -137,6 +137,10 @@ class Trainer:
             self._scalars.clear()
         self.store.flush()
 
+    def close(self) -> None:
+        """Drop the DDP wrapper (its reducer must go before the process group does)."""
+        self._ddp = None
+
     # -- the loop ------------------------------------------------------------------------------------
     def _autocast(self):
         if self.precision in ("bf16", "fp16"):

@@ -37,8 +37,9 @@ from lor2c_probe.record.naming import is_head
 from lor2c_probe.train.loop import Trainer
 
 
-def resolve_device(cfg_device: str, precision: str) -> tuple[torch.device, str]:
-    """(device, precision). Mixed precision needs CUDA; auto picks bf16 where the GPU supports it."""
+def resolve_device(cfg_device: str, precision: str, base_dtype: str = "fp32") -> tuple[torch.device, str]:
+    """(device, precision). Mixed precision needs CUDA; auto picks bf16 where the GPU supports it. Frozen weights
+    stored in half precision (``base_dtype``) need autocast in that dtype."""
     if cfg_device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda requested but no CUDA device is available; use --device cpu or auto")
     use_cuda = cfg_device == "cuda" or (cfg_device == "auto" and torch.cuda.is_available())
@@ -47,6 +48,9 @@ def resolve_device(cfg_device: str, precision: str) -> tuple[torch.device, str]:
         precision = "bf16" if use_cuda and torch.cuda.is_bf16_supported() else "fp32"
     if precision in ("bf16", "fp16") and not use_cuda:
         raise ConfigError(f"precision {precision} needs a CUDA device; use --precision fp32 on the CPU")
+    if base_dtype != "fp32" and precision != base_dtype:
+        raise ConfigError(f"--base-dtype {base_dtype} needs {base_dtype} autocast on a CUDA device; precision resolved to {precision} "
+                          f"here: use --base-dtype fp32" + ("" if use_cuda else " on the CPU"))
     return device, precision
 
 
@@ -71,7 +75,8 @@ def build_model(cfg: RunConfig, spec: TaskSpec) -> Built:
     """Seeded model + adapters: the head and adapter inits depend only on the seed and the method."""
     seed_everything(cfg.train.seed)
     problem = "regression" if spec.regression else "single_label_classification"
-    model, tokenizer, backbone = load_model(cfg.model, num_labels=spec.num_labels, problem_type=problem, causal=spec.causal)
+    model, tokenizer, backbone = load_model(cfg.model, num_labels=spec.num_labels, problem_type=problem, causal=spec.causal,
+                                            dtype=cfg.train.base_dtype)
     model = get_method(cfg.adapter.method).attach(model, backbone, cfg.adapter)
     return Built(model, tokenizer, backbone, spec)
 
@@ -199,7 +204,7 @@ def run_training(
 ) -> dict[str, Any]:
     """Train one method and record it into ``out``. Returns the final manifest."""
     out = Path(out)
-    device, precision = resolve_device(cfg.train.device, cfg.train.precision)
+    device, precision = resolve_device(cfg.train.device, cfg.train.precision, cfg.train.base_dtype)
     device = _join_launch(device, {"config": cfg.to_dict(), "out": str(out.resolve()), "overwrite": overwrite})
     distributed.raise_from_main(_check(lambda: prepare_out_dir(out, overwrite)) if distributed.is_main() else None)
     train_ex, eval_ex, spec, source = load_task(cfg.data)  # data errors surface before any write
@@ -241,7 +246,7 @@ def resume_training(out: Path, *, callbacks: list[TrainerCallback] | None = None
         raise UserError(f"cannot --resume {out}: it has no checkpoint yet (one is written at the end of each epoch)")
     manifest = read_manifest(out)
     cfg = RunConfig.from_dict(manifest["config"])
-    device, precision = resolve_device(cfg.train.device, cfg.train.precision)
+    device, precision = resolve_device(cfg.train.device, cfg.train.precision, cfg.train.base_dtype)
     device = _join_launch(device, {"config": cfg.to_dict(), "out": str(out.resolve()), "resume": ckpt.name})
     train_ex, eval_ex, spec, _ = load_task(cfg.data)
     built = build_model(cfg, spec)
@@ -382,6 +387,8 @@ def _train(
     if folded:
         manifest["results"]["folded_eval"] = folded
     store.write_manifest(manifest)
+    trainer.close()
+    distributed.finish()
     return manifest
 
 

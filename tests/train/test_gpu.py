@@ -31,3 +31,15 @@ def test_auto_precision_picks_bf16_on_cuda():
 
     device, precision = resolve_device("auto", "auto")
     assert device.type == "cuda" and precision == ("bf16" if torch.cuda.is_bf16_supported() else "fp32")
+
+
+@pytest.mark.parametrize("method", ["lor2c", "im-lor2c"])
+def test_bf16_base_weights_on_cuda(tiny_models, tiny_data, tmp_path, method):
+    if not torch.cuda.is_bf16_supported():
+        pytest.skip("GPU without bf16")
+    cfg = tiny_config(tiny_models["bert"], tiny_data, method=method, epochs=1, device="cuda", precision="auto", base_dtype="bf16")
+    m = run_training(cfg, tmp_path / "r", progress=False)
+    assert m["precision"] == "bf16" and m["config"]["train"]["base_dtype"] == "bf16"
+    losses = read_table(tmp_path / "r", "metrics").query("split == 'train' and name == 'loss'")["value"]
+    assert len(losses) == 12 and all(math.isfinite(v) for v in losses)
+    assert not read_table(tmp_path / "r", "spectra").empty
