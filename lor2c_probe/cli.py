@@ -197,7 +197,7 @@ def gradients(
 @app.command()
 @user_errors
 def params(
-    arch: Annotated[str, typer.Option(help="roberta-base, roberta-large, bert-base, minilm, llama-2-7b, llama-2-13b or llama-2-70b.")] = "roberta-base",
+    arch: Annotated[str, typer.Option(help="roberta-base, roberta-large, bert-base, minilm, llama-1b, llama-2-7b, llama-2-13b or llama-2-70b.")] = "roberta-base",
     method: Annotated[Optional[str], Method] = None,
     rank: Annotated[int, typer.Option(help="Adapter rank r.")] = 8,
     merges: Annotated[int, typer.Option(help="Count after M merges (merge-capable methods); injections are parameter-neutral.")] = 0,
@@ -341,7 +341,7 @@ def run_study(
 @user_errors
 def bench(
     out: Annotated[Path, typer.Option(help="The JSON file to write.")] = Path("bench.json"),
-    shapes: Annotated[Opt[str], typer.Option(help="Model shapes: minilm (embedded, pretrained), roberta-base (random weights), tiny \\[default: minilm,roberta-base].")] = None,
+    shapes: Annotated[Opt[str], typer.Option(help="Model shapes: minilm (embedded, pretrained), roberta-base, llama-1b (random weights; llama-1b is a GPU shape), tiny, tiny-llama \\[default: minilm,roberta-base].")] = None,
     methods: Annotated[Opt[str], typer.Option(help="Methods; the first is the step-time baseline \\[default: lora,lor2c].")] = None,
     device: Annotated[Opt[str], typer.Option(help="cpu (default), cuda or auto.")] = None,
     precision: PrecisionOpt = None,
@@ -355,6 +355,7 @@ def bench(
     svd_dims: Annotated[Opt[str], typer.Option(help="d of the factor-QR vs dense SVD table \\[default: 384,768,4096].")] = None,
     epoch_steps: Annotated[Opt[str], typer.Option(help="Epoch lengths to amortise the spectral probe over \\[default: 100,359].")] = None,
     smoke: Annotated[bool, typer.Option(help="Run everything once on the tiny shape (well under a minute); checks the suite, not the goals.")] = False,
+    memory_only: Annotated[bool, typer.Option(help="Measure only peak memory, next to what `params --memory` plans (for big shapes).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
 ) -> None:
     """Measure the performance goals (probe overhead, spectra, LoR2C vs LoRA, memory, recording) into one JSON."""

@@ -79,3 +79,14 @@ def test_memory_plan_cli(tmp_path):
     assert_user_error(runner.invoke(app, ["params", "--arch", "minilm", "--method", "lor2c", "--memory", "--precision", "fp8"]),
                       "precision must be one of fp32, bf16, fp16; got 'fp8'")
     assert_user_error(runner.invoke(app, ["params", "--arch", "gpt5", "--method", "lor2c", "--memory"]), "unknown --arch 'gpt5'")
+
+
+@pytest.mark.parametrize("arch", ["llama-1b", "llama-2-70b", "roberta-base"])
+@pytest.mark.parametrize("method", ["lor2c", "lora", "reslora-ms"])
+def test_bundled_shapes_and_configs_agree(arch, method):
+    """`params --arch` (closed-form counts from ARCH_SHAPES) and `--memory` (meta-device model from ARCH_CONFIGS)
+    describe the same model: grouped-query v_proj widths included."""
+    from lor2c_probe.commands.params import count_table
+
+    counts = parameter_counts(arch_config(arch), MemoryPlan(method, 8, 1, 16, "bf16"))
+    assert counts["adapters"] == count_table(arch, [method], 8)[method]

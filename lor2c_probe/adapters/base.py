@@ -39,6 +39,7 @@ ARCH_SHAPES: dict[str, ArchShape] = {
     "roberta-large": ArchShape.square("roberta-large", 1024, 24),
     "bert-base": ArchShape.square("bert-base", 768, 12),
     "minilm": ArchShape.square("minilm", 384, 6),  # all-MiniLM-L6-v2, the embedded default
+    "llama-1b": ArchShape("llama-1b", 2048, 22, 2048, 2048, 2048, 256),  # TinyLlama-1.1B: 4 key/value heads of 64
     "llama-2-7b": ArchShape.square("llama-2-7b", 4096, 32),
     "llama-2-13b": ArchShape.square("llama-2-13b", 5120, 40),
     "llama-2-70b": ArchShape("llama-2-70b", 8192, 80, 8192, 8192, 8192, 1024),  # 8 key/value heads of 128: v_proj is 1024 wide

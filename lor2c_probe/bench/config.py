@@ -33,6 +33,7 @@ class BenchConfig:
     svd_reps: int = 20
     epoch_steps: tuple[int, ...] = (100, 359)  # amortise the spectral probe over epochs of these lengths
     smoke: bool = False
+    memory_only: bool = False  # peak memory (and the planner's figure) only: for shapes too big to time on this machine
 
     def __post_init__(self) -> None:
         from lor2c_probe.adapters import METHODS

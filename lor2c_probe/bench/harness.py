@@ -28,14 +28,17 @@ PROBE_SETS: dict[str, ProbeConfig] = {
 }
 
 
-def random_tokens(vocab: int, n: int, length: int | tuple[int, int], seed: int) -> Encoded:
-    """``n`` examples of random ids (fixed ``length``, or uniform in the (lo, hi) range), binary labels."""
+def random_tokens(vocab: int, n: int, length: int | tuple[int, int], seed: int, *, causal: bool = False) -> Encoded:
+    """``n`` examples of random ids (fixed ``length``, or uniform in the (lo, hi) range), binary labels; for a
+    causal LM the labels are the ids themselves (loss on every token, as ``--loss-on all``)."""
     g = np.random.default_rng(seed)
     lo = min(1000, vocab // 2)  # clear of special tokens
     lengths = np.full(n, length) if isinstance(length, int) else g.integers(length[0], length[1] + 1, size=n)
     ids = [[int(t) for t in g.integers(lo, vocab, size=int(k))] for k in lengths]
-    return Encoded({"input_ids": ids, "attention_mask": [[1] * len(r) for r in ids]},
-                   torch.as_tensor(g.integers(0, 2, size=n), dtype=torch.long), pad_id=0)
+    feats = {"input_ids": ids, "attention_mask": [[1] * len(r) for r in ids]}
+    if causal:
+        feats["labels"] = [list(r) for r in ids]
+    return Encoded(feats, torch.as_tensor(g.integers(0, 2, size=n), dtype=torch.long), pad_id=0)
 
 
 @dataclass
@@ -75,9 +78,11 @@ def make_bench(shape: str, method: str, probes: str, store_dir: Path, *, device:
     model, backbone = load_shape(shape)
     model = get_method(method).attach(model, backbone, cfg.adapter).to(device)
     vocab = model.config.vocab_size
-    train = random_tokens(vocab, batch_size, min(seq_len, model.config.max_position_embeddings - 2), seed)
-    probe_data = random_tokens(vocab, cfg.probes.spectra_examples, (max(1, seq_len // 4), seq_len), seed + 1)
-    trainer = Trainer(model=model, cfg=cfg.train, spec=TASKS["rotten-tomatoes"], train=train, eval=train,
+    causal = backbone.causal
+    train = random_tokens(vocab, batch_size, min(seq_len, model.config.max_position_embeddings - 2), seed, causal=causal)
+    probe_data = random_tokens(vocab, cfg.probes.spectra_examples, (max(1, seq_len // 4), seq_len), seed + 1, causal=causal)
+    spec = TASKS["alpaca" if causal else "rotten-tomatoes"]
+    trainer = Trainer(model=model, cfg=cfg.train, spec=spec, train=train, eval=train,
                       store=RunStore(store_dir), device=device, precision=precision, param_marker="",
                       callbacks=make_probes(cfg, backbone, probe_data), progress=False)
     for cb in trainer.callbacks:

@@ -1,6 +1,7 @@
 """Peak memory of training with all probes (grads, activations, spectra at the epoch end) vs none.
 
-Each measurement is a fresh child process, so one run's peak never hides another's:
+Each measurement is a fresh child process, so one run's peak never hides another's. Next to each
+figure without probes stands what ``lor2c-probe params --memory`` plans for the same run, to check the planner:
     python -m lor2c_probe.bench.memory '{"shape": "minilm", "method": "lor2c", "probes": "all", ...}'
 The child builds the model, trains ``steps`` optimizer steps, runs the epoch-end callbacks (the
 spectral reading) and flushes, then prints one JSON line. On CUDA the figure is
@@ -47,6 +48,12 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         bench = make_bench(spec["shape"], spec["method"], spec["probes"], Path(tmp) / "run", device=device,
                            precision=spec["precision"], rank=spec["rank"], batch_size=spec["batch_size"], seq_len=spec["seq_len"])
+        # Weights loaded from safetensors are memory-mapped and page in on first read. A real epoch reads nearly
+        # every embedding row; 3 steps on one batch do not, and the spectral reading's own batch then paged in
+        # ~30 MiB of MiniLM's rows and was charged for it. Reading every tensor once makes the model resident in both.
+        with torch.no_grad():
+            for t in [*bench.trainer.model.parameters(), *bench.trainer.model.buffers()]:
+                t.sum()
         bench.run(spec["steps"])
         bench.epoch_end()
         bench.trainer.flush()
@@ -86,10 +93,22 @@ def measure_memory(cfg: BenchConfig, shape: str, device_type: str, precision: st
             used = {p: [1024 * (r["rss_peak_kib"] - r["rss_base_kib"]) for r in v] for p, v in runs.items()}
             measure = "peak RSS minus RSS after imports (bytes; glibc mmap threshold fixed at 128 KiB)"
         ratios = [a / b for a, b in zip(used["all"], used["none"])]
-        out[m] = {"measure": measure, "bytes": used, "raw": runs, "ratio": statistics.median(ratios), "ratios": ratios}
+        plan = planned_bytes(cfg, shape, m, precision)
+        out[m] = {"measure": measure, "bytes": used, "raw": runs, "ratio": statistics.median(ratios), "ratios": ratios,
+                  "plan_bytes": plan, "plan_over_measured": plan / statistics.median(used["none"])}
         log(f"  {shape} {m:<12} peak memory {statistics.median(used['none']) / 2**20:8.1f} MiB without probes, "
-            f"{statistics.median(used['all']) / 2**20:8.1f} MiB with all  x{out[m]['ratio']:.4f}")
+            f"{statistics.median(used['all']) / 2**20:8.1f} MiB with all  x{out[m]['ratio']:.4f}; "
+            f"`params --memory` plans {plan / 2**20:.1f} MiB (x{out[m]['plan_over_measured']:.3f} of measured)")
     return out
+
+
+def planned_bytes(cfg: BenchConfig, shape: str, method: str, precision: str) -> float:
+    """What ``lor2c-probe params --memory`` plans for this measurement (same model, batch, length, precision)."""
+    from lor2c_probe.bench.shapes import SHAPES
+    from lor2c_probe.planning import MemoryPlan, arch_config, plan_memory
+
+    config = SHAPES[shape].config() if SHAPES[shape].config is not None else arch_config("minilm")
+    return float(plan_memory(config, MemoryPlan(method, cfg.rank, cfg.batch_size, cfg.seq_len, precision))["total"])
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ class Shape:
     name: str
     description: str
     config: Callable[[], Any] | None  # None: the embedded pretrained model
+    causal: bool = False  # a causal LM trained on its own tokens (LLaMA-style), else a sequence classifier
 
 
 def _roberta_base() -> Any:
@@ -26,6 +27,21 @@ def _roberta_base() -> Any:
     return RobertaConfig(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                          intermediate_size=3072, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5,
                          pad_token_id=1, bos_token_id=0, eos_token_id=2)
+
+
+def _llama_1b() -> Any:
+    from transformers import LlamaConfig
+
+    # TinyLlama-1.1B's config.json: the LLaMA-2 layout at 1.1B parameters, grouped-query attention (4 kv heads).
+    return LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
+                       num_key_value_heads=4, max_position_embeddings=2048, rms_norm_eps=1e-5)
+
+
+def _tiny_llama() -> Any:
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=1000, hidden_size=64, intermediate_size=172, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, max_position_embeddings=256)
 
 
 def _tiny() -> Any:
@@ -39,15 +55,19 @@ SHAPES: dict[str, Shape] = {
     "minilm": Shape("minilm", "all-MiniLM-L6-v2, pretrained (embedded): BERT, 6 layers, d=384", None),
     "roberta-base": Shape("roberta-base", "roberta-base config, random weights: 12 layers, d=768, vocab 50265", _roberta_base),
     "tiny": Shape("tiny", "tiny BERT, random weights: 2 layers, d=64 (smoke mode)", _tiny),
+    "llama-1b": Shape("llama-1b", "TinyLlama-1.1B config, random weights: causal LM, 22 layers, d=2048, GQA 32/4 heads (a GPU shape)",
+                      _llama_1b, causal=True),
+    "tiny-llama": Shape("tiny-llama", "tiny LLaMA, random weights: causal LM, 2 layers, d=64, GQA 4/2 heads", _tiny_llama, causal=True),
 }
 
 
 def load_shape(name: str, *, num_labels: int = 2) -> tuple[Any, Backbone]:
-    """(sequence-classification model, backbone) for ``name``; random weights come from the global torch RNG."""
-    from transformers import AutoModelForSequenceClassification
+    """(model, backbone) for ``name``: a sequence classifier, or a causal LM for LLaMA shapes; random weights
+    come from the global torch RNG."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
-    from lor2c_probe.models import find_layers, load_model
+    from lor2c_probe.models import ARCHITECTURES, find_layers, load_model
 
     shape = SHAPES[name]
     if shape.config is None:
@@ -55,8 +75,12 @@ def load_shape(name: str, *, num_labels: int = 2) -> tuple[Any, Backbone]:
         return model, backbone
     hf_logging.set_verbosity_error()
     config = shape.config()
-    config.num_labels = num_labels
-    config.problem_type = "single_label_classification"
-    model = AutoModelForSequenceClassification.from_config(config)
+    if shape.causal:
+        model = AutoModelForCausalLM.from_config(config)
+    else:
+        config.num_labels = num_labels
+        config.problem_type = "single_label_classification"
+        model = AutoModelForSequenceClassification.from_config(config)
     path, layers = find_layers(model)
-    return model, Backbone(config.model_type, int(config.hidden_size), len(layers), path)
+    arch = ARCHITECTURES[config.model_type]
+    return model, Backbone(config.model_type, int(config.hidden_size), len(layers), path, arch.q_name, arch.v_name, arch.causal)

@@ -55,10 +55,16 @@ def run_suite(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     t_start = time.perf_counter()
     result: dict[str, Any] = {"benchmark": "lor2c-probe bench", "environment": environment(device, precision),
                               "config": cfg.to_dict(), "shapes": {}}
-    log(f"factor-QR vs dense SVD on {device}")
-    result["svd"] = svd_table(cfg, device, log)
+    result["svd"] = []
+    if not cfg.memory_only:
+        log(f"factor-QR vs dense SVD on {device}")
+        result["svd"] = svd_table(cfg, device, log)
     for shape in cfg.shapes:
         log(f"{shape}: {SHAPES[shape].description}")
+        if cfg.memory_only:
+            memory = measure_memory(cfg, shape, device.type, precision, torch.get_num_threads(), log)
+            result["shapes"][shape] = {"description": SHAPES[shape].description, "memory": memory}
+            continue
         steps = measure_steps(cfg, shape, device, precision, log)
         step_s = {m: e["seconds_per_step"]["none"]["median"] for m, e in steps["methods"].items()}
         spectral = spectral_probe_cost(cfg, shape, device, precision, step_s, log)
@@ -85,6 +91,10 @@ def goals_table(cfg: BenchConfig, result: dict[str, Any]) -> list[dict[str, Any]
     epoch = str(DEFAULT_EPOCH_STEPS) if DEFAULT_EPOCH_STEPS in cfg.epoch_steps else str(max(cfg.epoch_steps))
     base = cfg.methods[0]
     for shape, r in result["shapes"].items():
+        if "steps" not in r:  # --memory-only
+            for m, mem in r["memory"].items():
+                add("peak_memory", mem["ratio"], shape, m, mem["measure"])
+            continue
         for m, e in r["steps"]["methods"].items():
             add("grad_probe", e["probe_overhead"]["grads"]["median"], shape, m, "median of paired per-repetition ratios")
             add("grad_act_probes", e["probe_overhead"]["grads+activations"]["median"], shape, m, "median of paired per-repetition ratios")

@@ -37,6 +37,8 @@ def bench_config(options: dict[str, Any]):
     for key in ("device", "precision", "rank", "batch_size", "seq_len", "reps", "steps", "warmup", "memory_reps"):
         if options.get(key) is not None:
             given[key] = options[key]
+    if options.get("memory_only"):
+        given["memory_only"] = True
     base = BenchConfig.smoke_preset() if options.get("smoke") else BenchConfig()
     return replace(base, **given)
 

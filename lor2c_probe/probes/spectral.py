@@ -85,14 +85,14 @@ class SpectralProbe(TrainerCallback):
 
     def __init__(
         self, *, scaling: float, layers_path: str, probe_data: Encoded | None, ks: tuple[int, ...],
-        every_steps: int = 0, features: bool = True, eval_batch_size: int = 64, probe_indices: list[int] | None = None,
+        every_steps: int = 0, features: bool = True, chunk_size: int = PROBE_CHUNK, probe_indices: list[int] | None = None,
         lora_scaling: float | None = None,
     ) -> None:
         self.scaling, self.layers_path, self.data = float(scaling), layers_path, probe_data
         self.lora_scaling = float(lora_scaling) if lora_scaling is not None else float(scaling)
         self.probe_indices = probe_indices
         self.ks = tuple(sorted(set(ks)))
-        self.every_steps, self.features, self.eval_batch_size = every_steps, features and probe_data is not None, eval_batch_size
+        self.every_steps, self.features, self.chunk_size = every_steps, features and probe_data is not None, chunk_size
         self._modules: list[SpectralModule] | None = None
         self._last_step: int | None = None
 
@@ -172,11 +172,11 @@ class SpectralProbe(TrainerCallback):
         model.eval()
         device = next(model.parameters()).device
         try:
-            # Shortest first, in chunks of PROBE_CHUNK: each chunk pads to its own longest example. On
-            # real text one 64-example chunk is ~2.4x the non-pad tokens; sorted chunks of 16 are ~1.2x.
+            # Shortest first, in chunks of at most PROBE_CHUNK: each chunk pads to its own longest example.
+            # On real text one 64-example chunk is ~2.4x the non-pad tokens; sorted chunks of 16 are ~1.2x.
             lengths = np.fromiter(map(len, self.data.features["input_ids"]), dtype=np.int64, count=len(self.data))
             idx = np.argsort(lengths, kind="stable")
-            chunk = max(1, min(self.eval_batch_size, PROBE_CHUNK))
+            chunk = max(1, min(self.chunk_size, PROBE_CHUNK))
             for start in range(0, len(idx), chunk):
                 batch = collate(self.data, idx[start : start + chunk])
                 batch.pop("labels")

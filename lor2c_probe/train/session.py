@@ -22,7 +22,7 @@ import torch
 from lor2c_probe import __version__
 from lor2c_probe.adapters import get_method, markers
 from lor2c_probe.adapters.base import ArchShape
-from lor2c_probe.config import ConfigError, RunConfig
+from lor2c_probe.config import ConfigError, RunConfig, TrainConfig
 from lor2c_probe.data.load import load_task
 from lor2c_probe.data.tasks import TaskSpec
 from lor2c_probe.errors import UserError
@@ -109,6 +109,15 @@ def _lora_scaling(cfg: RunConfig) -> float:
     return cfg.adapter.alpha / (cfg.adapter.rank // 2 if getattr(method, "can_inject", False) else cfg.adapter.rank)
 
 
+def probe_chunk(train: TrainConfig) -> int:
+    """Examples per forward of a spectral reading: at most a training micro-batch (so a reading's no-grad
+    forward never holds more activations than a step's forward keeps for backward) and the eval batch."""
+    from lor2c_probe.probes.spectral import PROBE_CHUNK
+
+    micro = -(-train.batch_size // train.grad_accum)
+    return max(1, min(PROBE_CHUNK, train.eval_batch_size, micro))
+
+
 def make_probes(cfg: RunConfig, backbone: Backbone, train: Encoded | None = None) -> list[TrainerCallback]:
     """The probes ``cfg.probes`` asks for; they select adapter parameters by the method's name markers."""
     from lor2c_probe.adapters import markers
@@ -128,7 +137,7 @@ def make_probes(cfg: RunConfig, backbone: Backbone, train: Encoded | None = None
         probe_data, idx = _probe_batch(cfg, train)
         probes.append(SpectralProbe(
             scaling=s, lora_scaling=s_lora, layers_path=backbone.layers_path, probe_data=probe_data,
-            ks=(1, 2, 4, cfg.adapter.rank), every_steps=cfg.probes.spectra_every, eval_batch_size=cfg.train.eval_batch_size,
+            ks=(1, 2, 4, cfg.adapter.rank), every_steps=cfg.probes.spectra_every, chunk_size=probe_chunk(cfg.train),
             probe_indices=idx,
         ))
     return probes
@@ -149,7 +158,7 @@ def make_structure(cfg: RunConfig, backbone: Backbone, n_train: int, train: Enco
     events = plan_events(st.schedule, merges=st.merges, injections=st.injections, epochs=cfg.train.epochs, total_steps=plan.total_steps)
     probe_data, _ = _probe_batch(cfg, train)
     scorer = SpectralProbe(scaling=cfg.adapter.scaling, lora_scaling=_lora_scaling(cfg), layers_path=backbone.layers_path,
-                           probe_data=probe_data, ks=(1,), eval_batch_size=cfg.train.eval_batch_size)
+                           probe_data=probe_data, ks=(1,), chunk_size=probe_chunk(cfg.train))
     return [StructureCallback(events=events, mode=st.schedule, policy=cfg.structure_policy(), policy_name=cfg.policy,
                               scorer=scorer, freeze=st.emulate_reference_bugs, loss_window=st.loss_window)]
 

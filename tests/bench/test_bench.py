@@ -56,6 +56,7 @@ def test_smoke_run_writes_valid_json_with_every_goal(smoke):
         assert rec["modules"] == 2 and rec["steps"] == 1 + 2 * 2  # tiny: 2 layers; warmup + reps * steps
         assert rec["bytes"]["grads"] > 0 and rec["bytes"]["activation_grads"] > 0
         assert tiny["memory"][m]["ratio"] > 0 and tiny["spectral_probe"][m]["modules"] >= 2
+        assert tiny["memory"][m]["plan_bytes"] > 0 and tiny["memory"][m]["plan_over_measured"] > 0  # the planner, side by side
     assert all(math.isfinite(x) for x in _finite_numbers(data))
     assert "smoke mode" in output and f"wrote {out}" in output
 
@@ -164,3 +165,36 @@ def test_memory_child_peak_is_its_own_not_the_parents():
     assert ballast[-1] == 1.0
     assert got["rss_base_kib"] <= got["rss_peak_kib"] < parent_rss - 300_000  # a tiny run: far below the parent's RSS
     assert 0 < got["rss_peak_kib"] - got["rss_base_kib"] < 200_000
+
+
+@pytest.mark.parametrize("method", ["lora", "lor2c"])
+def test_llama_shapes_train_as_causal_lms_with_every_probe(tmp_path, method):
+    from lor2c_probe.bench.harness import make_bench
+    from lor2c_probe.bench.shapes import SHAPES
+    from lor2c_probe.record.store import read_table
+
+    c = SHAPES["llama-1b"].config()  # TinyLlama-1.1B: d from hidden_size, v_proj 4 x 64 = 256 wide
+    assert (c.hidden_size, c.num_hidden_layers, c.num_key_value_heads, c.model_type) == (2048, 22, 4, "llama")
+    bench = make_bench("tiny-llama", method, "all", tmp_path, device=torch.device("cpu"), precision="fp32", rank=2, batch_size=4, seq_len=16)
+    assert bench.backbone.causal and torch.equal(bench.batch["labels"], bench.batch["input_ids"])  # loss on every token
+    bench.run(2)
+    bench.epoch_end()
+    bench.trainer.flush()
+    loss = read_table(tmp_path, "metrics").query("name == 'loss'").value
+    # Random weights on random tokens: the causal loss starts near ln(vocab) = ln(1000) = 6.91.
+    assert len(loss) == 2 and loss.iloc[0] == pytest.approx(math.log(1000), abs=0.3)
+    want = {"lora.0", "lora.1"} if method == "lora" else {"lor2c.0", "lor2c.1"}
+    assert want <= set(read_table(tmp_path, "grads").module)
+    assert not read_table(tmp_path, "spectra").empty and not read_table(tmp_path, "activation_grads").empty
+
+
+def test_memory_only_measures_peak_memory_next_to_the_plan(tmp_path):
+    out = tmp_path / "mem.json"
+    res = runner.invoke(app, ["bench", "--smoke", "--memory-only", "--shapes", "tiny-llama", "--methods", "lor2c", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert data["svd"] == [] and set(data["shapes"]) == {"tiny-llama"} and set(data["shapes"]["tiny-llama"]) == {"description", "memory"}
+    assert [(r["goal"], r["method"]) for r in data["goals"]] == [("peak_memory", "lor2c")]
+    mem = data["shapes"]["tiny-llama"]["memory"]["lor2c"]
+    assert mem["plan_bytes"] > 0 and mem["plan_over_measured"] == pytest.approx(mem["plan_bytes"] / statistics.median(mem["bytes"]["none"]))
+    assert "plans" in res.output

@@ -32,7 +32,7 @@ def _setup(model_dir, method, rank=3):
 def _run(model, bb, cfg, data):
     rows = {"spectra": [], "sfs": []}
     state = TrainState(model, None, None, lambda t, r: rows[t].extend(r), torch.device("cpu"), "x", step=5, epoch=1)
-    probe = SpectralProbe(scaling=cfg.scaling, layers_path=bb.layers_path, probe_data=data, ks=(1, 2, 4, cfg.rank), eval_batch_size=2)
+    probe = SpectralProbe(scaling=cfg.scaling, layers_path=bb.layers_path, probe_data=data, ks=(1, 2, 4, cfg.rank), chunk_size=2)
     probe.record(state)
     assert model.training  # restored after the eval-mode pass
     return rows

@@ -11,7 +11,8 @@ import torch
 from lor2c_probe.errors import UserError
 from lor2c_probe.record.store import read_manifest, read_table
 from lor2c_probe.train.hooks import TrainerCallback
-from lor2c_probe.train.session import resume_training, run_training
+from lor2c_probe.config import TrainConfig
+from lor2c_probe.train.session import probe_chunk, resume_training, run_training
 from tests.helpers import tiny_config
 
 
@@ -164,3 +165,15 @@ def test_lr_schedule_warmup_then_linear_decay():
         opt.step()
         sched.step()
     assert lrs == pytest.approx([1 / 3, 2 / 3, 1.0, 0.75, 0.5, 0.25])
+
+
+@pytest.mark.parametrize("train, chunk", [
+    (dict(), 16),  # batch 32, eval 64: the chunk's own cap
+    (dict(batch_size=4), 4),  # never more examples than a training micro-batch
+    (dict(batch_size=32, grad_accum=8), 4),
+    (dict(batch_size=30, grad_accum=8), 4),  # micro-batches of 3 and 4: the larger one
+    (dict(eval_batch_size=8), 8),
+])
+def test_spectral_reading_chunk_never_exceeds_a_micro_batch(train, chunk):
+    # A reading's no-grad forward on `chunk` examples then holds fewer activations than a step keeps for backward.
+    assert probe_chunk(TrainConfig(**train)) == chunk
