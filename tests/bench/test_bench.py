@@ -188,7 +188,12 @@ def test_llama_shapes_train_as_causal_lms_with_every_probe(tmp_path, method):
     assert not read_table(tmp_path, "spectra").empty and not read_table(tmp_path, "activation_grads").empty
 
 
-def test_memory_only_measures_peak_memory_next_to_the_plan(tmp_path):
+def test_memory_only_measures_peak_memory_next_to_the_plan(tmp_path, monkeypatch):
+    # The child processes are the smoke test's and test_memory_child_peak_is_its_own_not_the_parents' to check;
+    # here fixed readings (KiB) stand in for them, so the JSON's arithmetic can be checked exactly.
+    peaks = {"none": 3000, "all": 3060}
+    monkeypatch.setattr("lor2c_probe.bench.memory._run_child",
+                        lambda spec: {"rss_base_kib": 1000, "rss_peak_kib": peaks[spec["probes"]]})
     out = tmp_path / "mem.json"
     res = runner.invoke(app, ["bench", "--smoke", "--memory-only", "--shapes", "tiny-llama", "--methods", "lor2c", "--out", str(out)])
     assert res.exit_code == 0, res.output
@@ -196,5 +201,6 @@ def test_memory_only_measures_peak_memory_next_to_the_plan(tmp_path):
     assert data["svd"] == [] and set(data["shapes"]) == {"tiny-llama"} and set(data["shapes"]["tiny-llama"]) == {"description", "memory"}
     assert [(r["goal"], r["method"]) for r in data["goals"]] == [("peak_memory", "lor2c")]
     mem = data["shapes"]["tiny-llama"]["memory"]["lor2c"]
-    assert mem["plan_bytes"] > 0 and mem["plan_over_measured"] == pytest.approx(mem["plan_bytes"] / statistics.median(mem["bytes"]["none"]))
+    assert mem["bytes"] == {"none": [2000 * 1024], "all": [2060 * 1024]} and mem["ratio"] == pytest.approx(1.03)
+    assert mem["plan_bytes"] > 0 and mem["plan_over_measured"] == pytest.approx(mem["plan_bytes"] / (2000 * 1024))
     assert "plans" in res.output
