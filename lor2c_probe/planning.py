@@ -30,11 +30,12 @@ ARCH_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "minilm": ("bert", dict(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)),
     "bert-base": ("bert", dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)),
     "roberta-base": ("roberta", dict(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-                                     max_position_embeddings=514, type_vocab_size=1, pad_token_id=1)),
+                                     max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0,
+                                     eos_token_id=2)),
     "roberta-large": ("roberta", dict(vocab_size=50265, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
                                       max_position_embeddings=514, type_vocab_size=1, pad_token_id=1)),
     "llama-1b": ("llama", dict(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
-                               num_key_value_heads=4, max_position_embeddings=2048)),  # TinyLlama-1.1B; the bench's llama-1b shape
+                               num_key_value_heads=4, max_position_embeddings=2048, rms_norm_eps=1e-5)),  # TinyLlama-1.1B; the bench's llama-1b shape
     "llama-2-7b": ("llama", dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
                                  num_key_value_heads=32, max_position_embeddings=4096)),
     "llama-2-13b": ("llama", dict(vocab_size=32000, hidden_size=5120, intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40,

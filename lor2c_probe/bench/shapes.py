@@ -20,21 +20,14 @@ class Shape:
     causal: bool = False  # a causal LM trained on its own tokens (LLaMA-style), else a sequence classifier
 
 
-def _roberta_base() -> Any:
-    from transformers import RobertaConfig
+def _bundled(arch: str) -> Callable[[], Any]:
+    """The config `lor2c-probe params --arch` plans with, so the bench measures the model the planner describes."""
+    def config() -> Any:
+        from lor2c_probe.planning import arch_config
 
-    # roberta-base's config.json (125M parameters with the classification head).
-    return RobertaConfig(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                         intermediate_size=3072, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5,
-                         pad_token_id=1, bos_token_id=0, eos_token_id=2)
+        return arch_config(arch)
 
-
-def _llama_1b() -> Any:
-    from transformers import LlamaConfig
-
-    # TinyLlama-1.1B's config.json: the LLaMA-2 layout at 1.1B parameters, grouped-query attention (4 kv heads).
-    return LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
-                       num_key_value_heads=4, max_position_embeddings=2048, rms_norm_eps=1e-5)
+    return config
 
 
 def _tiny_llama() -> Any:
@@ -53,10 +46,10 @@ def _tiny() -> Any:
 
 SHAPES: dict[str, Shape] = {
     "minilm": Shape("minilm", "all-MiniLM-L6-v2, pretrained (embedded): BERT, 6 layers, d=384", None),
-    "roberta-base": Shape("roberta-base", "roberta-base config, random weights: 12 layers, d=768, vocab 50265", _roberta_base),
+    "roberta-base": Shape("roberta-base", "roberta-base config, random weights: 12 layers, d=768, vocab 50265", _bundled("roberta-base")),
     "tiny": Shape("tiny", "tiny BERT, random weights: 2 layers, d=64 (smoke mode)", _tiny),
     "llama-1b": Shape("llama-1b", "TinyLlama-1.1B config, random weights: causal LM, 22 layers, d=2048, GQA 32/4 heads (a GPU shape)",
-                      _llama_1b, causal=True),
+                      _bundled("llama-1b"), causal=True),
     "tiny-llama": Shape("tiny-llama", "tiny LLaMA, random weights: causal LM, 2 layers, d=64, GQA 4/2 heads", _tiny_llama, causal=True),
 }
 

@@ -177,12 +177,13 @@ class SpectralProbe(TrainerCallback):
             lengths = np.fromiter(map(len, self.data.features["input_ids"]), dtype=np.int64, count=len(self.data))
             idx = np.argsort(lengths, kind="stable")
             chunk = max(1, min(self.chunk_size, PROBE_CHUNK))
+            autocast = _stored_dtype_autocast(model, device)
             for start in range(0, len(idx), chunk):
                 batch = collate(self.data, idx[start : start + chunk])
                 batch.pop("labels")
                 batch = {k: v.to(device) for k, v in batch.items()}
                 mask_box[:] = [batch["attention_mask"]]
-                with _stored_dtype_autocast(model, device):
+                with autocast:
                     model(**batch)
         finally:
             for h in handles:
