@@ -23,7 +23,7 @@ app = typer.Typer(
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Print a UserError as one line on stderr and exit 2, with no traceback."""
+    """Print a UserError as one line on stderr and exit with its code (2 for bad input), with no traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -31,7 +31,7 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except UserError as e:
             typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             typer.echo("interrupted: rows recorded so far are kept; continue with --resume", err=True)
             raise typer.Exit(130) from None
@@ -71,6 +71,8 @@ DeviceOpt = Annotated[Opt[str], typer.Option(help="auto (default), cpu or cuda."
 PrecisionOpt = Annotated[Opt[str], typer.Option(help="auto, fp32, bf16 or fp16 (mixed precision needs CUDA).")]
 BaseDtypeOpt = Annotated[Opt[str], typer.Option(help="Store the frozen pretrained weights in fp32, bf16 or fp16 (half: needs that --precision; "
                                                  "halves their memory, adapters stay fp32) \\[default: fp32].")]
+NonFiniteOpt = Annotated[Opt[str], typer.Option(help="A non-finite loss or gradient norm: stop (the run ends as diverged) or skip-step "
+                                                  "(skip that update, as AMP's loss scaler does; one host sync per step) \\[default: stop].")]
 FlushOpt = Annotated[Opt[int], typer.Option(help="Optimizer steps between writes of the run store \\[default: 50].")]
 ProbesOpt = Annotated[Opt[str], typer.Option(help="Probes to record, a comma list of grads, activations, spectra \\[default: all three], or none.")]
 SpectraEveryOpt = Annotated[Opt[int], typer.Option(help="Spectra also every N optimizer steps, besides each epoch end \\[default: 0 = epoch ends only].")]
@@ -100,6 +102,8 @@ def train(
     max_train_examples: MaxTrainOpt = None,
     max_eval_examples: MaxEvalOpt = None,
     loss_on: LossOnOpt = None,
+    string_labels: Annotated[bool, typer.Option(help="--task custom: read every label as a class name (a column mixing numbers "
+                                                     "and words is refused otherwise).")] = False,
     epochs: Annotated[Opt[int], typer.Option(help="Training epochs \\[default: 3].")] = None,
     steps_per_epoch: StepsOpt = None,
     batch_size: Annotated[Opt[int], typer.Option(help="Examples per micro-batch \\[default: 32].")] = None,
@@ -120,6 +124,7 @@ def train(
     precision: PrecisionOpt = None,
     base_dtype: BaseDtypeOpt = None,
     flush_every: FlushOpt = None,
+    on_nonfinite: NonFiniteOpt = None,
     probes: ProbesOpt = None,
     probe_every: ProbeEveryOpt = None,
     spectra_every: SpectraEveryOpt = None,
@@ -141,6 +146,7 @@ def train(
     """Train one adapter method and record it into a run directory (and its report)."""
     options = dict(locals())  # before any import below adds names
     options["emulate_reference_bugs"] = options["emulate_reference_bugs"] or None  # a flag: None when not given
+    options["string_labels"] = options["string_labels"] or None
     from lor2c_probe.commands.train import TrainArgs, run_train
 
     for key in ("out", "overwrite", "resume", "quiet", "report"):
@@ -325,7 +331,8 @@ def run_study(
     seeds: Annotated[Opt[str], typer.Option(help="Comma list of seeds replacing the study's.")] = None,
     out: Annotated[Opt[Path], typer.Option(help="Output folder \\[default: runs/<study name>].")] = None,
     overwrite: OverwriteOpt = False,
-    resume: Annotated[bool, typer.Option(help="Keep runs in --out that completed with the same configuration; train the rest.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the study in --out: keep its completed runs, resume interrupted ones from their checkpoints, "
+                                                "train the rest; a run whose configuration changed is refused (with --overwrite: moved aside and retrained).")] = False,
     interactive: Annotated[bool, typer.Option("--interactive/--static", help="Report with interactive plotly figures, or --static SVG figures and no JavaScript.")] = True,
     quiet: QuietOpt = False,
 ) -> None:
@@ -356,6 +363,7 @@ def bench(
     epoch_steps: Annotated[Opt[str], typer.Option(help="Epoch lengths to amortise the spectral probe over \\[default: 100,359].")] = None,
     smoke: Annotated[bool, typer.Option(help="Run everything once on the tiny shape (well under a minute); checks the suite, not the goals.")] = False,
     memory_only: Annotated[bool, typer.Option(help="Measure only peak memory, next to what `params --memory` plans (for big shapes).")] = False,
+    durability: Annotated[bool, typer.Option(help="Measure only what fsync and the run lock cost (step-time ratio at the default flush interval).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
 ) -> None:
     """Measure the performance goals (probe overhead, spectra, LoR2C vs LoRA, memory, recording) into one JSON."""

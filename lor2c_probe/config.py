@@ -22,6 +22,7 @@ POLICIES: dict[str, dict[str, float]] = {
     "reference": {"weight_decay": 0.01, "head_lr_scale": 0.5, "residual_dropout": 0.1},
 }
 LORA_DROPOUT = 0.05  # the reference's --lora_dropout for q,v LoRA, under both policies
+ON_NONFINITE = ("stop", "skip-step")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BASE_DTYPES = ("fp32", "bf16", "fp16")
@@ -93,6 +94,7 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 on a CUDA device that supports it, else fp32
     base_dtype: str = "fp32"  # dtype the frozen pretrained weights are stored in; adapters and a new head stay fp32
     flush_every: int = 50  # optimizer steps between run-store flushes
+    on_nonfinite: str = "stop"  # a non-finite loss or gradient norm: stop the run as diverged, or skip that update
 
     def __post_init__(self) -> None:
         _positive_int("epochs", self.epochs)
@@ -118,6 +120,7 @@ class TrainConfig:
             raise ConfigError(f"base_dtype {self.base_dtype} computes under {self.base_dtype} autocast: set precision {self.base_dtype} "
                               f"(or auto), or base_dtype fp32; got precision {self.precision}")
         _positive_int("flush_every", self.flush_every)
+        _choice("on_nonfinite", self.on_nonfinite, ON_NONFINITE)
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,7 @@ class DataConfig:
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
     loss_on: str = "all"  # alpaca: loss on every token ("all", the reference's train_on_inputs) or the "response" only
+    string_labels: bool = False  # custom: every label is a class name (numbers too), instead of refusing a mixed column
 
     def __post_init__(self) -> None:
         from lor2c_probe.data.tasks import FILE_TASKS, TASKS
@@ -147,6 +151,8 @@ class DataConfig:
             raise ConfigError("--train-file/--eval-file are for your own data: use them with --task custom or alpaca")
         if self.loss_on != "all" and self.task != "alpaca":
             raise ConfigError("--loss-on is for instruction tuning (--task alpaca)")
+        if self.string_labels and self.task != "custom":
+            raise ConfigError("--string-labels is for your own data files (--task custom)")
         if self.eval_file is not None and self.train_file is None:
             raise ConfigError("--eval-file needs --train-file")
         if not (0 < self.eval_fraction < 1):
@@ -276,3 +282,13 @@ def resolve_policy(
     values = {k: (v if v is not None else defaults[k]) for k, v in given.items()}
     sources = {k: ("user" if v is not None else "policy") for k, v in given.items()}
     return values, sources
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested dict as {"a.b.c": leaf}: how configurations are compared field by field (ranks, studies)."""
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): obj}

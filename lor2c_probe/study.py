@@ -34,9 +34,9 @@ from lor2c_probe.errors import ConfigError, UserError
 
 # Every `lor2c-probe train` option a study may set (tests check this matches the CLI).
 TRAIN_OPTIONS = (
-    "method", "model", "task", "data_dir", "train_file", "eval_file", "max_train_examples", "max_eval_examples", "loss_on", "epochs",
+    "method", "model", "task", "data_dir", "train_file", "eval_file", "max_train_examples", "max_eval_examples", "loss_on", "string_labels", "epochs",
     "steps_per_epoch", "batch_size", "grad_accum", "lr", "rank", "alpha", "dropout", "pre_num", "weight_decay", "head_lr_scale",
-    "warmup_ratio", "max_grad_norm", "max_length", "seed", "policy", "device", "precision", "base_dtype", "flush_every", "probes",
+    "warmup_ratio", "max_grad_norm", "max_length", "seed", "policy", "device", "precision", "base_dtype", "flush_every", "on_nonfinite", "probes",
     "probe_every", "spectra_every", "merges", "injections", "schedule", "sfs_source", "sfs_score", "sfs_k", "inject_rule",
     "merge_keep", "emulate_reference_bugs",
 )
@@ -67,7 +67,7 @@ class Study:
 
     def __post_init__(self) -> None:
         where = self.source or "study"
-        if not self.name or not _LABEL.match(self.name):
+        if not self.name or not _LABEL.fullmatch(self.name):
             raise ConfigError(f"{where}: name must be a non-empty folder-safe name (letters, digits, . _ + -); got {self.name!r}")
         if not self.seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds):
             raise ConfigError(f"{where}: seeds must be a non-empty list of non-negative integers; got {list(self.seeds)}")
@@ -130,7 +130,7 @@ def load_study(path: Path, overrides: dict[str, Any] | None = None, *, seeds: li
         if "method" not in r:
             raise ConfigError(f"{where} [[runs]] #{i + 1}: `method` is required")
         label = r.get("label", r["method"])
-        if not isinstance(label, str) or not _LABEL.match(label):
+        if not isinstance(label, str) or not _LABEL.fullmatch(label):
             raise ConfigError(f"{where} [[runs]] #{i + 1}: label must be a folder-safe name (letters, digits, . _ + -); got {label!r}")
         specs.append(RunSpec(label, {k: v for k, v in r.items() if k != "label"}))
     seeds = seeds if seeds is not None else data.get("seeds", [17])

@@ -144,7 +144,7 @@ def test_existing_output_needs_overwrite(tiny_models, tiny_data, tmp_path):
     stranger.mkdir()
     (stranger / "precious.txt").write_text("keep me")
     res = runner.invoke(app, tiny_args(tiny_models["bert"], tiny_data, stranger, "--overwrite"))
-    assert_user_error(res, "not a lor2c-probe run directory")
+    assert_user_error(res, "it has no manifest.json, so it is not a run output that lor2c-probe wrote")
     assert (stranger / "precious.txt").read_text() == "keep me"
 
 
@@ -168,12 +168,20 @@ def test_resume_errors(tiny_models, tiny_data, tmp_path):
     assert runner.invoke(app, tiny_args(tiny_models["bert"], tiny_data, out)).exit_code == 0
     res = runner.invoke(app, ["train", "--resume", "--out", str(out), "--lr", "0.1"])
     assert_user_error(res, "drop --lr")
+    before = (out / "manifest.json").read_bytes()
     res = runner.invoke(app, ["train", "--resume", "--out", str(out)])
-    assert res.exit_code == 0 and "run directory" in res.output  # already complete: nothing left to do
+    assert res.exit_code == 0 and "is already complete; nothing to resume (nothing was changed)" in res.output
+    assert (out / "manifest.json").read_bytes() == before  # its recorded timings stay as they were
+    import json
     import shutil
 
+    m = json.loads(before)
+    m["status"] = "interrupted"
+    (out / "manifest.json").write_text(json.dumps(m))
     shutil.rmtree(out / "checkpoints")
-    assert_user_error(runner.invoke(app, ["train", "--resume", "--out", str(out)]), "has no checkpoint yet")
+    res = runner.invoke(app, ["train", "--resume", "--out", str(out)])
+    assert_user_error(res, "has no usable checkpoint")
+    assert "--overwrite" in res.output  # the way out, not "use --resume" again
 
 
 @pytest.mark.e2e

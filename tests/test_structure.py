@@ -10,7 +10,7 @@ import torch
 
 from lor2c_probe.adapters import get_method
 from lor2c_probe.config import AdapterConfig, StructureConfig, TrainConfig
-from lor2c_probe.errors import ConfigError
+from lor2c_probe.errors import ConfigError, RunStopped
 from lor2c_probe.models import load_model
 from lor2c_probe.record.store import read_manifest, read_table
 from lor2c_probe.structure import ops
@@ -169,7 +169,7 @@ def test_killed_and_resumed_structured_run_equals_uninterrupted(tiny_models, tin
     cfg = replace(_struct_cfg(tiny_models, tiny_data, merges=1, injections=1, emulate_reference_bugs=bugs),
                   train=replace(_struct_cfg(tiny_models, tiny_data).train, epochs=3))
     run_training(cfg, tmp_path / "full", progress=False)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(RunStopped, match="interrupted by SIGINT"):
         run_training(cfg, tmp_path / "cut", progress=False, callbacks=[Kill(at=16)])
     resume_training(tmp_path / "cut", progress=False)
     for table in ("metrics", "grads", "events", "spectra", "sfs", "activation_grads"):
@@ -212,3 +212,27 @@ def test_injected_lora_is_in_the_global_clip_norm(tiny_models, tiny_data, tmp_pa
         adapters = float((s.drop("global") ** 2).sum())
         assert float(s["global"]) ** 2 >= adapters * (1 - 1e-6)  # the global norm covers every adapter, lora.* included
         assert any(m.startswith("lora.") for m in s.index)
+
+
+def test_resume_from_the_final_checkpoint_keeps_the_rows_written_at_the_end(tiny_models, tiny_data, tmp_path):
+    """With a loss window longer than the run, both events' rows are written by on_train_end, after the final
+    checkpoint. A run killed there and resumed from that checkpoint must write them again, not lose them."""
+    from lor2c_probe.train.hooks import TrainerCallback
+    from lor2c_probe.train.session import resume_training
+
+    class KillAtEnd(TrainerCallback):
+        def on_train_end(self, state) -> None:
+            raise KeyboardInterrupt
+
+    cfg = _struct_cfg(tiny_models, tiny_data, merges=1, injections=1)
+    cfg = replace(cfg, structure=replace(cfg.structure, loss_window=30))
+    run_training(cfg, tmp_path / "full", progress=False)
+    assert len(read_table(tmp_path / "full", "events")) == 2
+    with pytest.raises(RunStopped):
+        run_training(cfg, tmp_path / "cut", progress=False, callbacks=[KillAtEnd()])
+    m = resume_training(tmp_path / "cut", progress=False)
+    assert m["status"] == "completed" and m["resumes"][0]["from"] == "epoch-0001"
+    import pandas as pd
+
+    for table in ("events", "metrics"):
+        pd.testing.assert_frame_equal(read_table(tmp_path / "cut", table), read_table(tmp_path / "full", table), obj=table)

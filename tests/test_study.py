@@ -73,6 +73,8 @@ def test_planned_runs_apply_overrides_last(tmp_path):
     ("seeds = [1, 2]", "seeds = [1, 1]", "seeds must be distinct"),
     ('label = "lora"', 'label = "lor2c"', "run labels must be distinct; 'lor2c' repeats"),
     ('label = "lora"', 'label = "../x"', "label must be a folder-safe name"),
+    ('label = "lora"', 'label = "lora\\n"', "label must be a folder-safe name"),  # a trailing newline is not part of a name
+    ('name = "t"', 'name = "t\\n"', "name must be a non-empty folder-safe name"),
     ('baseline = "lora"', 'baseline = "adalora"', "baseline 'adalora' is not a run label"),
     ('method = "lora"', 'method = "dora"', "run 'lora' (seed 1): unknown method"),
     ("epochs = 1", "epochs = 0", "epochs must be a positive integer; got 0"),

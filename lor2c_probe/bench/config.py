@@ -34,6 +34,8 @@ class BenchConfig:
     epoch_steps: tuple[int, ...] = (100, 359)  # amortise the spectral probe over epochs of these lengths
     smoke: bool = False
     memory_only: bool = False  # peak memory (and the planner's figure) only: for shapes too big to time on this machine
+    durability: bool = False  # only the cost of fsync + the run lock (step-time ratio at the default flush interval)
+    durability_flush_every: int = 50
 
     def __post_init__(self) -> None:
         from lor2c_probe.adapters import METHODS
@@ -53,7 +55,10 @@ class BenchConfig:
             raise ConfigError(f"device must be cpu, cuda or auto; got {self.device!r}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ConfigError(f"precision must be auto, fp32, bf16 or fp16; got {self.precision!r}")
-        for name in ("rank", "batch_size", "seq_len", "reps", "steps", "spectra_reps", "memory_reps", "memory_steps", "svd_reps"):
+        if self.memory_only and self.durability:
+            raise ConfigError("--memory-only and --durability each measure one thing; pick one")
+        for name in ("rank", "batch_size", "seq_len", "reps", "steps", "spectra_reps", "memory_reps", "memory_steps", "svd_reps",
+                     "durability_flush_every"):
             _pos(name, getattr(self, name))
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
             raise ConfigError(f"warmup must be a non-negative integer; got {self.warmup!r}")
@@ -70,7 +75,7 @@ class BenchConfig:
     def smoke_preset(cls, **overrides: Any) -> BenchConfig:
         """Everything once, on the tiny random shape: checks the suite runs, in well under a minute."""
         base = cls(shapes=("tiny",), warmup=1, reps=2, steps=2, spectra_reps=1, memory_reps=1, memory_steps=1,
-                   svd_dims=(768,), svd_ranks=(8,), svd_reps=3, smoke=True)
+                   svd_dims=(768,), svd_ranks=(8,), svd_reps=3, smoke=True, durability_flush_every=5)
         return replace(base, **overrides)
 
     def to_dict(self) -> dict[str, Any]:

@@ -33,6 +33,8 @@ GOALS = (
     Goal("lor2c_vs_lora_step", "LoR2C train step vs PEFT LoRA q,v step (same model, batch, rank)", 1.00, "<=", "PEFT LoRA"),
     Goal("peak_memory", "peak memory with all probes vs without", 1.02, "<=", "-"),
     Goal("recording_volume", "recording volume, bytes per module per logged step", 1024.0, "<=", "-"),
+    Goal("durability", "fsync of shards, manifests and checkpoints + the run lock: step-time ratio at flush every 50, "
+         "amortized over an epoch", 1.01, "<=", "the same run without fsync or lock"),
 )
 GOAL_BY_KEY = {g.key: g for g in GOALS}
 # The default `train` run on the embedded data: 11,477 training snippets at batch 32 = 359 steps per epoch.
@@ -46,6 +48,7 @@ def resolve(cfg: BenchConfig) -> tuple[torch.device, str]:
 
 
 def run_suite(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    from lor2c_probe.bench.durability import measure_durability
     from lor2c_probe.bench.memory import measure_memory
     from lor2c_probe.bench.shapes import SHAPES
     from lor2c_probe.bench.spectra import spectral_probe_cost, svd_table
@@ -56,11 +59,15 @@ def run_suite(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     result: dict[str, Any] = {"benchmark": "lor2c-probe bench", "environment": environment(device, precision),
                               "config": cfg.to_dict(), "shapes": {}}
     result["svd"] = []
-    if not cfg.memory_only:
+    if not (cfg.memory_only or cfg.durability):
         log(f"factor-QR vs dense SVD on {device}")
         result["svd"] = svd_table(cfg, device, log)
     for shape in cfg.shapes:
         log(f"{shape}: {SHAPES[shape].description}")
+        if cfg.durability:
+            result["shapes"][shape] = {"description": SHAPES[shape].description,
+                                       "durability": measure_durability(cfg, shape, device, precision, _epoch(cfg), log)}
+            continue
         if cfg.memory_only:
             memory = measure_memory(cfg, shape, device.type, precision, torch.get_num_threads(), log)
             result["shapes"][shape] = {"description": SHAPES[shape].description, "memory": memory}
@@ -69,10 +76,16 @@ def run_suite(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
         step_s = {m: e["seconds_per_step"]["none"]["median"] for m, e in steps["methods"].items()}
         spectral = spectral_probe_cost(cfg, shape, device, precision, step_s, log)
         memory = measure_memory(cfg, shape, device.type, precision, torch.get_num_threads(), log)
-        result["shapes"][shape] = {"description": SHAPES[shape].description, "steps": steps, "spectral_probe": spectral, "memory": memory}
+        durability = measure_durability(cfg, shape, device, precision, _epoch(cfg), log)
+        result["shapes"][shape] = {"description": SHAPES[shape].description, "steps": steps, "spectral_probe": spectral, "memory": memory,
+                                   "durability": durability}
     result["goals"] = goals_table(cfg, result)
     result["seconds"] = time.perf_counter() - t_start
     return result
+
+
+def _epoch(cfg: BenchConfig) -> int:
+    return DEFAULT_EPOCH_STEPS if DEFAULT_EPOCH_STEPS in cfg.epoch_steps else max(cfg.epoch_steps)
 
 
 def goals_table(cfg: BenchConfig, result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -91,6 +104,11 @@ def goals_table(cfg: BenchConfig, result: dict[str, Any]) -> list[dict[str, Any]
     epoch = str(DEFAULT_EPOCH_STEPS) if DEFAULT_EPOCH_STEPS in cfg.epoch_steps else str(max(cfg.epoch_steps))
     base = cfg.methods[0]
     for shape, r in result["shapes"].items():
+        if "durability" in r:
+            d = r["durability"]
+            add("durability", d["amortized_ratio"], shape, d["method"], f"{d['probes']} probes; epoch of {d['epoch_steps']} steps")
+        if "steps" not in r and "memory" not in r:  # --durability
+            continue
         if "steps" not in r:  # --memory-only
             for m, mem in r["memory"].items():
                 add("peak_memory", mem["ratio"], shape, m, mem["measure"])

@@ -37,10 +37,19 @@ def bench_config(options: dict[str, Any]):
     for key in ("device", "precision", "rank", "batch_size", "seq_len", "reps", "steps", "warmup", "memory_reps"):
         if options.get(key) is not None:
             given[key] = options[key]
-    if options.get("memory_only"):
-        given["memory_only"] = True
+    for flag in ("memory_only", "durability"):
+        if options.get(flag):
+            given[flag] = True
     base = BenchConfig.smoke_preset() if options.get("smoke") else BenchConfig()
     return replace(base, **given)
+
+
+def _ours(path: Path) -> bool:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("benchmark") == "lor2c-probe bench"
 
 
 def run_bench(options: dict[str, Any]) -> Path:
@@ -55,6 +64,8 @@ def run_bench(options: dict[str, Any]) -> Path:
         raise UserError(f"{out} already exists; pass --overwrite to replace it")
     if out.exists() and out.is_dir():
         raise UserError(f"--out {out} is a folder; name a .json file")
+    if out.exists() and not _ours(out):
+        raise UserError(f"refusing to --overwrite {out}: it is not a benchmark file that lor2c-probe wrote")
     resolve(cfg)  # no CUDA, or mixed precision on the CPU: fail before minutes of measuring
     result = run_suite(cfg, log=typer.echo)
     out.parent.mkdir(parents=True, exist_ok=True)

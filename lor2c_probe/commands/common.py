@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,16 +20,6 @@ class RunRef:
     label: str
     path: Path
     manifest: dict[str, Any]
-
-
-def prepare_out(out: Path, overwrite: bool, marker: str) -> None:
-    """Fail if ``out`` exists without --overwrite; with it, clear only a folder this command wrote (has ``marker`` or runs/)."""
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise UserError(f"output directory {out} already exists; pass --overwrite to replace it")
-        if not (out / marker).is_file() and not (out / "runs").is_dir():
-            raise UserError(f"refusing to --overwrite {out}: it does not hold lor2c-probe outputs")
-        shutil.rmtree(out)
 
 
 def recorded_runs(paths: list[Path], table: str, probe: str) -> list[RunRef]:
@@ -58,12 +47,9 @@ def reject_training_options(options: dict[str, Any]) -> None:
         raise UserError(f"analysing recorded runs trains nothing; drop {', '.join('--' + k.replace('_', '-') for k in given)}")
 
 
-def train_methods(methods: list[str], options: dict[str, Any], out: Path, *, overwrite: bool, quiet: bool, marker: str) -> list[RunRef]:
-    """Train each method with the same options (seed, data order, schedule) into ``out/runs/<method>``.
-
-    Every configuration is validated before the output folder is touched."""
+def plan_methods(methods: list[str], options: dict[str, Any]) -> list[tuple[str, Any, dict[str, str]]]:
+    """(method, RunConfig, policy sources) for each method with the same options: validated before anything is written."""
     from lor2c_probe.commands.train import config_from_options
-    from lor2c_probe.train.session import run_training
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -71,10 +57,15 @@ def train_methods(methods: list[str], options: dict[str, Any], out: Path, *, ove
     if not methods or len(set(methods)) != len(methods):
         raise UserError("--methods needs distinct method names")
     opts = {**QUICK_DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
-    configs = [(m, *config_from_options({**opts, "method": m})) for m in methods]
-    prepare_out(out, overwrite, marker)
+    return [(m, *config_from_options({**opts, "method": m})) for m in methods]
+
+
+def train_planned(planned: list[tuple[str, Any, dict[str, str]]], out: Path, *, quiet: bool) -> list[RunRef]:
+    """Train each planned method into ``out/runs/<method>`` (same seed, data order and schedule)."""
+    from lor2c_probe.train.session import run_training
+
     refs = []
-    for m, cfg, sources in configs:
+    for m, cfg, sources in planned:
         if not quiet:
             typer.echo(f"training {m} (seed {cfg.train.seed}, {cfg.train.epochs} epochs) ...")
         refs.append(RunRef(m, out / "runs" / m, run_training(cfg, out / "runs" / m, policy_sources=sources, progress=not quiet)))

@@ -10,16 +10,15 @@ Outputs in ``--out``: ``runs/<method>/`` (when training), ``gradient_ratio.parqu
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from lor2c_probe.commands.common import RunRef, prepare_out, recorded_runs, reject_training_options, train_methods
+from lor2c_probe.commands.common import RunRef, plan_methods, recorded_runs, reject_training_options, train_planned
 from lor2c_probe.errors import UserError
+from lor2c_probe.record.outputs import check_output, mark, staged, writing
 ANALYSIS_KEYS = ("methods", "baseline", "from_runs", "stat", "factor", "out", "overwrite", "quiet")
 MARKER = "gradients.json"
 STATS = ("mean_abs", "l2", "max_abs")
@@ -58,16 +57,18 @@ def run_gradients(args: GradientsArgs) -> None:
         if len(args.from_runs) < 2:
             raise UserError("--from-runs needs at least two run directories (e.g. a lor2c run and a lora run)")
         runs = recorded_runs(args.from_runs, "grads", "grads,activations")
-        prepare_out(out, args.overwrite, MARKER)
     else:
         if len(args.methods) < 2:
             raise UserError("--methods needs at least two different methods, e.g. lor2c,lora")
         _pick_baseline([RunRef(m, Path(m), {}) for m in args.methods], args.baseline)
-        runs = train_methods(args.methods, {**args.train_options, "probes": "grads,activations"}, out,
-                             overwrite=args.overwrite, quiet=args.quiet, marker=MARKER)
-    baseline = _pick_baseline(runs, args.baseline)
-    tables = analyse(runs, baseline, args.stat, args.factor)
-    _write_outputs(out, runs, baseline, tables, args)
+        planned = plan_methods(args.methods, {**args.train_options, "probes": "grads,activations"})
+    rep = check_output(out, "gradients", args.overwrite, inputs=args.from_runs)
+    with writing(out, rep, "gradients output"):
+        if not args.from_runs:
+            runs = train_planned(planned, out, quiet=args.quiet)
+        baseline = _pick_baseline(runs, args.baseline)
+        tables = analyse(runs, baseline, args.stat, args.factor)
+        _write_outputs(out, runs, baseline, tables, args)
     typer.echo(tables["summary"])
     typer.echo(f"outputs: {out}")
 
@@ -147,9 +148,7 @@ def _write_outputs(out: Path, runs: list[RunRef], baseline: RunRef, t: dict[str,
     from lor2c_probe.plots.gradients import activation_heatmaps_png, ratio_surface_html, ratio_surface_png
     from lor2c_probe.plots.report import activation_profile_figure
 
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out, prefix=".partial-") as tmp:
-        d = Path(tmp)
+    with staged(out) as d:
         t["surface"].to_parquet(d / "gradient_ratio.parquet", index=False)
         ratio_surface_html(t["surface"], d / "gradient_ratio.html", denominator=baseline.label, stat=args.stat)
         ratio_surface_png(t["surface"], d / "gradient_ratio.png", denominator=baseline.label, stat=args.stat)
@@ -168,6 +167,4 @@ def _write_outputs(out: Path, runs: list[RunRef], baseline: RunRef, t: dict[str,
             "factor": args.factor,
             "epoch_value": "mean over the recorded steps of the epoch",
         }
-        (d / "gradients.json").write_text(json.dumps(meta, indent=2) + "\n")
-        for f in d.iterdir():
-            os.replace(f, out / f.name)
+        (d / MARKER).write_text(json.dumps(mark(meta), indent=2) + "\n")

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from lor2c_probe.errors import UserError
+from lor2c_probe.record.outputs import is_aside
 from lor2c_probe.report.sections import Options
 
 STATS = ("mean_abs", "l2", "max_abs")
@@ -19,7 +20,7 @@ def expand(paths: list[Path]) -> list[Path]:
     out: list[Path] = []
     for p in paths:
         if not (p / "manifest.json").is_file() and (p / "runs").is_dir():
-            inner = sorted(q for q in (p / "runs").iterdir() if (q / "manifest.json").is_file())
+            inner = sorted(q for q in (p / "runs").iterdir() if (q / "manifest.json").is_file() and not is_aside(q))
             if inner:
                 out.extend(inner)
                 continue

@@ -1,33 +1,41 @@
 """``lor2c-probe run analyses/<study>.toml``: train every run of a study, then write its report.
 
 Output folder (default ``runs/<study name>``): ``runs/<label>[-s<seed>]/`` (recorded runs), ``report/``
-(report.html, figures/, data/) and ``study.json`` (the resolved study, overrides, per-run wall times).
+(report.html, figures/, data/) and ``study.json``: the resolved study, overrides, each run's state and wall
+time. The marker is written before the first run and updated after each, so an interrupted study can be
+``--resume``d: completed runs are kept, interrupted ones continue from their checkpoints, and a run whose
+configuration changed is refused (or, with ``--overwrite``, moved aside and retrained).
 """
 
 from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from lor2c_probe.commands.common import prepare_out
-from lor2c_probe.errors import UserError
-from lor2c_probe.study import load_study, resolve_path
+from lor2c_probe.errors import RunDiverged, RunStopped, UserError
+from lor2c_probe.study import Study, load_study, resolve_path
 
 MARKER = "study.json"
+
+
+@dataclass(frozen=True)
+class Planned:
+    label: str
+    seed: int
+    cfg: Any  # RunConfig
+    sources: dict[str, str]
+    run_dir: Path
 
 
 def run_study(path: Path, overrides: dict[str, Any], *, out: Path | None, overwrite: bool, resume: bool, quiet: bool,
               interactive: bool, seeds: str | None = None) -> Path:
     from lor2c_probe.commands.train import config_from_options
-    from lor2c_probe.record.store import read_manifest, write_json_atomic
-    from lor2c_probe.report.build import build_report
-    from lor2c_probe.report.sections import Options
-    from lor2c_probe.train.session import run_training
+    from lor2c_probe.record.outputs import check_output, only_transient, writing
 
     seed_list = None
     if seeds is not None:
@@ -37,79 +45,166 @@ def run_study(path: Path, overrides: dict[str, Any], *, out: Path | None, overwr
             raise UserError(f"--seeds must be a comma list of integers; got {seeds!r}") from None
     study = load_study(resolve_path(path), overrides, seeds=seed_list)
     out = out or Path("runs") / study.name
-    if resume and overwrite:
-        raise UserError("--resume and --overwrite contradict each other; pick one")
-    if resume:
-        if out.exists() and not (out / MARKER).is_file() and any(out.iterdir()):
-            raise UserError(f"cannot --resume in {out}: it does not hold a study's outputs")
-    else:
-        prepare_out(out, overwrite, MARKER)
+    rep = _check_resumable(out, study) if resume else check_output(out, "study", overwrite)
     planned = []
     for label, seed, opts in study.planned():
         cfg, sources = config_from_options(opts)
-        planned.append((label, seed, cfg, sources, out / "runs" / study.run_dir_name(label, seed)))
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+        planned.append(Planned(label, seed, cfg, sources, out / "runs" / study.run_dir_name(label, seed)))
+    if resume:  # every run's fate is decided before anything trains: a changed configuration is refused up front
+        for p in planned:
+            _state(p, overwrite)
+    created = not out.exists() or only_transient(out)
+    with writing(out, rep, "study output", fresh=not resume):
+        try:
+            return _run(study, planned, out, {}, resume=resume, overwrite=overwrite, quiet=quiet, interactive=interactive)
+        except UserError:
+            # e.g. a model or data set that is not available: the first run failed before writing anything. Under the
+            # lock, the marker goes, and `writing` removes the folder it created once nothing else is left in it.
+            if created and not any((out / "runs").glob("*/manifest.json")):
+                (out / MARKER).unlink(missing_ok=True)
+                shutil.rmtree(out / "runs", ignore_errors=True)
+            raise
+
+
+def _check_resumable(out: Path, study: Study) -> None:
+    from lor2c_probe.record.outputs import KINDS, is_ours, only_transient
+
+    if out.exists() and not only_transient(out):
+        marker = out / MARKER
+        if not marker.is_file() or not is_ours(marker, KINDS["study"]):
+            raise UserError(f"cannot --resume in {out}: it does not hold a study's outputs (no {MARKER} written by lor2c-probe)")
+        from lor2c_probe.record.atomic import read_json
+
+        name = (read_json(marker, "study marker").get("study") or {}).get("name")
+        if name != study.name:
+            raise UserError(f"cannot --resume in {out}: it holds study {name!r}, not {study.name!r}")
+    return None
+
+
+def _state(p: Planned, overwrite: bool) -> str:
+    """What to do with a planned run's folder: train, keep, resume, restart (moved aside) or keep-diverged."""
+    from lor2c_probe.config import RunConfig
+    from lor2c_probe.record.lock import holder
+    from lor2c_probe.record.store import read_manifest
+    from lor2c_probe.train.checkpoint import newest_intact
+
+    if not (p.run_dir / "manifest.json").is_file():
+        return "train" if not p.run_dir.exists() or not any(p.run_dir.iterdir()) else "restart"
+    m = read_manifest(p.run_dir)
+    try:  # through the dataclass, so a field added since (with its default) does not count as a change
+        recorded = RunConfig.from_dict(m.get("config", {}))
+    except (TypeError, ValueError, KeyError):
+        recorded = None
+    if recorded != p.cfg:
+        if not overwrite:
+            diff = _diff(m.get("config", {}), p.cfg.to_dict())
+            raise UserError(f"run {p.run_dir} was trained with another configuration ({diff}); pass --overwrite to move it aside "
+                            "and retrain it, or use another --out")
+        return "restart"
+    busy = holder(p.run_dir)
+    if busy:
+        raise UserError(f"run {p.run_dir} is being trained by another process (pid {busy.get('pid')} on {busy.get('host')}); "
+                        "wait for it to finish")
+    status = m.get("status")
+    if status == "completed":
+        return "keep"
+    if status == "diverged":
+        return "keep-diverged"
+    return "resume" if newest_intact(p.run_dir).path is not None else "restart"
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """The first field that differs (fields added since, absent from ``old``, do not count)."""
+    from lor2c_probe.config import flatten
+
+    a, b = flatten(old), flatten(new)
+    changed = [k for k in sorted(b) if k in a and a[k] != b[k]]
+    return f"{changed[0]}: {a[changed[0]]!r} then, {b[changed[0]]!r} now" if changed else "a field added since"
+
+
+def _run(study: Study, planned: list[Planned], out: Path, marker: dict[str, Any], *, resume: bool, overwrite: bool, quiet: bool,
+         interactive: bool) -> Path:
+    from lor2c_probe.notices import notice
+    from lor2c_probe.record.atomic import write_json_atomic
+    from lor2c_probe.record.outputs import mark
+    from lor2c_probe.record.store import read_manifest
+    from lor2c_probe.report.build import build_report
+    from lor2c_probe.report.sections import Options
+    from lor2c_probe.train.session import resume_training, run_training
+
+    marker.update({"study": {k: v for k, v in asdict(study).items() if k != "overrides"}, "overrides": study.overrides,
+                   "status": "running", "runs": {p.run_dir.name: "planned" for p in planned}})
+    save = lambda: write_json_atomic(out / MARKER, mark(marker))  # noqa: E731
+    save()
     walls: dict[str, float] = {}
     kept: list[str] = []
+    diverged: list[str] = []
     start = time.perf_counter()
-    try:
-        _train_all(planned, study.name, resume, quiet, walls, kept, read_manifest, run_training)
-    except UserError:
-        # e.g. a model or data set that is not available: fails before the first run writes anything
-        if created and not any((out / "runs").glob("*/manifest.json")):
-            shutil.rmtree(out, ignore_errors=True)
-        raise
+    for p in planned:
+        what = _state(p, overwrite) if resume else "train"
+        name = p.run_dir.name
+        if what in ("keep", "keep-diverged"):
+            kept.append(name)
+            if what == "keep-diverged":
+                diverged.append(name)
+            marker["runs"][name] = "kept (diverged)" if what == "keep-diverged" else "kept"
+            if not quiet:
+                typer.echo(f"{name}: {'diverged' if what == 'keep-diverged' else 'completed'} earlier with the same configuration; kept")
+            continue
+        if not quiet:
+            verb = {"train": "training", "resume": "resuming", "restart": "retraining"}[what]
+            typer.echo(f"[{study.name}] {verb} {name} ({p.cfg.adapter.method}, seed {p.seed}) ...")
+        t0 = time.perf_counter()
+        marker["runs"][name] = "running"
+        save()
+        try:
+            if what == "resume":
+                resume_training(p.run_dir, progress=not quiet)
+            else:
+                run_training(p.cfg, p.run_dir, overwrite=what == "restart", policy_sources=p.sources, progress=not quiet)
+        except RunDiverged as e:
+            diverged.append(name)
+            marker["runs"][name] = "diverged"
+            notice(f"{name}: {e}")
+        except (RunStopped, KeyboardInterrupt) as e:
+            marker["runs"][name] = "interrupted" if isinstance(e, KeyboardInterrupt) or e.exit_code in (130, 143) else "failed"
+            marker["status"] = marker["runs"][name]
+            save()
+            if isinstance(e, RunStopped):
+                raise RunStopped(f"{e} — the study continues with `lor2c-probe run {study.source} --out {out} --resume`", e.exit_code) from None
+            raise
+        except BaseException:
+            marker["runs"][name] = marker["status"] = "failed"
+            save()
+            raise
+        else:
+            marker["runs"][name] = "completed"
+        walls[name] = round(time.perf_counter() - t0, 1)  # loading + training + eval
+        save()
     train_wall = time.perf_counter() - start
     t0 = time.perf_counter()
-    groups = {run_dir: label for label, _, _, _, run_dir in planned}
+    groups = {p.run_dir: p.label for p in planned}
     intro = " ".join(x for x in (f"Reproduces: {study.paper}." if study.paper else "", f"Claim under test: {study.claim}" if study.claim else "") if x)
-    res = build_report([p for *_, p in planned], out / "report", title=study.title, intro=intro or None,
+    res = build_report([p.run_dir for p in planned], out / "report", title=study.title, intro=intro or None,
                        options=Options(baseline=study.baseline), interactive=interactive, groups=groups, overwrite=True)
     report_wall = time.perf_counter() - t0
     results, seconds = {}, {}
-    for *_, run_dir in planned:
-        r = read_manifest(run_dir).get("results") or {}
-        results[run_dir.name] = {"final_eval": r.get("final_eval"), "headline_metric": r.get("headline_metric"),
-                                 "folded_eval": r.get("folded_eval")}
-        seconds[run_dir.name] = r.get("wall_seconds_this_session")
-    meta = {"study": {k: v for k, v in asdict(study).items() if k != "overrides"}, "overrides": study.overrides,
-            "run_train_seconds": seconds,  # per run, from its manifest: training + per-epoch evals, kept runs included
-            "run_wall_seconds_this_invocation": walls, "runs_kept": kept, "train_wall_seconds_this_invocation": round(train_wall, 1),
-            "report_wall_seconds": round(report_wall, 1),
-            "results": results, "report": str(res.html), "sections": {k: v or "drawn" for k, v in res.sections.items()}}
-    write_json_atomic(out / MARKER, meta)
+    for p in planned:
+        r = read_manifest(p.run_dir).get("results") or {}
+        results[p.run_dir.name] = {"final_eval": r.get("final_eval"), "headline_metric": r.get("headline_metric"),
+                                   "folded_eval": r.get("folded_eval")}
+        seconds[p.run_dir.name] = r.get("wall_seconds_this_session")
+    marker.update({"status": "completed with diverged runs" if diverged else "completed",
+                   "run_train_seconds": seconds,  # per run, from its manifest: training + per-epoch evals, kept runs included
+                   "run_wall_seconds_this_invocation": walls, "runs_kept": kept, "runs_diverged": diverged,
+                   "train_wall_seconds_this_invocation": round(train_wall, 1), "report_wall_seconds": round(report_wall, 1),
+                   "results": results, "report": str(res.html), "sections": {k: v or "drawn" for k, v in res.sections.items()}})
+    save()
     for a in study.analyses:
         if res.sections.get(a):
             typer.echo(f"warning: analysis {a!r} of this study was not drawn: {res.sections[a]}", err=True)
     typer.echo(f"study {study.name}: {len(planned)} run(s), training {train_wall:.0f} s, report {report_wall:.1f} s")
     typer.echo(f"report: {res.html}")
+    if diverged:
+        raise RunDiverged(f"study {study.name}: run(s) {', '.join(diverged)} diverged; the report marks them", 3)
     return res.html
-
-
-def _completed_same(run_dir: Path, cfg: Any, read_manifest: Any) -> bool:
-    if not (run_dir / "manifest.json").is_file():
-        return False
-    from lor2c_probe.config import RunConfig
-
-    m = read_manifest(run_dir)
-    try:  # through the dataclass, so a field added since (with its default) does not count as a change
-        recorded = RunConfig.from_dict(m.get("config", {}))
-    except (TypeError, ValueError, KeyError):
-        return False
-    return m.get("status") == "completed" and recorded == cfg
-
-
-def _train_all(planned: list[Any], name: str, resume: bool, quiet: bool, walls: dict[str, float], kept: list[str],
-               read_manifest: Any, run_training: Any) -> None:
-    for _, seed, cfg, sources, run_dir in planned:
-        if resume and _completed_same(run_dir, cfg, read_manifest):
-            kept.append(run_dir.name)
-            if not quiet:
-                typer.echo(f"{run_dir.name}: completed earlier with the same configuration; kept")
-            continue
-        if not quiet:
-            typer.echo(f"[{name}] training {run_dir.name} ({cfg.adapter.method}, seed {seed}) ...")
-        t0 = time.perf_counter()
-        run_training(cfg, run_dir, overwrite=True, policy_sources=sources, progress=not quiet)
-        walls[run_dir.name] = round(time.perf_counter() - t0, 1)  # loading + training + eval

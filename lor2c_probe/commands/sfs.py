@@ -8,16 +8,16 @@ injections (spectra every 10 steps so the traces resolve the events). Outputs in
 
 from __future__ import annotations
 
-import os
-import tempfile
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from lor2c_probe.commands.common import prepare_out, recorded_runs, reject_training_options, train_methods
+from lor2c_probe.commands.common import plan_methods, recorded_runs, reject_training_options, train_planned
 from lor2c_probe.errors import UserError
+from lor2c_probe.record.outputs import check_output, mark, staged, writing
 
 ANALYSIS_KEYS = ("runs", "k", "source", "out", "overwrite", "quiet")
 
@@ -48,20 +48,22 @@ def run_sfs(args: SfsArgs) -> None:
     if args.runs:
         reject_training_options(args.train_options)
         runs = [(r.path.name, r.path) for r in recorded_runs(args.runs, "sfs", "spectra")]
-        prepare_out(out, args.overwrite, "summary.txt")
     else:
         # 2 merges + 2 injections always fit 6 blocks (each merge uses at most two unmerged modules).
         defaults = {"merges": 2, "injections": 2, "schedule": "step", "spectra_every": 10, "probes": "grads,spectra"}
         opts = {**defaults, **{k: v for k, v in args.train_options.items() if v is not None}}
         method = opts.pop("method", None) or "im-lor2c"
-        ref = train_methods([method], opts, out, overwrite=args.overwrite, quiet=args.quiet, marker="summary.txt")[0]
-        runs = [(method, ref.path)]
-    source = args.source
-    frames = []
-    for label, path in runs:
-        src = source or ("weights" if read_manifest(path).get("policy", {}).get("name") == "reference" else "features")
-        frames.append(analyse(label, path, args.k, src))
-    _write(out, frames)
+        planned = plan_methods([method], opts)
+    rep = check_output(out, "sfs", args.overwrite, inputs=args.runs)
+    with writing(out, rep, "sfs output"):
+        if not args.runs:
+            runs = [(method, train_planned(planned, out, quiet=args.quiet)[0].path)]
+        source = args.source
+        frames = []
+        for label, path in runs:
+            src = source or ("weights" if read_manifest(path).get("policy", {}).get("name") == "reference" else "features")
+            frames.append(analyse(label, path, args.k, src))
+        _write(out, frames, args.k)
     text = "\n\n".join(f["summary"] for f in frames)
     typer.echo(text)
     typer.echo(f"outputs: {out}")
@@ -102,14 +104,12 @@ def analyse(label: str, path: Path, k: int, source: str) -> dict[str, Any]:
             "raw_events": events, "summary": "\n".join(lines), "k": k}
 
 
-def _write(out: Path, frames: list[dict[str, Any]]) -> None:
+def _write(out: Path, frames: list[dict[str, Any]], k: int) -> None:
     import pandas as pd
 
     from lor2c_probe.plots.spectra import sfs_traces_html, sfs_traces_png
 
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out, prefix=".partial-") as tmp:
-        d = Path(tmp)
+    with staged(out) as d:
         pd.concat([f["all_traces"] for f in frames], ignore_index=True).to_parquet(d / "sfs.parquet", index=False)  # both sources
         evs = [f["events"] for f in frames if f["events"] is not None]
         if evs:
@@ -123,5 +123,5 @@ def _write(out: Path, frames: list[dict[str, Any]]) -> None:
         sfs_traces_png(f["traces"], f["raw_events"], d / "sfs_traces.png", title=title)
         sfs_traces_html(f["traces"], f["raw_events"], d / "sfs_traces.html", title=title)
         (d / "summary.txt").write_text("\n\n".join(fr["summary"] for fr in frames) + "\n")
-        for p in d.iterdir():
-            os.replace(p, out / p.name)
+        meta = {"runs": [fr["label"] for fr in frames], "k": k, "sources": "features and weights (sfs.parquet); traces drawn from each run's score source"}
+        (d / "sfs.json").write_text(json.dumps(mark(meta), indent=2) + "\n")

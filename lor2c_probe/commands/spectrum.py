@@ -10,16 +10,15 @@ epoch, kind, index, sigma, ...), ``low_rank_summary.parquet``, ``low_rank.png``,
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from lor2c_probe.commands.common import RunRef, prepare_out, recorded_runs, reject_training_options, train_methods
+from lor2c_probe.commands.common import RunRef, plan_methods, recorded_runs, reject_training_options, train_planned
 from lor2c_probe.errors import UserError
+from lor2c_probe.record.outputs import check_output, mark, staged, writing
 
 ANALYSIS_KEYS = ("runs", "methods", "source", "ks", "out", "overwrite", "quiet")
 PHI_MAX = 8
@@ -59,12 +58,14 @@ def run_spectrum(args: SpectrumArgs) -> None:
     if args.runs:
         reject_training_options(args.train_options)
         runs = recorded_runs(args.runs, "spectra", "spectra")
-        prepare_out(out, args.overwrite, "spectrum.json")
     else:
-        runs = train_methods(args.methods, {**args.train_options, "probes": "spectra"}, out,
-                             overwrite=args.overwrite, quiet=args.quiet, marker="spectrum.json")
-    results = analyse(runs, args.source, args.ks)
-    _write(out, results, args)
+        planned = plan_methods(args.methods, {**args.train_options, "probes": "spectra"})
+    rep = check_output(out, "spectrum", args.overwrite, inputs=args.runs)
+    with writing(out, rep, "spectrum output"):
+        if not args.runs:
+            runs = train_planned(planned, out, quiet=args.quiet)
+        results = analyse(runs, args.source, args.ks)
+        _write(out, results, args)
     typer.echo(results["summary"])
     typer.echo(f"outputs: {out}")
 
@@ -160,10 +161,8 @@ def _write(out: Path, res: dict[str, Any], args: SpectrumArgs) -> None:
     from lor2c_probe.analysis.spectral import DEFINITIONS
     from lor2c_probe.plots.spectra import low_rank_html, low_rank_png, subspace_png
 
-    out.mkdir(parents=True, exist_ok=True)
     title = f"Learned residual maps: {args.source} spectra vs a same-norm Gaussian control"
-    with tempfile.TemporaryDirectory(dir=out, prefix=".partial-") as tmp:
-        d = Path(tmp)
+    with staged(out) as d:
         res["curves"].to_parquet(d / "low_rank.parquet", index=False)
         res["summary_table"].to_parquet(d / "low_rank_summary.parquet", index=False)
         low_rank_png(res["curves"], d / "low_rank.png", title=title)
@@ -175,6 +174,4 @@ def _write(out: Path, res: dict[str, Any], args: SpectrumArgs) -> None:
         meta = {"source": args.source, "ks": list(args.ks), "definitions": DEFINITIONS,
                 "control": "n x n standard Gaussian matrix (seeded) rescaled to the learned map's Frobenius norm",
                 "phi": "||U_i^T V_j||_F^2 / min(i, j), left singular vectors, last checkpoint"}
-        (d / "spectrum.json").write_text(json.dumps(meta, indent=2) + "\n")
-        for f in d.iterdir():
-            os.replace(f, out / f.name)
+        (d / "spectrum.json").write_text(json.dumps(mark(meta), indent=2) + "\n")

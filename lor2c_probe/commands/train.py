@@ -9,13 +9,13 @@ from typing import Any
 import typer
 
 from lor2c_probe.config import AdapterConfig, DataConfig, ProbeConfig, RunConfig, StructureConfig, TrainConfig, resolve_policy
-from lor2c_probe.errors import UserError
+from lor2c_probe.errors import RunDiverged, UserError
 
 TRAIN_FIELDS = (
     "epochs", "steps_per_epoch", "batch_size", "grad_accum", "lr", "warmup_ratio", "max_length", "seed",
-    "device", "precision", "base_dtype", "flush_every",
+    "device", "precision", "base_dtype", "flush_every", "on_nonfinite",
 )
-DATA_FIELDS = ("task", "data_dir", "train_file", "eval_file", "max_train_examples", "max_eval_examples", "loss_on")
+DATA_FIELDS = ("task", "data_dir", "train_file", "eval_file", "max_train_examples", "max_eval_examples", "loss_on", "string_labels")
 
 
 @dataclass(frozen=True)
@@ -77,22 +77,40 @@ def run_train(args: TrainArgs) -> None:
             raise UserError(f"--resume takes its configuration from {args.out}/manifest.json; drop {flags}")
         if args.overwrite:
             raise UserError("--resume and --overwrite contradict each other; pick one")
+        finished_before = _status(args.out) == "completed"
         manifest = resume_training(args.out, progress=not args.quiet)
+        if finished_before:
+            return  # already complete: nothing was changed, the report included
     else:
         cfg, sources = config_from_options(args.options)
         if args.out is None and distributed.launched_world_size() > 1:
             raise UserError("a distributed launch needs --out RUN_DIR (ranks would each pick a different default folder)")
         out = args.out or default_out(cfg.adapter.method)
-        manifest = run_training(cfg, out, overwrite=args.overwrite, policy_sources=sources, progress=not args.quiet)
         args = TrainArgs(args.options, out, args.overwrite, args.resume, args.quiet, args.report)
+        try:
+            manifest = run_training(cfg, out, overwrite=args.overwrite, policy_sources=sources, progress=not args.quiet)
+        except RunDiverged:
+            if args.report and distributed.is_main():
+                _report(args.out)  # the rows up to the divergence, under a banner
+            raise
     if not distributed.is_main():
         return  # rank 0 prints and writes the report
     _summary(manifest, args.out)
     if args.report and args.out is not None:
-        from lor2c_probe.report.build import build_report
+        _report(args.out)
 
-        res = build_report([args.out], args.out / "report", overwrite=True)
-        typer.echo(f"report: {res.html}")
+
+def _status(out: Path) -> str | None:
+    from lor2c_probe.record.store import MANIFEST, read_manifest
+
+    return read_manifest(out).get("status") if (out / MANIFEST).is_file() else None
+
+
+def _report(out: Path) -> None:
+    from lor2c_probe.report.build import build_report
+
+    res = build_report([out], out / "report", overwrite=True)
+    typer.echo(f"report: {res.html}")
 
 
 def _summary(manifest: dict[str, Any], out: Path | None) -> None:

@@ -1,110 +1,131 @@
 """The user's own data: CSV, TSV or JSONL with a ``label`` column and ``text`` (or ``sentence1`` + ``sentence2``).
 
-Labels: strings or integers are classes (ids in sorted order of the training labels); any
-non-integer number makes the task a regression.
+Labels: integers or class names are classes (ids in sorted order of the training labels); any
+non-integer number makes the task a regression; see ``labels`` for what is refused.
 """
 
 from __future__ import annotations
 
-import csv
-import json
+from dataclasses import dataclass
 from pathlib import Path
 
+from lor2c_probe.data import labels as lab
+from lor2c_probe.data.examples import Examples
+from lor2c_probe.data.jsontext import json_kind, json_line
+from lor2c_probe.data.textfile import check_header, check_text, csv_rows, lines, read_text
 from lor2c_probe.errors import UserError
 
 TEXT_KEYS = ("text", "sentence")
 PAIR_KEYS = ("sentence1", "sentence2")
+_JSONL_HINT = "; expected one JSON object per line"
 
 
-def _rows(path: Path) -> list[tuple[int, dict]]:
-    """(line number, record) for every data row."""
-    if not path.is_file():
-        raise UserError(f"data file not found: {path}")
-    suffix = path.suffix.lower()
-    out: list[tuple[int, dict]] = []
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        if suffix in (".jsonl", ".json"):
-            for n, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise UserError(f"{path}:{n}: invalid JSON ({e.msg}); expected one object per line") from None
-                if not isinstance(rec, dict):
-                    raise UserError(f"{path}:{n}: expected a JSON object, found {type(rec).__name__}")
-                out.append((n, rec))
-        elif suffix in (".csv", ".tsv"):
-            reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
-            if not reader.fieldnames:
-                raise UserError(f"{path}: empty file; expected a header row")
-            for rec in reader:
-                if None in rec or None in rec.values():
-                    raise UserError(f"{path}:{reader.line_num}: expected {len(reader.fieldnames)} fields like the header")
-                out.append((reader.line_num, rec))
-        else:
-            raise UserError(f"{path}: unsupported file type {suffix or '(none)'}; use .csv, .tsv or .jsonl")
-    if not out:
-        raise UserError(f"{path}: no examples (the file has no data rows)")
-    return out
+@dataclass(frozen=True)
+class Records:
+    """A file's rows, checked: texts, raw labels and the line each row starts on."""
+
+    path: Path
+    text_a: list[str]
+    text_b: list[str] | None
+    labels: list
+    lines: list[int]
+
+    @property
+    def pair(self) -> bool:
+        return self.text_b is not None
 
 
-def read_records(path: Path) -> tuple[list[str], list[str] | None, list, bool]:
-    """(text_a, text_b or None, raw labels, is_pair) with every row checked; errors name file and line."""
-    rows = _rows(path)
-    first = rows[0][1]
-    pair = all(k in first for k in PAIR_KEYS)
-    keys = PAIR_KEYS if pair else next(((k,) for k in TEXT_KEYS if k in first), None)
+@dataclass(frozen=True)
+class CustomData:
+    train: Examples
+    eval: Examples | None  # None: no eval file, the caller splits ``train``
+    pair: bool
+    scheme: lab.LabelScheme
+
+
+def read_custom(train_path: Path, eval_path: Path | None = None, *, string_labels: bool = False) -> CustomData:
+    """Training (and evaluation) examples; ``string_labels`` reads every label as a class name."""
+    train = read_records(Path(train_path))
+    scheme = lab.infer(train.path, train.labels, train.lines, string_labels)
+    if not scheme.regression and len(scheme.classes) < 2:
+        raise UserError(f"{train.path}: a classification task needs at least 2 distinct labels; found {len(scheme.classes)}")
+    full = Examples(train.text_a, train.text_b, lab.encode(train.path, train.labels, train.lines, scheme, train.path))
+    if eval_path is None:
+        return CustomData(full, None, train.pair, scheme)
+    ev = read_records(Path(eval_path))
+    if ev.pair != train.pair:
+        raise UserError(f"{ev.path}: text columns differ from {train.path} (pair vs single sentence)")
+    ev_ex = Examples(ev.text_a, ev.text_b, lab.encode(ev.path, ev.labels, ev.lines, scheme, train.path))
+    return CustomData(full, ev_ex, train.pair, scheme)
+
+
+def read_records(path: Path) -> Records:
+    """Every row checked for its text columns and label; errors name file and line."""
+    header, rows = _rows(path)
+    if header is None and not rows:
+        raise UserError(f"{path}: no examples (the file holds no JSON objects)")
+    fields = header[1] if header else list(rows[0][1])
+    pair = all(k in fields for k in PAIR_KEYS)
+    keys = PAIR_KEYS if pair else next(((k,) for k in TEXT_KEYS if k in fields), None)
+    first_line = header[0] if header else rows[0][0]
     if keys is None:
-        raise UserError(f"{path}:{rows[0][0]}: no text column; expected 'text', 'sentence' or 'sentence1'+'sentence2'")
+        raise UserError(f"{path}:{first_line}: no text column; expected 'text', 'sentence' or 'sentence1'+'sentence2'")
+    if header and "label" not in header[1]:
+        raise UserError(f"{path}:{first_line}: no 'label' column in the header ({', '.join(map(repr, header[1]))})")
+    if not rows:
+        raise UserError(f"{path}: no examples (the file has no data rows)")
     a: list[str] = []
     b: list[str] = []
-    labels: list = []
+    raw: list = []
     for n, rec in rows:
-        for k in (*keys, "label"):
-            if k not in rec or rec[k] is None or (isinstance(rec[k], str) and rec[k].strip() == ""):
-                raise UserError(f"{path}:{n}: missing or empty {k!r}")
-        a.append(str(rec[keys[0]]))
+        where = f"{path}:{n}"
+        for k in keys:
+            v = rec.get(k)
+            if v is None or (isinstance(v, str) and not v.strip()):
+                raise UserError(f"{where}: missing or empty {k!r}")
+            if not isinstance(v, str):
+                raise UserError(f"{where}: {k!r} must be a JSON string; found {lab.show(v)}")
+            check_text(v, where, repr(k))
+        lab.check_label(rec.get("label"), where)
+        a.append(rec[keys[0]])
         if pair:
-            b.append(str(rec[keys[1]]))
-        labels.append(rec["label"])
-    return a, (b if pair else None), labels, pair
+            b.append(rec[keys[1]])
+        raw.append(rec["label"])
+    return Records(path, a, b if pair else None, raw, [n for n, _ in rows])
 
 
-def _as_number(v: object) -> float | None:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, (int, float)):
-        return float(v)
-    try:
-        return float(str(v))
-    except ValueError:
-        return None
-
-
-def infer_labels(raw: list) -> tuple[bool, tuple[str, ...]]:
-    """(is_regression, class names) from the training labels."""
-    nums = [_as_number(v) for v in raw]
-    if all(x is not None for x in nums) and any(x != int(x) for x in nums):  # type: ignore[arg-type]
-        return True, ()
-    if all(x is not None for x in nums):
-        return False, tuple(str(int(x)) for x in sorted(set(nums)))  # type: ignore[arg-type]
-    return False, tuple(sorted({str(v) for v in raw}))
-
-
-def encode_labels(raw: list, regression: bool, classes: tuple[str, ...], path: Path) -> list:
-    if regression:
-        out = [_as_number(v) for v in raw]
-        if any(x is None for x in out):
-            bad = next(i for i, x in enumerate(out) if x is None)
-            raise UserError(f"{path}: label {raw[bad]!r} is not a number but the task is a regression")
-        return out
-    index = {c: i for i, c in enumerate(classes)}
+def _rows(path: Path) -> tuple[tuple[int, list[str]] | None, list[tuple[int, dict]]]:
+    """(header line and names, or None for JSONL; (line, record) for every data row)."""
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".json", ".csv", ".tsv"):
+        if not path.is_file():
+            raise UserError(f"data file not found: {path}")
+        raise UserError(f"{path}: unsupported file type {suffix or '(none)'}; use .csv, .tsv or .jsonl")
+    text = read_text(path)
+    if suffix in (".jsonl", ".json"):
+        return None, _jsonl(path, text)
+    records = iter(csv_rows(path, text, "\t" if suffix == ".tsv" else ","))
+    first = next(records, None)
+    if first is None:
+        raise UserError(f"{path}: empty file; expected a header row")
+    hline, names = first
+    check_header(path, hline, names)
     out = []
-    for v in raw:
-        x = _as_number(v)
-        key = str(int(x)) if x is not None and x == int(x) else str(v)
-        if key not in index:
-            raise UserError(f"{path}: label {v!r} does not occur in the training file (classes: {', '.join(classes)})")
-        out.append(index[key])
+    for n, row in records:
+        if len(row) != len(names):
+            raise UserError(f"{path}:{n}: expected {len(names)} fields like the header, found {len(row)}")
+        out.append((n, dict(zip(names, row))))
+    return first, out
+
+
+def _jsonl(path: Path, text: str) -> list[tuple[int, dict]]:
+    out = []
+    for n, line in lines(text):
+        if not line.strip():
+            continue
+        rec = json_line(path, n, line, _JSONL_HINT)
+        if not isinstance(rec, dict):
+            hint = " (a .json file must be JSON Lines here, not one array)" if isinstance(rec, list) and n == 1 else ""
+            raise UserError(f"{path}:{n}: expected a JSON object, found {json_kind(rec)}{hint}")
+        out.append((n, rec))
     return out

@@ -7,10 +7,11 @@ the prompt is the template below, the response the output; training appends EOS 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from lor2c_probe.data.examples import Examples
+from lor2c_probe.data.jsontext import json_kind, json_line, json_value, skip_json_ws
+from lor2c_probe.data.textfile import check_text, line_of, lines, read_text
 from lor2c_probe.errors import UserError
 
 # tloen/alpaca-lora templates/alpaca.json (the reference's prompt, reference-notes §9).
@@ -31,39 +32,60 @@ def render_prompt(instruction: str, input: str = "") -> str:
     return PROMPT_NO_INPUT.format(instruction=instruction)
 
 
-def _records(path: Path) -> list[tuple[str, dict]]:
-    """(where, record) for every record of a JSON array or a JSON Lines file."""
-    if not path.is_file():
-        raise UserError(f"data file not found: {path}")
-    text = path.read_text(encoding="utf-8-sig")
-    if text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}: invalid JSON at line {e.lineno} ({e.msg}); expected an array of Alpaca records") from None
-        return [(f"{path}: record {i}", rec) for i, rec in enumerate(data)]
-    out = []
-    for n, line in enumerate(text.splitlines(), start=1):
+def _records(path: Path) -> list[tuple[str, object]]:
+    """(where, record) for every record of a JSON array or a JSON Lines file; ``where`` names file and line."""
+    text = read_text(path)
+    pos = skip_json_ws(text, 0)
+    if text.startswith("[", pos):
+        return _array(path, text, pos)
+    out: list[tuple[str, object]] = []
+    for n, line in lines(text):
         if line.strip():
-            try:
-                out.append((f"{path}:{n}", json.loads(line)))
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{n}: invalid JSON ({e.msg}); expected a JSON array or one object per line") from None
+            out.append((f"{path}:{n}", json_line(path, n, line, "; expected a JSON array or one object per line")))
+    return out
+
+
+def _array(path: Path, text: str, pos: int) -> list[tuple[str, object]]:
+    # Element by element rather than json.loads, so each record's error can name the line it starts on.
+    hint = "; expected an array of Alpaca records"
+    out: list[tuple[str, object]] = []
+    line, counted = 1, 0
+    pos = skip_json_ws(text, pos + 1)
+    while not text.startswith("]", pos):
+        line, counted = line_of(text, pos, counted, line), pos
+        rec, pos = json_value(path, text, pos, hint=hint)
+        out.append((f"{path}:{line}: record {len(out)}", rec))
+        pos = skip_json_ws(text, pos)
+        if text.startswith(",", pos):
+            pos = skip_json_ws(text, pos + 1)
+            if text.startswith("]", pos):  # a trailing comma is not JSON
+                at = line_of(text, pos, counted, line)
+                raise UserError(f"{path}:{at}: invalid JSON at line {at} (a ']' after a trailing ','){hint}")
+        elif not text.startswith("]", pos):
+            at = line_of(text, pos, counted, line)
+            raise UserError(f"{path}:{at}: invalid JSON at line {at} (expected ',' or ']' after record {len(out) - 1}){hint}")
+    end = skip_json_ws(text, pos + 1)
+    if end != len(text):
+        at = line_of(text, end, counted, line)
+        raise UserError(f"{path}:{at}: invalid JSON at line {at} (extra data after the array){hint}")
     return out
 
 
 def read_alpaca(path: Path) -> Examples:
     """Prompts in ``text_a``, responses in ``text_b``; ``labels`` are unused (token labels come from the text)."""
+    path = Path(path)
     prompts, responses = [], []
-    for where, rec in _records(Path(path)):
+    for where, rec in _records(path):
         if not isinstance(rec, dict):
-            raise UserError(f"{where}: expected an object with instruction, input, output; found {type(rec).__name__}")
+            raise UserError(f"{where}: expected an object with instruction, input, output; found {json_kind(rec)}")
         for key in ("instruction", "output"):
             if not isinstance(rec.get(key), str):
                 raise UserError(f"{where}: missing text field {key!r} (Alpaca records need instruction and output; input is optional)")
         inp = rec.get("input", "")
         if not isinstance(inp, str):
-            raise UserError(f"{where}: field 'input' must be text; found {type(inp).__name__}")
+            raise UserError(f"{where}: field 'input' must be text; found {json_kind(inp)}")
+        for key, value in (("instruction", rec["instruction"]), ("input", inp), ("output", rec["output"])):
+            check_text(value, where, repr(key))
         prompts.append(render_prompt(rec["instruction"], inp))
         responses.append(rec["output"])
     if not prompts:

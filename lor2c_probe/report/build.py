@@ -8,13 +8,13 @@ checkpoints through safetensors' numpy API: torch is never imported.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from lor2c_probe.commands.common import prepare_out
-from lor2c_probe.report.runs import load_runs
+from lor2c_probe.errors import StorageError
+from lor2c_probe.record.outputs import check_output, mark, publish, writing
+from lor2c_probe.report.runs import load_runs, run_warnings
 from lor2c_probe.report.sections import Fig, Options, Section, Table, build_sections
 
 MARKER = "report.json"
@@ -34,25 +34,36 @@ def build_report(paths: list[Path], out: Path, *, title: str | None = None, intr
 
     from lor2c_probe.report.html import render
 
+    rep = check_output(out, "report", overwrite, inputs=paths)
     runs = load_runs(paths, groups)
     sections = build_sections(runs, options)
     title = title or ("Report: " + ", ".join(r.label for r in runs) if len(runs) <= 4 else f"Report over {len(runs)} runs")
-    prepare_out(out, overwrite, MARKER)
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out, prefix=".partial-") as tmp:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # drawn beside the folder first: a failure leaves the old report in place, and the old one goes only once the new is ready
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.partial-") as tmp:
         d = Path(tmp)
-        files = _write_figures(sections, d / "figures")
-        _write_data(sections, d / "data")
-        page = render(sections, files, title=title, intro=intro, n_runs=len(runs), interactive=interactive, version=version("lor2c-probe"))
+        try:
+            files = _draw(sections, d)
+        except OSError as e:  # e.g. a full disk while saving a figure
+            raise StorageError(f"cannot write the report beside {out}: {e.strerror or e}") from e
+        warnings = run_warnings(runs)
+        page = render(sections, files, title=title, intro=intro, n_runs=len(runs), interactive=interactive, version=version("lor2c-probe"),
+                      warnings=warnings)
         (d / "report.html").write_text(page, encoding="utf-8")
         status = {s.id: s.note for s in sections}
         meta = {"title": title, "runs": {r.label: str(r.path) for r in runs}, "groups": {r.label: r.group for r in runs},
                 "interactive": interactive, "sections": {k: ("drawn" if v is None else f"not drawn: {v}") for k, v in status.items()},
-                "figures": sorted(files)}
-        (d / MARKER).write_text(json.dumps(meta, indent=2) + "\n")
-        for p in d.iterdir():
-            os.replace(p, out / p.name)
+                "figures": sorted(files), "warnings": warnings}
+        (d / MARKER).write_text(json.dumps(mark(meta), indent=2) + "\n")
+        with writing(out, rep, "report folder"):
+            publish(d, out)
     return ReportResult(out / "report.html", status, sorted(files))
+
+
+def _draw(sections: list[Section], d: Path) -> dict[str, dict[str, Path]]:
+    files = _write_figures(sections, d / "figures")
+    _write_data(sections, d / "data")
+    return files
 
 
 def _figs(sections: list[Section]) -> list[Fig]:

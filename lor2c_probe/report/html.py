@@ -16,7 +16,8 @@ from lor2c_probe.report.sections import Details, Fig, Pre, Section, Table
 CSS = """
 body{font:15px/1.5 -apple-system,'Segoe UI',Helvetica,Arial,sans-serif;max-width:1180px;margin:2em auto;padding:0 1.2em;color:#1d1d1f}
 h1{font-size:1.7em;margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
-nav ol{columns:2;font-size:.95em}figure{margin:1.2em 0}figcaption{font-size:.9em;color:#444}
+nav ol{columns:2;font-size:.95em}.banner{background:#fde8e8;border:2px solid #c0392b;color:#7b1d14;padding:.7em 1em;margin:1em 0;font-weight:600}
+figure{margin:1.2em 0}figcaption{font-size:.9em;color:#444}
 figure img{max-width:100%;height:auto;border:1px solid #eee}
 table{border-collapse:collapse;font-size:.82em;margin:.6em 0;display:block;overflow-x:auto}
 th,td{border:1px solid #ddd;padding:.25em .5em;text-align:right;white-space:nowrap}th{background:#f5f5f7}
@@ -60,7 +61,7 @@ def _figure(f: Fig, files: dict[str, dict[str, Path]], interactive: bool) -> str
 
 
 def render(sections: list[Section], files: dict[str, dict[str, Path]], *, title: str, intro: str | None, n_runs: int,
-           interactive: bool, version: str) -> str:
+           interactive: bool, version: str, warnings: list[str] | None = None) -> str:
     parts = []
     drawn = [s for s in sections if s.note is None]
     for s in sections:
@@ -92,4 +93,5 @@ def render(sections: list[Section], files: dict[str, dict[str, Path]], *, title:
     intro_html = f"<p>{_e(intro)}</p>" if intro else ""
     header = (f"<header><h1>{_e(title)}</h1>{intro_html}<p class=\"meta\">{n_runs} run(s); generated {when} by lor2c-probe {_e(version)} "
               f"from the recorded tables only. Figures are also saved as PNG and SVG under figures/.</p><nav><ol>{toc}</ol></nav></header>")
-    return head + header + "".join(parts) + "</body></html>\n"
+    banner = "".join(f"<div class=\"banner\" role=\"alert\">{_e(w)}</div>" for w in warnings or [])
+    return head + header + banner + "".join(parts) + "</body></html>\n"

@@ -13,14 +13,20 @@ import os
 import random
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from lor2c_probe.errors import UserError
+from lor2c_probe.errors import StorageError, UserError
+from lor2c_probe.record.atomic import fsync_dir, fsync_file, sha256
+
+FILES = ("adapter.safetensors", "state.safetensors", "state.json")
+CHECKSUMS = "checksums.json"
 
 _CKPT = re.compile(r"^epoch-(\d{4})$")
 
@@ -57,8 +63,25 @@ def save_checkpoint(
 ) -> Path:
     final = run_dir / "checkpoints" / f"epoch-{epoch:04d}"
     tmp = final.with_name(f".{final.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        _write(tmp, model, optimizer, scheduler, epoch, extra)
+        fsync_dir(tmp)
+        old = final.with_name(f".{final.name}.old")
+        if final.exists():  # a re-written epoch (after a resume): the old one stays until the new one is in place
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+        os.replace(tmp, final)
+        fsync_dir(final.parent)
+        shutil.rmtree(old, ignore_errors=True)
+    except (OSError, SafetensorError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise StorageError(f"cannot write checkpoint {final}: {getattr(e, 'strerror', None) or e}") from e
+    return final
+
+
+def _write(tmp: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, epoch: int, extra: dict[str, Any]) -> None:
     save_adapters(model, tmp / "adapter.safetensors")
     # Optimizer state keyed by parameter *name*: positions shift when merges/injections change the model,
     # names do not (and many tensors share a shape, so a position mix-up would pass unnoticed).
@@ -89,10 +112,12 @@ def save_checkpoint(
         **extra,
     }
     (tmp / "state.json").write_text(json.dumps(state, default=_jsonable))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    return final
+    sums = {}
+    for name in FILES:
+        fsync_file(tmp / name)
+        sums[name] = sha256(tmp / name)
+    (tmp / CHECKSUMS).write_text(json.dumps(sums, indent=2) + "\n")
+    fsync_file(tmp / CHECKSUMS)
 
 
 def _numpy_state() -> list[Any]:
@@ -108,19 +133,70 @@ def _jsonable(o: Any) -> Any:
     raise TypeError(f"cannot store {type(o).__name__} in state.json")
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    folder = run_dir / "checkpoints"
+def checkpoints(run_dir: Path) -> list[Path]:
+    """Every listed checkpoint, oldest first."""
+    folder = Path(run_dir) / "checkpoints"
     if not folder.is_dir():
-        return None
-    found = sorted(p for p in folder.iterdir() if _CKPT.match(p.name) and (p / "state.json").is_file())
+        return []
+    return sorted(p for p in folder.iterdir() if _CKPT.fullmatch(p.name))
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    found = checkpoints(run_dir)
     return found[-1] if found else None
 
 
+def damage(ckpt: Path) -> str | None:
+    """Why ``ckpt`` cannot be used (a missing file, a checksum mismatch), or None when it is intact.
+    A checkpoint written before checksums existed is checked by reading its files."""
+    missing = [n for n in FILES if not (ckpt / n).is_file()]
+    if missing:
+        return f"{missing[0]} is missing"
+    sums_path = ckpt / CHECKSUMS
+    if not sums_path.is_file():
+        try:
+            json.loads((ckpt / "state.json").read_text())
+            for n in FILES[:2]:
+                load_file(str(ckpt / n))
+        except (OSError, ValueError, SafetensorError) as e:
+            return f"it cannot be read ({e})"
+        return None
+    try:
+        sums = json.loads(sums_path.read_text())
+    except (OSError, ValueError) as e:
+        return f"{CHECKSUMS} is damaged ({e})"
+    for n in FILES:
+        if sums.get(n) != sha256(ckpt / n):
+            return f"{n} does not match its checksum"
+    return None
+
+
+@dataclass(frozen=True)
+class Choice:
+    path: Path | None  # the newest intact checkpoint
+    skipped: list[tuple[str, str]]  # (newer checkpoint, why it was not used)
+
+
+def newest_intact(run_dir: Path) -> Choice:
+    skipped = []
+    for ckpt in reversed(checkpoints(run_dir)):
+        why = damage(ckpt)
+        if why is None:
+            return Choice(ckpt, skipped)
+        skipped.append((ckpt.name, why))
+    return Choice(None, skipped)
+
+
 def load_checkpoint(ckpt: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
-    """Restore model/optimizer/scheduler/RNG from ``ckpt``; returns state.json's content."""
-    load_trainable_state(model, load_file(str(ckpt / "adapter.safetensors")))
-    state = json.loads((ckpt / "state.json").read_text())
-    tensors = load_file(str(ckpt / "state.safetensors"))
+    """Restore model/optimizer/scheduler/RNG from ``ckpt``; returns state.json's content. Every file is read
+    before anything is changed, so a damaged file is a StorageError naming it and the model stays as it was."""
+    try:
+        adapter = load_file(str(ckpt / "adapter.safetensors"))
+        state = json.loads((ckpt / "state.json").read_text())
+        tensors = load_file(str(ckpt / "state.safetensors"))
+    except (OSError, ValueError, SafetensorError) as e:
+        raise StorageError(f"checkpoint {ckpt} cannot be read ({e})") from None
+    load_trainable_state(model, adapter)
     by_name = dict(model.named_parameters())
     saved = state["optimizer_groups"]
     if len(saved) != len(optimizer.param_groups):

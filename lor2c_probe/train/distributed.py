@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from lor2c_probe.config import flatten
 from lor2c_probe.errors import UserError
 
 
@@ -101,15 +102,6 @@ def all_reduce_sum_(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(obj, dict):
-        out: dict[str, Any] = {}
-        for k, v in obj.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix.rstrip("."): obj}
-
-
 def check_agreement(what: str, obj: dict[str, Any]) -> None:
     """Fail on every rank, naming the differing fields, when ranks hold different ``obj``."""
     if not enabled():
@@ -118,9 +110,9 @@ def check_agreement(what: str, obj: dict[str, Any]) -> None:
 
     everyone: list[Any] = [None] * world()
     dist.all_gather_object(everyone, obj)
-    ref = _flatten(everyone[0])
+    ref = flatten(everyone[0])
     for r, other in enumerate(everyone[1:], start=1):
-        flat = _flatten(other)
+        flat = flatten(other)
         diff = sorted(k for k in set(ref) | set(flat) if ref.get(k) != flat.get(k))
         if diff:
             shown = ", ".join(f"{k} ({ref.get(k)!r} on rank 0, {flat.get(k)!r} on rank {r})" for k in diff[:3])

@@ -14,7 +14,7 @@ import torch
 
 from lor2c_probe.config import TrainConfig
 from lor2c_probe.data.tasks import TaskSpec
-from lor2c_probe.errors import UserError
+from lor2c_probe.errors import Diverged, UserError
 from lor2c_probe.metrics import task_metrics
 from lor2c_probe.record.naming import is_head
 from lor2c_probe.record.store import RunStore
@@ -108,6 +108,10 @@ class Trainer:
         self.step_times: list[float] = []
         self.eval_history: list[dict[str, float]] = []
         self.last_loss: float | None = None  # host copy of the latest flushed training loss (progress bar)
+        # [first optimizer step whose loss or gradient norm was not finite (-1: none), which: 1 loss, 2 grad norm, 3 both],
+        # kept on the device and read once per flush, so watching for divergence adds no sync to a step.
+        self._nonfinite = torch.tensor([-1, 0], dtype=torch.long, device=device)
+        self.skipped_steps = 0  # --on-nonfinite skip-step: updates skipped
 
     # -- recording ---------------------------------------------------------------------------------
     def _record(self, table: str, rows: list[dict[str, Any]]) -> None:
@@ -122,7 +126,9 @@ class Trainer:
             self._scalar(split, name, value)
 
     def flush(self) -> None:
-        """Let callbacks hand over their rows, move deferred scalars to host in one transfer, write every table."""
+        """Let callbacks hand over their rows, move deferred scalars to host in one transfer, write every table.
+        A non-finite loss or gradient norm since the last flush ends here: rows up to that step are written, the
+        later ones dropped, and Diverged is raised."""
         self._emit("on_flush")
         if self._scalars:
             tensors = [v.detach().float().reshape(()) for *_, v in self._scalars if torch.is_tensor(v)]
@@ -135,7 +141,36 @@ class Trainer:
                     self.last_loss = value
             self.store.append("metrics", rows)
             self._scalars.clear()
-        self.store.flush()
+        self._stop_if_diverged()
+        if self.world == 1:
+            self.store.flush()
+            return
+        err = None
+        try:  # rank 0 writes: its failure (a full disk) stops every rank, not just rank 0
+            self.store.flush()
+        except UserError as e:
+            err = str(e)
+        distributed.raise_from_main(err)
+
+    def diverged_step(self) -> int | None:
+        """The first step whose loss or gradient norm was not finite, if any (one host read)."""
+        step = int(self._nonfinite[0])
+        return step if step >= 0 else None
+
+    def _stop_if_diverged(self) -> None:
+        bad_step, what = (int(v) for v in self._nonfinite.tolist())
+        if bad_step >= 0:
+            self.store.discard_after(bad_step)
+            self.store.flush()
+            raise Diverged(bad_step, self.state.epoch, {1: "loss", 2: "gradient norm", 3: "loss"}[what])
+
+    def check_finite(self) -> None:
+        """Before a checkpoint: every trainable parameter and optimizer moment finite (one sync), else Diverged.
+        Catches what the step flags cannot: an update that overflowed the weights, or skip-step with NaN weights."""
+        tensors = [p for g in self.optimizer.param_groups for p in g["params"]]
+        tensors += [v for st in self.optimizer.state.values() for v in st.values() if torch.is_tensor(v) and v.is_floating_point()]
+        if tensors and not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+            raise Diverged(self.state.step, self.state.epoch, "value of a trainable parameter or optimizer moment")
 
     def close(self) -> None:
         """Drop the DDP wrapper (its reducer must go before the process group does)."""
@@ -202,7 +237,12 @@ class Trainer:
         st.grad_norm = torch.nn.utils.clip_grad_norm_(trainable, max_norm)  # pre-clip norm
         self._emit("before_optimizer_step")
         lr = self.optimizer.param_groups[0]["lr"]
-        if self.scaler:
+        # Under fp16 a non-finite gradient is the loss scaler's business (it skips the step and lowers the scale).
+        bad = (~torch.isfinite(st.loss)).long() + (0 if self.scaler else 2 * (~torch.isfinite(st.grad_norm)).long())
+        skip = self.cfg.on_nonfinite == "skip-step" and bool(bad)  # one sync per step, as AMP's GradScaler makes
+        if skip:
+            self.skipped_steps += 1
+        elif self.scaler:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
@@ -210,6 +250,11 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         st.step += 1
+        if self.cfg.on_nonfinite == "stop":
+            first = (self._nonfinite[0] < 0) & (bad > 0)
+            self._nonfinite.copy_(torch.where(first, torch.stack([torch.full_like(bad, st.step), bad]), self._nonfinite))
+        else:
+            self._scalar("train", "skipped_step", float(skip))
         self._scalar("train", "loss", total)
         self._scalar("train", "grad_norm", st.grad_norm)
         self._scalar("train", "lr", lr)
@@ -223,7 +268,7 @@ class Trainer:
             self._emit("on_train_start")
         accum, per_epoch = self.cfg.grad_accum, self.plan.steps_per_epoch
         with _progress(self.progress) as bar:
-            task = bar.add_task("train", total=self.plan.total_steps, completed=st.step, loss=float("nan")) if bar else None
+            task = bar.add_task("train", total=self.plan.total_steps, completed=st.step, loss="–") if bar else None
             for epoch in range(start_epoch, self.cfg.epochs):
                 st.epoch = epoch
                 self.model.train()
@@ -237,15 +282,25 @@ class Trainer:
                     if st.step % self.cfg.flush_every == 0:
                         self.flush()
                     if bar is not None:  # the loss of the last flush: reading st.loss would sync the device every step
-                        fields = {"loss": self.last_loss} if self.last_loss is not None else {}
+                        fields = {"loss": f"{self.last_loss:.4f}"} if self.last_loss is not None else {}
                         bar.update(task, advance=1, description=f"epoch {epoch}", **fields)
+                if self.diverged_step() is not None:  # no eval of a broken model: the flush raises Diverged
+                    self.flush()
                 results = self.evaluate()
                 self.record_eval("eval", results)
                 self.eval_history.append({"epoch": epoch, "step": st.step, **results})
                 self._emit("on_epoch_end")
                 self.flush()
                 if on_epoch_done is not None:
+                    self.check_finite()
                     on_epoch_done(epoch)
+                    if bar is not None and self.last_loss is not None:
+                        bar.update(task, loss=f"{self.last_loss:.4f}")
+        self.finish()
+
+    def finish(self) -> None:
+        """End of training: callbacks write what they still hold (e.g. open event windows), then a flush. Also run
+        when a resume starts from the final checkpoint, so rows written after it are recomputed, not lost."""
         self._emit("on_train_end")
         self.flush()
 
@@ -321,7 +376,7 @@ class _NoBar:
         return None
 
 
-def _progress(enabled: bool):
+def _progress(enabled: bool, console: Any = None):
     if not enabled:
         return _NoBar()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -330,7 +385,8 @@ def _progress(enabled: bool):
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"),
+        TextColumn("loss {task.fields[loss]}"),
         TimeRemainingColumn(),
         transient=False,
+        console=console,
     )

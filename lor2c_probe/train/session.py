@@ -5,16 +5,17 @@ Everything that can fail on user input is checked before the run directory is to
 
 from __future__ import annotations
 
-import os
 import platform
 import random
-import shutil
+import signal
+import threading
 import time
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -25,12 +26,15 @@ from lor2c_probe.adapters.base import ArchShape
 from lor2c_probe.config import ConfigError, RunConfig, TrainConfig
 from lor2c_probe.data.load import load_task
 from lor2c_probe.data.tasks import TaskSpec
-from lor2c_probe.errors import UserError
+from lor2c_probe.errors import Diverged, RunDiverged, RunStopped, StorageError, Terminated, UserError
 from lor2c_probe.models import EMBEDDED_DEFAULT_NAME, Backbone, find_layers, load_model
 from lor2c_probe.record.schema import SCHEMA_VERSION
+from lor2c_probe.notices import notice
+from lor2c_probe.record.lock import DirLock
+from lor2c_probe.record.outputs import check_output, signature, writing
 from lor2c_probe.record.store import MANIFEST, NullStore, RunStore, read_manifest
 from lor2c_probe.train.batches import Encoded, encode, encode_causal, take
-from lor2c_probe.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from lor2c_probe.train.checkpoint import load_checkpoint, newest_intact, save_checkpoint
 from lor2c_probe.train import distributed
 from lor2c_probe.train.hooks import TrainerCallback
 from lor2c_probe.record.naming import is_head
@@ -184,24 +188,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def prepare_out_dir(out: Path, overwrite: bool) -> None:
-    """Fail before any work if ``out`` cannot be used; clear it only with ``overwrite``."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"output path {out} exists and is not a directory")
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise UserError(f"output directory {out} already exists; pass --overwrite to replace it or --resume to continue it")
-        if not (out / MANIFEST).is_file():
-            raise UserError(f"refusing to --overwrite {out}: it is not a lor2c-probe run directory (no manifest.json)")
-    parent = out if out.exists() else out.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise UserError(f"output directory {out} cannot be created: {parent} is a file, not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"output directory {out} is not writable (no write permission on {parent})")
-
-
 def run_training(
     cfg: RunConfig,
     out: Path,
@@ -215,23 +201,28 @@ def run_training(
     out = Path(out)
     device, precision = resolve_device(cfg.train.device, cfg.train.precision, cfg.train.base_dtype)
     device = _join_launch(device, {"config": cfg.to_dict(), "out": str(out.resolve()), "overwrite": overwrite})
-    distributed.raise_from_main(_check(lambda: prepare_out_dir(out, overwrite)) if distributed.is_main() else None)
+    checked: dict[str, Any] = {}
+    check = lambda: checked.update(rep=check_output(out, "run", overwrite, resume_hint=" or --resume to continue it"))  # noqa: E731
+    distributed.raise_from_main(_check(check) if distributed.is_main() else None)  # before any work: the old run is ours
     train_ex, eval_ex, spec, source = load_task(cfg.data)  # data errors surface before any write
     built = build_model(cfg, spec)
     make_structure(cfg, built.backbone, len(train_ex))  # merge/inject schedule errors too
-    if distributed.is_main():
-        if overwrite and out.exists():
-            shutil.rmtree(out)
-        out.mkdir(parents=True, exist_ok=True)
-    manifest = _manifest(cfg, built, spec, source, len(train_ex), len(eval_ex), device, precision, policy_sources or {})
-    return _train(cfg, out, built, train_ex, eval_ex, manifest, device, precision, callbacks, progress, start_epoch=0)
+    with ExitStack() as stack:
+        # One writer per run directory, taken before the first write (rank 0 writes; its error stops every rank).
+        claim = lambda: stack.enter_context(writing(out, checked.get("rep"), "run directory"))  # noqa: E731
+        distributed.raise_from_main(_check(claim) if distributed.is_main() else None)
+        manifest = _manifest(cfg, built, spec, source, len(train_ex), len(eval_ex), device, precision, policy_sources or {})
+        return _train(cfg, out, built, train_ex, eval_ex, manifest, device, precision, callbacks, progress, start_epoch=0)
 
 
 def _check(fn: Any) -> str | None:
+    """Run ``fn`` (on rank 0) and return its error as one line for every rank to raise, or None."""
     try:
         fn()
     except UserError as e:
         return str(e)
+    except OSError as e:
+        return f"{getattr(e, 'filename', None) or ''}: {e.strerror or e}".lstrip(": ")
     return None
 
 
@@ -249,18 +240,59 @@ def resume_training(out: Path, *, callbacks: list[TrainerCallback] | None = None
     """Continue the run in ``out`` from its last checkpoint, with the configuration in its manifest."""
     out = Path(out)
     if not (out / MANIFEST).is_file():
-        raise UserError(f"cannot --resume {out}: no manifest.json there (not a lor2c-probe run directory)")
-    ckpt = latest_checkpoint(out)
-    if ckpt is None:
-        raise UserError(f"cannot --resume {out}: it has no checkpoint yet (one is written at the end of each epoch)")
-    manifest = read_manifest(out)
-    cfg = RunConfig.from_dict(manifest["config"])
-    device, precision = resolve_device(cfg.train.device, cfg.train.precision, cfg.train.base_dtype)
-    device = _join_launch(device, {"config": cfg.to_dict(), "out": str(out.resolve()), "resume": ckpt.name})
-    train_ex, eval_ex, spec, _ = load_task(cfg.data)
-    built = build_model(cfg, spec)
-    manifest.setdefault("resumes", []).append({"from": ckpt.name, "at": _now()})
-    return _train(cfg, out, built, train_ex, eval_ex, manifest, device, precision, callbacks, progress, resume_from=ckpt)
+        raise UserError(f"cannot --resume {out}: no manifest.json there (not a lor2c-probe run directory, or a run killed before "
+                        "it wrote one: start it again with --overwrite)")
+    with ExitStack() as stack:
+        if distributed.launched_world_size() <= 1:  # under a launcher the lock is taken after joining, on rank 0
+            stack.enter_context(DirLock(out, "run directory", notice))
+        manifest = read_manifest(out)
+        status = manifest.get("status")
+        if status == "completed":
+            notice(f"run {out} is already complete; nothing to resume (nothing was changed)")
+            return manifest
+        if status == "diverged":
+            d = manifest.get("diverged", {})
+            raise UserError(f"cannot --resume {out}: it diverged at step {d.get('step', '?')}, and resuming would repeat that; "
+                            "start a new run (e.g. with a lower --lr or --max-grad-norm 1)")
+        choice = newest_intact(out)
+        for name, why in choice.skipped:
+            notice(f"checkpoint {name} of {out} is not usable ({why}); falling back to an older one")
+        if choice.path is None:
+            raise UserError(f"cannot --resume {out}: {_no_checkpoint(manifest, out)}")
+        ckpt = choice.path
+        cfg = RunConfig.from_dict(manifest["config"])
+        device, precision = resolve_device(cfg.train.device, cfg.train.precision, cfg.train.base_dtype)
+        device = _join_launch(device, {"config": cfg.to_dict(), "out": str(out.resolve()), "resume": ckpt.name})
+        if distributed.launched_world_size() > 1:
+            distributed.raise_from_main(_check(lambda: stack.enter_context(DirLock(out, "run directory", notice)))
+                                        if distributed.is_main() else None)
+        train_ex, eval_ex, spec, _ = load_task(cfg.data)
+        built = build_model(cfg, spec)
+        manifest.setdefault("resumes", []).append({"from": ckpt.name, "at": _now(), "skipped_checkpoints": dict(choice.skipped)})
+        return _train(cfg, out, built, train_ex, eval_ex, manifest, device, precision, callbacks, progress, resume_from=ckpt)
+
+
+def _no_checkpoint(manifest: dict[str, Any], out: Path) -> str:
+    """Why a run cannot be resumed, and what to do instead (never "use --resume")."""
+    return (f"it has no usable checkpoint (the first is written at the end of epoch 0); start it again with "
+            f"`lor2c-probe train ... --out {out} --overwrite` (the old run is moved aside)")
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (torchrun, SLURM, docker stop) takes SIGINT's path: flush, mark the run interrupted, say how to resume."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _now() -> str:
@@ -274,6 +306,7 @@ def _manifest(
     method = get_method(cfg.adapter.method)
     bb = built.backbone
     return {
+        **signature(),
         "schema_version": SCHEMA_VERSION,
         "status": "running",
         "created": _now(),
@@ -352,6 +385,7 @@ def _train(
         moved = store.supersede_from(state["store_next_seq"], label=f"resume-{len(manifest['resumes'])}")
         manifest["resumes"][-1]["superseded_shards"] = moved
         trainer.eval_history = state["eval_history"]
+        trainer.skipped_steps = state.get("skipped_steps", 0)
         start_epoch = state["epoch"] + 1
     manifest["schedule"] = {
         "steps_per_epoch": trainer.plan.steps_per_epoch,
@@ -367,38 +401,121 @@ def _train(
     store.write_manifest(manifest)
 
     def on_epoch_done(epoch: int) -> None:
-        if not distributed.is_main():
-            return
-        save_checkpoint(
-            out, epoch, model=model, optimizer=trainer.optimizer, scheduler=trainer.scheduler,
-            extra={"step": trainer.state.step, "store_next_seq": store.next_seq, "eval_history": trainer.eval_history,
-                   "callbacks": {cb.manifest_entry()["name"]: cb.state_dict() for cb in trainer.callbacks
-                                 if hasattr(cb, "state_dict") and cb.manifest_entry()}},
-        )
+        def save() -> None:
+            # callback state read now: the structure callback copies its loss windows to the host once per checkpoint
+            save_checkpoint(
+                out, epoch, model=model, optimizer=trainer.optimizer, scheduler=trainer.scheduler,
+                extra={"step": trainer.state.step, "store_next_seq": store.next_seq, "eval_history": trainer.eval_history,
+                       "skipped_steps": trainer.skipped_steps,
+                       "callbacks": {cb.manifest_entry()["name"]: cb.state_dict() for cb in trainer.callbacks
+                                     if hasattr(cb, "state_dict") and cb.manifest_entry()}},
+            )
+
+        if not distributed.enabled():
+            return save()
+        # rank 0 writes; a failure there (a full disk) stops every rank rather than leaving them in the next all-reduce
+        distributed.raise_from_main(_check(save) if distributed.is_main() else None)
 
     t0 = time.perf_counter()
-    try:
-        if start_epoch < cfg.train.epochs:
-            trainer.fit(start_epoch, on_epoch_done)
-    except BaseException:
-        trainer.flush()  # keep every row recorded so far
-        manifest["status"] = "interrupted"
-        store.write_manifest(manifest)
-        raise
-    folded = _folded_evals(trainer, model)
-    if distributed.enabled():  # every replica must end with the same structure (merges/injections broadcast from rank 0)
-        distributed.check_agreement("model structure at the end", structure_fingerprint(model))
-        manifest["distributed"] = {"world_size": distributed.world(), "backend": "nccl" if device.type == "cuda" else "gloo",
-                                   "global_batch_size": cfg.train.batch_size, "structure_agrees": True}
-    manifest["status"] = "completed"
-    manifest["finished"] = _now()
-    manifest["results"] = _results(trainer, built.spec, time.perf_counter() - t0)
-    if folded:
-        manifest["results"]["folded_eval"] = folded
-    store.write_manifest(manifest)
+    with sigterm_as_interrupt():
+        try:
+            if start_epoch < cfg.train.epochs:
+                trainer.fit(start_epoch, on_epoch_done)
+            else:  # resumed from the final checkpoint: what callbacks write at the end comes after it
+                trainer.finish()
+            folded = _folded_evals(trainer, model)
+            if distributed.enabled():  # every replica must end with the same structure (merges/injections broadcast from rank 0)
+                distributed.check_agreement("model structure at the end", structure_fingerprint(model))
+                manifest["distributed"] = {"world_size": distributed.world(), "backend": "nccl" if device.type == "cuda" else "gloo",
+                                           "global_batch_size": cfg.train.batch_size, "structure_agrees": True}
+            manifest["status"] = "completed"
+            manifest["finished"] = _now()
+            manifest["results"] = _results(trainer, built.spec, time.perf_counter() - t0)
+            if cfg.train.on_nonfinite == "skip-step":
+                manifest["results"]["skipped_steps"] = trainer.skipped_steps
+            if folded:
+                manifest["results"]["folded_eval"] = folded
+            store.write_manifest(manifest)
+        except BaseException as e:
+            with signals_held():  # a second Ctrl-C or SIGTERM must not leave the manifest `running`
+                stop = _stopped(e, trainer, store, manifest, out)
+            if stop is e:
+                raise
+            raise stop from None
     trainer.close()
     distributed.finish()
     return manifest
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM ignored for the block (the main thread only can change handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stopped(e: BaseException, trainer: Trainer, store: RunStore, manifest: dict[str, Any], out: Path) -> BaseException:
+    """Record why the run ended early in its manifest (after saving every row that can be saved) and return what
+    to raise: a one-line RunStopped, or a bug's own exception (its traceback matters). The manifest never stays
+    ``running``: even when the emergency flush fails (a full disk), it ends ``interrupted`` or ``failed`` with the reason."""
+    step, epoch = trainer.state.step, trainer.state.epoch
+    if not isinstance(e, Diverged) and trainer.diverged_step() is not None:
+        # a NaN step before the flush that would have caught it broke something else first (e.g. an SVD of NaN weights)
+        try:
+            trainer.flush()  # writes the rows up to the bad step and raises Diverged
+        except Diverged as d:
+            e = d
+        except BaseException:  # noqa: BLE001 - the divergence is still the cause to report
+            e = Diverged(trainer.diverged_step() or step, epoch, "loss or gradient norm")
+    if isinstance(e, Diverged):  # its flush already wrote the rows up to the bad step
+        manifest["status"] = "diverged"
+        manifest["diverged"] = {"step": e.step, "epoch": e.epoch, "what": e.what, "at": _now()}
+        message = (f"{e}; rows up to step {e.step} are kept in {out} (status: diverged); no checkpoint after the divergence "
+                   f"was written. Try a lower --lr, clipping (--max-grad-norm 1) or --on-nonfinite skip-step")
+        return _finish_stop(store, manifest, RunDiverged(message, e.exit_code))
+    if isinstance(e, KeyboardInterrupt):
+        reason, code = ("SIGTERM", 143) if isinstance(e, Terminated) else ("SIGINT (Ctrl-C)", 130)
+        manifest["status"] = "interrupted"
+    else:
+        reason, code = (str(e), e.exit_code) if isinstance(e, UserError) else (f"{type(e).__name__}: {e}", 1)
+        manifest["status"] = "failed"
+    info: dict[str, Any] = {"reason": reason, "step": step, "epoch": epoch, "at": _now()}
+    try:
+        trainer.flush()
+    except BaseException as fe:  # noqa: BLE001 - whatever stops the emergency flush is recorded, not raised over the cause
+        info["flush_error"] = f"{type(fe).__name__}: {fe}"
+    manifest["interrupted" if manifest["status"] == "interrupted" else "failure"] = info
+    _write_quietly(store, manifest)  # the status first: what follows reads checkpoints and may take a moment
+    choice = newest_intact(out) if distributed.is_main() else None
+    where = f"continue with `lor2c-probe train --resume --out {out}`" + (f" (from {choice.path.name})" if choice and choice.path else "")
+    if choice is not None and choice.path is None:
+        where = _no_checkpoint(manifest, out).replace("it has", "the run has", 1)
+    what = "interrupted by " + reason if manifest["status"] == "interrupted" else f"failed: {reason}"
+    kept = "rows recorded so far are kept" if "flush_error" not in info else f"the last rows could not be saved ({info['flush_error']})"
+    err = _finish_stop(store, manifest, RunStopped(f"run {out} {what} at step {step}; {kept}; {where}", code))
+    return err if isinstance(e, (KeyboardInterrupt, UserError)) else e
+
+
+def _write_quietly(store: RunStore, manifest: dict[str, Any]) -> None:
+    try:
+        store.write_manifest(manifest)
+    except StorageError:
+        pass  # _finish_stop tries again and says so
+
+
+def _finish_stop(store: RunStore, manifest: dict[str, Any], err: RunStopped) -> RunStopped:
+    try:
+        store.write_manifest(manifest)
+    except StorageError as we:
+        return type(err)(f"{err} (and the manifest could not be updated: {we})", err.exit_code)
+    return err
 
 
 def structure_fingerprint(model: torch.nn.Module) -> dict[str, Any]:

@@ -204,3 +204,23 @@ def test_memory_only_measures_peak_memory_next_to_the_plan(tmp_path, monkeypatch
     assert mem["bytes"] == {"none": [2000 * 1024], "all": [2060 * 1024]} and mem["ratio"] == pytest.approx(1.03)
     assert mem["plan_bytes"] > 0 and mem["plan_over_measured"] == pytest.approx(mem["plan_bytes"] / (2000 * 1024))
     assert "plans" in res.output
+
+
+def test_durability_measures_the_cost_of_fsync_and_the_lock(tmp_path):
+    from lor2c_probe.record import atomic
+
+    out = tmp_path / "d.json"
+    res = runner.invoke(app, ["bench", "--smoke", "--durability", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert [r["goal"] for r in data["goals"]] == ["durability"] and data["svd"] == []
+    d = data["shapes"]["tiny"]["durability"]
+    assert set(d["seconds_per_step"]) == {"fsync=True", "fsync=False"} and d["flush_every"] == 5
+    assert len(d["step_ratio"]["all"]) == 2 and d["lock_seconds"]["median"] > 0 and d["amortized_ratio"] > 0
+    assert atomic.DURABLE is True  # restored after the unsynced variant
+    assert_user_error(runner.invoke(app, ["bench", "--smoke", "--durability", "--memory-only", "--out", str(tmp_path / "x.json")]),
+                      "pick one")
+    mine = tmp_path / "mine.json"
+    mine.write_text('{"my": "results"}')
+    assert_user_error(runner.invoke(app, ["bench", "--smoke", "--out", str(mine), "--overwrite"]), "not a benchmark file that lor2c-probe wrote")
+    assert mine.read_text() == '{"my": "results"}'

@@ -114,3 +114,42 @@ def test_bad_input(study_run, tmp_path):
     missing.write_text(text[:start] + str(tmp_path / "nope.csv") + text[text.index('"', start):])
     assert_user_error(runner.invoke(app, ["run", str(missing), "--out", str(tmp_path / "z"), "--quiet"]), "nope.csv")
     assert not (tmp_path / "z").exists()
+
+
+def test_an_interrupted_study_resumes_its_runs_and_refuses_a_changed_one(tiny_models, tiny_data, tmp_path, monkeypatch):
+    from lor2c_probe.train import loop
+
+    path, out = tmp_path / "s.toml", tmp_path / "o"
+    text = study_text(tiny_models["bert"], tiny_data)
+    path.write_text(text)
+    real, calls = loop.Trainer.train_step, {"n": 0}
+
+    def step(self, *a, **k):  # lor2c trains 8 steps; lora is interrupted at its 6th, after its first checkpoint
+        calls["n"] += 1
+        if calls["n"] == 8 + 6:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(loop.Trainer, "train_step", step)
+    res = runner.invoke(app, ["run", str(path), "--out", str(out), "--quiet", "--static"])
+    assert res.exit_code == 130, res.output
+    assert "the study continues with `lor2c-probe run" in res.output and "--resume`" in res.output
+    meta = json.loads((out / "study.json").read_text())  # written before the first run, updated after each
+    assert meta["written_by"] == "lor2c-probe" and meta["status"] == "interrupted"
+    assert meta["runs"] == {"lor2c": "completed", "lora": "interrupted"}
+    monkeypatch.setattr(loop.Trainer, "train_step", real)
+    res = runner.invoke(app, ["run", str(path), "--out", str(out), "--resume", "--static"])
+    assert res.exit_code == 0, res.output
+    assert "lor2c: completed earlier with the same configuration; kept" in res.output and "resuming lora" in res.output
+    m = read_manifest(out / "runs" / "lora")
+    assert m["status"] == "completed" and m["resumes"][0]["from"] == "epoch-0000"
+    assert json.loads((out / "study.json").read_text())["status"] == "completed"
+    # a changed configuration is refused by name; with --overwrite the old runs are moved aside and retrained
+    path.write_text(text.replace("rank = 2", "rank = 4"))
+    assert_user_error(runner.invoke(app, ["run", str(path), "--out", str(out), "--resume"]),
+                      "was trained with another configuration (adapter.rank: 2 then, 4 now)")
+    res = runner.invoke(app, ["run", str(path), "--out", str(out), "--resume", "--overwrite", "--quiet", "--static"])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("holds training runs: moved aside to") == 2
+    aside = sorted(p.name.split(".replaced-")[0] for p in (out / "runs").iterdir() if ".replaced-" in p.name)
+    assert aside == ["lor2c", "lora"] and read_manifest(out / "runs" / "lora")["config"]["adapter"]["rank"] == 4

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from lor2c_probe.record.schema import TABLES, columns
@@ -39,10 +40,16 @@ def test_empty_table_has_schema_columns(tmp_path):
 
 def test_schema_is_enforced(tmp_path):
     store = RunStore(tmp_path)
-    store.append("metrics", [{"step": 1, "epoch": 0, "split": "train", "name": "loss"}])  # no value
-    store.append("metrics", [{"step": "x", "epoch": 0, "split": "train", "name": "loss", "value": 1.0}])
-    with pytest.raises(Exception):
+    # A missing or misspelled column is refused when the row arrives (pyarrow alone would write it as a null).
+    with pytest.raises(KeyError, match=r"table 'metrics' does not match its schema: missing \['value'\], unexpected \[\]"):
+        store.append("metrics", [{"step": 1, "epoch": 0, "split": "train", "name": "loss"}])
+    with pytest.raises(KeyError, match=r"missing \['value'\], unexpected \['valeu'\]"):
+        store.append("metrics", [{"step": 1, "epoch": 0, "split": "train", "name": "loss", "valeu": 1.0}])
+    assert store.pending("metrics") == 0  # nothing of a refused batch is buffered
+    store.append("metrics", [{"step": "x", "epoch": 0, "split": "train", "name": "loss", "value": 1.0}])  # a mistyped value
+    with pytest.raises((TypeError, ValueError, pa.ArrowException)):
         store.flush()
+    assert not (tmp_path / "tables").exists() or not any((tmp_path / "tables").rglob("*.parquet"))
     with pytest.raises(KeyError, match="unknown table"):
         store.append("nope", [])
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lor2c_probe.errors import UserError
+from lor2c_probe.errors import RunStopped, UserError
 from lor2c_probe.record.store import read_manifest, read_table
 from lor2c_probe.train.hooks import TrainerCallback
 from lor2c_probe.config import TrainConfig
@@ -55,9 +55,12 @@ def test_training_learns_the_tiny_task(tiny_models, tiny_data, tmp_path):
 def test_killed_and_resumed_run_equals_uninterrupted(tiny_models, tiny_data, tmp_path):
     cfg = tiny_config(tiny_models["bert"], tiny_data, epochs=3)
     run_training(cfg, tmp_path / "full", progress=False)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(RunStopped, match=r"interrupted by SIGINT \(Ctrl-C\) at step 19; rows recorded so far are kept; continue with "
+                       r"`lor2c-probe train --resume --out .*cut` \(from epoch-0000\)") as stop:
         run_training(cfg, tmp_path / "cut", progress=False, callbacks=[Kill(at=19)])  # mid epoch 1
+    assert stop.value.exit_code == 130
     assert read_manifest(tmp_path / "cut")["status"] == "interrupted"
+    assert read_manifest(tmp_path / "cut")["interrupted"]["step"] == 19
     partial = _tables(tmp_path / "cut")
     assert partial["step"].max() == 19  # everything up to the kill was flushed, nothing lost
     manifest = resume_training(tmp_path / "cut", progress=False)
@@ -71,9 +74,9 @@ def test_killed_and_resumed_run_equals_uninterrupted(tiny_models, tiny_data, tmp
 
 def test_resume_without_checkpoint_is_a_user_error(tiny_models, tiny_data, tmp_path):
     cfg = tiny_config(tiny_models["bert"], tiny_data)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(RunStopped, match="no usable checkpoint .*start it again with .*--overwrite"):  # not "use --resume"
         run_training(cfg, tmp_path / "r", progress=False, callbacks=[Kill(at=2)])
-    with pytest.raises(UserError, match="has no checkpoint yet"):
+    with pytest.raises(UserError, match="has no usable checkpoint"):
         resume_training(tmp_path / "r", progress=False)
     with pytest.raises(UserError, match="no manifest.json"):
         resume_training(tmp_path / "elsewhere", progress=False)
@@ -118,7 +121,7 @@ def test_hook_points_fire_in_order_with_accumulation(tiny_models, tiny_data, tmp
 def test_checkpoint_is_safetensors_and_json_only(tiny_models, tiny_data, tmp_path):
     run_training(tiny_config(tiny_models["bert"], tiny_data, epochs=1), tmp_path / "r", progress=False)
     ckpt = tmp_path / "r" / "checkpoints" / "epoch-0000"
-    assert sorted(p.name for p in ckpt.iterdir()) == ["adapter.safetensors", "state.json", "state.safetensors"]
+    assert sorted(p.name for p in ckpt.iterdir()) == ["adapter.safetensors", "checksums.json", "state.json", "state.safetensors"]
     state = json.loads((ckpt / "state.json").read_text())
     assert state["epoch"] == 0 and state["step"] == 12
 
@@ -177,3 +180,27 @@ def test_lr_schedule_warmup_then_linear_decay():
 def test_spectral_reading_chunk_never_exceeds_a_micro_batch(train, chunk):
     # A reading's no-grad forward on `chunk` examples then holds fewer activations than a step keeps for backward.
     assert probe_chunk(TrainConfig(**train)) == chunk
+
+
+def test_progress_bar_shows_the_loss_once_known_and_never_nan(tiny_models, tiny_data, tmp_path, capsys):
+    """A run shorter than --flush-every used to show `loss nan` throughout; now `–` until a flush, then the loss."""
+    import re
+
+    from rich.console import Console
+
+    from lor2c_probe.train import loop
+
+    seen = []
+    real = loop._progress
+
+    def progress(enabled):  # the real bar, rendered into a recording console
+        bar = real(enabled, Console(record=True, force_terminal=False, width=120))
+        seen.append(bar)
+        return bar
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loop, "_progress", progress)
+        run_training(tiny_config(tiny_models["bert"], tiny_data, epochs=1, flush_every=50), tmp_path / "r", progress=True)
+    text = seen[0].console.export_text()
+    assert "nan" not in text
+    assert re.search(r"loss \d\.\d{4}", text), text
