@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
-from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Callable, Literal, Optional
 
 import typer
 
 from lor2c_probe.adapters import METHODS
 from lor2c_probe.errors import UserError
+from lor2c_probe.options import QUICK_DEFAULTS, Option, select
 
 app = typer.Typer(
     name="lor2c-probe",
@@ -39,172 +40,80 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-Method = typer.Option(help=f"Adapter method: {', '.join(METHODS)}.")
+def _annotation(o: Option, default: Any = None, prefix: str = "") -> Any:
+    help_text = (prefix + o.help_text(default)).replace("[", "\\[")  # rich markup would eat "[default: ...]"
+    if o.flag:
+        return Annotated[bool, typer.Option(help=help_text)]
+    # Choices are listed in --help; the config checks them, so a wrong value is one line naming the choices, not a usage box.
+    extra = {"metavar": "|".join(o.choices)} if o.choices else {}
+    return Annotated[Optional[o.kind], typer.Option(help=help_text, show_default=False, **extra)]
 
-# Options shared by the commands that train; None means "not given" (so --resume can reject them).
-Opt = Optional
-ModelOpt = Annotated[Opt[str], typer.Option(help="HF hub id or local folder; default: the embedded all-MiniLM-L6-v2.")]
-TaskOpt = Annotated[Opt[str], typer.Option(help="rotten-tomatoes (default), sst2, mrpc, rte, cola, stsb, qnli, custom, or alpaca (instruction tuning of a decoder).")]
-LossOnOpt = Annotated[Opt[str], typer.Option(help="--task alpaca: loss on all tokens (the reference) or on the response only \\[default: all].")]
-DataDirOpt = Annotated[Opt[Path], typer.Option(help="Folder with the official GLUE TSV files.")]
-TrainFileOpt = Annotated[Opt[Path], typer.Option(help="Your training data: CSV/TSV/JSONL with --task custom, Alpaca JSON with --task alpaca.")]
-EvalFileOpt = Annotated[Opt[Path], typer.Option(help="Your eval data; without it a seeded split of --train-file is used.")]
-MaxTrainOpt = Annotated[Opt[int], typer.Option(help="Use only the first N training examples.")]
-MaxEvalOpt = Annotated[Opt[int], typer.Option(help="Use only the first N eval examples.")]
-EpochsOpt = Annotated[Opt[int], typer.Option(help="Training epochs.")]
-StepsOpt = Annotated[Opt[int], typer.Option(help="Cap on optimizer steps per epoch, for quick runs; 0 = full epochs.")]
-BatchOpt = Annotated[Opt[int], typer.Option(help="Examples per micro-batch.")]
-AccumOpt = Annotated[Opt[int], typer.Option(help="Micro-batches per optimizer step \\[default: 1].")]
-LrOpt = Annotated[Opt[float], typer.Option(help="Peak learning rate.")]
-RankOpt = Annotated[Opt[int], typer.Option(help="Adapter rank r \\[default: 8].")]
-AlphaOpt = Annotated[Opt[float], typer.Option(help="Adapter alpha; scaling s = alpha / r \\[default: 16].")]
-DropoutOpt = Annotated[Opt[float], typer.Option(help="Adapter input dropout \\[default: set by --policy].")]
-PreNumOpt = Annotated[Opt[int], typer.Option(help="ResLoRA: earlier layers a shortcut reaches (-1 = all) \\[default: 4].")]
-WdOpt = Annotated[Opt[float], typer.Option(help="AdamW weight decay \\[default: set by --policy].")]
-HeadLrOpt = Annotated[Opt[float], typer.Option(help="Head lr = lr * this \\[default: set by --policy].")]
-WarmupOpt = Annotated[Opt[float], typer.Option(help="Share of steps with linear warmup \\[default: 0.06].")]
-ClipOpt = Annotated[Opt[float], typer.Option(help="Clip the global gradient norm \\[default: 1.0]; 0 disables.")]
-MaxLenOpt = Annotated[Opt[int], typer.Option(help="Truncate inputs to this many tokens \\[default: 128].")]
-SeedOpt = Annotated[Opt[int], typer.Option(help="Seed for init, dropout and data order \\[default: 17].")]
-PolicyOpt = Annotated[Opt[str], typer.Option(help="paper (default) or reference: the released code's optimizer quirks.")]
-DeviceOpt = Annotated[Opt[str], typer.Option(help="auto (default), cpu or cuda.")]
-PrecisionOpt = Annotated[Opt[str], typer.Option(help="auto, fp32, bf16 or fp16 (mixed precision needs CUDA).")]
-BaseDtypeOpt = Annotated[Opt[str], typer.Option(help="Store the frozen pretrained weights in fp32, bf16 or fp16 (half: needs that --precision; "
-                                                 "halves their memory, adapters stay fp32) \\[default: fp32].")]
-NonFiniteOpt = Annotated[Opt[str], typer.Option(help="A non-finite loss or gradient norm: stop (the run ends as diverged) or skip-step "
-                                                  "(skip that update, as AMP's loss scaler does; one host sync per step) \\[default: stop].")]
-FlushOpt = Annotated[Opt[int], typer.Option(help="Optimizer steps between writes of the run store \\[default: 50].")]
-ProbesOpt = Annotated[Opt[str], typer.Option(help="Probes to record, a comma list of grads, activations, spectra \\[default: all three], or none.")]
-SpectraEveryOpt = Annotated[Opt[int], typer.Option(help="Spectra also every N optimizer steps, besides each epoch end \\[default: 0 = epoch ends only].")]
-ProbeEveryOpt = Annotated[Opt[int], typer.Option(help="Record the probes every N optimizer steps \\[default: 1].")]
-MergesOpt = Annotated[Opt[int], typer.Option(help="Merges M (merge-lor2c, im-lor2c) \\[default: 0].")]
-InjectionsOpt = Annotated[Opt[int], typer.Option(help="Injections J (inject-lor2c, im-lor2c) \\[default: 0].")]
-ScheduleOpt = Annotated[Opt[str], typer.Option(help="Event schedule: epoch (default) or step.")]
-SfsSourceOpt = Annotated[Opt[str], typer.Option(help="Score source: features (paper) or weights (reference) \\[default: set by --policy].")]
-SfsScoreOpt = Annotated[Opt[str], typer.Option(help="Score: sfs (paper) or head_share (reference) \\[default: set by --policy].")]
-SfsKOpt = Annotated[Opt[int], typer.Option(help="k of the score \\[default: 2].")]
-InjectRuleOpt = Annotated[Opt[str], typer.Option(help="Inject into the module with the min (paper) or max (reference) score.")]
-MergeKeepOpt = Annotated[Opt[str], typer.Option(help="Merged module keeps the factors of: more_information (paper) or lower (reference).")]
-BugsOpt = Annotated[bool, typer.Option(help="Ablation: merged module frozen and injected LoRA never trained, as in the released code.")]
-OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing output directory.")]
+
+def training_options(opts: tuple[Option, ...], defaults: dict[str, Any] | None = None, prefix: str = "") -> Callable[[Callable], Callable]:
+    """The command also takes ``opts`` (declared once in lor2c_probe.options) as typer options; their values arrive in
+    the command's ``**options``, None (or False for a flag) when not given. ``defaults``: this command's own, for --help."""
+    def decorate(fn: Callable) -> Callable:
+        sig = inspect.signature(fn, eval_str=True)  # this module postpones annotations: typer needs them evaluated
+        own = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        positional = [p for p in own if p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty]
+        keyword = [p.replace(kind=p.KEYWORD_ONLY) for p in own if p not in positional]
+        generated = [inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=False if o.flag else None,
+                                       annotation=_annotation(o, (defaults or {}).get(o.name), prefix)) for o in opts]
+        fn.__signature__ = sig.replace(parameters=positional + generated + keyword)
+        return fn
+    return decorate
+
+
+OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing output that lor2c-probe wrote (training runs are moved aside, never deleted).")]
 QuietOpt = Annotated[bool, typer.Option(help="No progress bar.")]
+OutOpt = Annotated[Optional[Path], typer.Option(help="Output directory \\[default: runs/<command>-<time>].")]
+ANALYSIS_DEFAULTS = {**QUICK_DEFAULTS, "max_eval_examples": QUICK_DEFAULTS["max_eval_examples"]}
+SFS_DEFAULTS = {**QUICK_DEFAULTS, "method": "im-lor2c", "merges": 2, "injections": 2, "schedule": "step", "spectra_every": 10}
 
 
 @app.command()
 @user_errors
+@training_options(select())
 def train(
-    method: Annotated[Opt[str], Method] = None,
-    model: ModelOpt = None,
-    task: TaskOpt = None,
-    data_dir: DataDirOpt = None,
-    train_file: TrainFileOpt = None,
-    eval_file: EvalFileOpt = None,
-    max_train_examples: MaxTrainOpt = None,
-    max_eval_examples: MaxEvalOpt = None,
-    loss_on: LossOnOpt = None,
-    string_labels: Annotated[bool, typer.Option(help="--task custom: read every label as a class name (a column mixing numbers "
-                                                     "and words is refused otherwise).")] = False,
-    epochs: Annotated[Opt[int], typer.Option(help="Training epochs \\[default: 3].")] = None,
-    steps_per_epoch: StepsOpt = None,
-    batch_size: Annotated[Opt[int], typer.Option(help="Examples per micro-batch \\[default: 32].")] = None,
-    grad_accum: AccumOpt = None,
-    lr: Annotated[Opt[float], typer.Option(help="Peak learning rate \\[default: 5e-4].")] = None,
-    rank: RankOpt = None,
-    alpha: AlphaOpt = None,
-    dropout: DropoutOpt = None,
-    pre_num: PreNumOpt = None,
-    weight_decay: WdOpt = None,
-    head_lr_scale: HeadLrOpt = None,
-    warmup_ratio: WarmupOpt = None,
-    max_grad_norm: ClipOpt = None,
-    max_length: MaxLenOpt = None,
-    seed: SeedOpt = None,
-    policy: PolicyOpt = None,
-    device: DeviceOpt = None,
-    precision: PrecisionOpt = None,
-    base_dtype: BaseDtypeOpt = None,
-    flush_every: FlushOpt = None,
-    on_nonfinite: NonFiniteOpt = None,
-    probes: ProbesOpt = None,
-    probe_every: ProbeEveryOpt = None,
-    spectra_every: SpectraEveryOpt = None,
-    merges: MergesOpt = None,
-    injections: InjectionsOpt = None,
-    schedule: ScheduleOpt = None,
-    sfs_source: SfsSourceOpt = None,
-    sfs_score: SfsScoreOpt = None,
-    sfs_k: SfsKOpt = None,
-    inject_rule: InjectRuleOpt = None,
-    merge_keep: MergeKeepOpt = None,
-    emulate_reference_bugs: BugsOpt = False,
-    out: Annotated[Opt[Path], typer.Option(help="Run directory \\[default: runs/<method>-<time>].")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory \\[default: runs/<method>-<time>].")] = None,
     overwrite: OverwriteOpt = False,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its newest intact checkpoint.")] = False,
     report: Annotated[bool, typer.Option(help="Write an HTML report into <out>/report at the end.")] = True,
     quiet: QuietOpt = False,
+    **options: Any,
 ) -> None:
     """Train one adapter method and record it into a run directory (and its report)."""
-    options = dict(locals())  # before any import below adds names
-    options["emulate_reference_bugs"] = options["emulate_reference_bugs"] or None  # a flag: None when not given
-    options["string_labels"] = options["string_labels"] or None
     from lor2c_probe.commands.train import TrainArgs, run_train
 
-    for key in ("out", "overwrite", "resume", "quiet", "report"):
-        options.pop(key)
     run_train(TrainArgs(options=options, out=out, overwrite=overwrite, resume=resume, quiet=quiet, report=report))
 
 
 @app.command()
 @user_errors
+@training_options(select(without=("method", "probes")), ANALYSIS_DEFAULTS)
 def gradients(
     methods: Annotated[str, typer.Option(help="Comma list of methods trained side by side.")] = "lor2c,lora",
-    baseline: Annotated[Opt[str], typer.Option(help="Denominator method \\[default: lora if listed, else the last].")] = None,
-    from_runs: Annotated[Opt[list[Path]], typer.Option(help="Analyse existing run directories instead of training (repeat the option).")] = None,
+    baseline: Annotated[Optional[str], typer.Option(help="Denominator method \\[default: lora if listed, else the last].")] = None,
+    from_runs: Annotated[Optional[list[Path]], typer.Option(help="Analyse existing run directories instead of training (repeat the option).")] = None,
     stat: Annotated[str, typer.Option(help="Gradient statistic: mean_abs (the paper's mean gradient), l2 or max_abs.")] = "mean_abs",
     factor: Annotated[str, typer.Option(help="Module factor: all (element-weighted), A or B.")] = "all",
-    model: ModelOpt = None,
-    task: TaskOpt = None,
-    data_dir: DataDirOpt = None,
-    train_file: TrainFileOpt = None,
-    eval_file: EvalFileOpt = None,
-    max_train_examples: MaxTrainOpt = None,
-    max_eval_examples: Annotated[Opt[int], typer.Option(help="Use only the first N eval examples \\[default: 500].")] = None,
-    epochs: Annotated[Opt[int], typer.Option(help="Training epochs \\[default: 3].")] = None,
-    steps_per_epoch: Annotated[Opt[int], typer.Option(help="Optimizer steps per epoch \\[default: 100]; 0 = full epochs.")] = None,
-    batch_size: Annotated[Opt[int], typer.Option(help="Examples per micro-batch \\[default: 16].")] = None,
-    grad_accum: AccumOpt = None,
-    lr: Annotated[Opt[float], typer.Option(help="Peak learning rate \\[default: 1e-3].")] = None,
-    rank: RankOpt = None,
-    alpha: AlphaOpt = None,
-    dropout: DropoutOpt = None,
-    pre_num: PreNumOpt = None,
-    weight_decay: WdOpt = None,
-    head_lr_scale: HeadLrOpt = None,
-    warmup_ratio: WarmupOpt = None,
-    max_grad_norm: ClipOpt = None,
-    max_length: MaxLenOpt = None,
-    seed: SeedOpt = None,
-    policy: PolicyOpt = None,
-    device: DeviceOpt = None,
-    precision: PrecisionOpt = None,
-    flush_every: FlushOpt = None,
-    probe_every: ProbeEveryOpt = None,
-    out: Annotated[Opt[Path], typer.Option(help="Output directory \\[default: runs/gradients-<time>].")] = None,
+    out: OutOpt = None,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
+    **options: Any,
 ) -> None:
-    """Gradient flow, LoR2C vs LoRA: train with probes, then the ratio surface (paper Fig. 7) and dL/dh maps."""
-    options = dict(locals())
+    """Gradient flow, LoR2C vs LoRA: train with probes, then the ratio surface (paper Fig. 7), dL/dh maps and a report."""
     from lor2c_probe.commands.gradients import GradientsArgs, run_gradients
 
-    run_gradients(GradientsArgs.from_options(options))
+    run_gradients(GradientsArgs.from_options(dict(methods=methods, baseline=baseline, from_runs=from_runs, stat=stat, factor=factor,
+                                                  out=out, overwrite=overwrite, quiet=quiet, **options)))
 
 
 @app.command()
 @user_errors
 def params(
     arch: Annotated[str, typer.Option(help="roberta-base, roberta-large, bert-base, minilm, llama-1b, llama-2-7b, llama-2-13b or llama-2-70b.")] = "roberta-base",
-    method: Annotated[Optional[str], Method] = None,
+    method: Annotated[Optional[str], typer.Option(help="One adapter method \\[default: all].", metavar="|".join(METHODS), show_default=False)] = None,
     rank: Annotated[int, typer.Option(help="Adapter rank r.")] = 8,
     merges: Annotated[int, typer.Option(help="Count after M merges (merge-capable methods); injections are parameter-neutral.")] = 0,
     memory: Annotated[bool, typer.Option(help="Also plan training memory per GPU for --method (measured on the CPU at true width; tens of seconds for 7B).")] = False,
@@ -225,84 +134,11 @@ def params(
 
 @app.command()
 @user_errors
-def spectrum(
-    runs: Annotated[Opt[list[Path]], typer.Argument(help="Recorded run directories to analyse; none = train --methods first.")] = None,
-    methods: Annotated[str, typer.Option(help="Methods to train when no run is given.")] = "full-rank-residual,lor2c",
-    source: Annotated[str, typer.Option(help="weights (the learned maps) or features (their outputs on the probe batch).")] = "weights",
-    ks: Annotated[str, typer.Option(help="Top-k energy shares to report.")] = "1,2,4,8,16",
-    model: ModelOpt = None,
-    task: TaskOpt = None,
-    data_dir: DataDirOpt = None,
-    train_file: TrainFileOpt = None,
-    eval_file: EvalFileOpt = None,
-    max_train_examples: MaxTrainOpt = None,
-    max_eval_examples: Annotated[Opt[int], typer.Option(help="Use only the first N eval examples \\[default: 500].")] = None,
-    epochs: Annotated[Opt[int], typer.Option(help="Training epochs \\[default: 3].")] = None,
-    steps_per_epoch: Annotated[Opt[int], typer.Option(help="Optimizer steps per epoch \\[default: 100]; 0 = full epochs.")] = None,
-    batch_size: Annotated[Opt[int], typer.Option(help="Examples per micro-batch \\[default: 16].")] = None,
-    lr: Annotated[Opt[float], typer.Option(help="Peak learning rate \\[default: 1e-3].")] = None,
-    rank: RankOpt = None,
-    alpha: AlphaOpt = None,
-    seed: SeedOpt = None,
-    policy: PolicyOpt = None,
-    device: DeviceOpt = None,
-    out: Annotated[Opt[Path], typer.Option(help="Output directory \\[default: runs/spectrum-<time>].")] = None,
-    overwrite: OverwriteOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
-    """Low-rank evidence (paper Fig. 2): spectra of the learned residual maps against a same-norm control, and phi."""
-    options = dict(locals())
-    from lor2c_probe.commands.spectrum import SpectrumArgs, run_spectrum
-
-    run_spectrum(SpectrumArgs.from_options(options))
-
-
-@app.command()
-@user_errors
-def sfs(
-    runs: Annotated[Opt[list[Path]], typer.Argument(help="Recorded run directories to analyse; none = train im-lor2c first.")] = None,
-    k: Annotated[int, typer.Option(help="k of SFS_k to trace.")] = 2,
-    source: Annotated[Opt[str], typer.Option(help="features or weights \\[default: the policy's score source].")] = None,
-    method: Annotated[Opt[str], Method] = None,
-    merges: Annotated[Opt[int], typer.Option(help="Merges M \\[default: 2].")] = None,
-    injections: Annotated[Opt[int], typer.Option(help="Injections J \\[default: 2].")] = None,
-    schedule: Annotated[Opt[str], typer.Option(help="step (default here) or epoch.")] = None,
-    emulate_reference_bugs: BugsOpt = False,
-    model: ModelOpt = None,
-    task: TaskOpt = None,
-    data_dir: DataDirOpt = None,
-    train_file: TrainFileOpt = None,
-    eval_file: EvalFileOpt = None,
-    max_train_examples: MaxTrainOpt = None,
-    max_eval_examples: Annotated[Opt[int], typer.Option(help="Use only the first N eval examples \\[default: 500].")] = None,
-    epochs: Annotated[Opt[int], typer.Option(help="Training epochs \\[default: 3].")] = None,
-    steps_per_epoch: Annotated[Opt[int], typer.Option(help="Optimizer steps per epoch \\[default: 100]; 0 = full epochs.")] = None,
-    batch_size: Annotated[Opt[int], typer.Option(help="Examples per micro-batch \\[default: 16].")] = None,
-    lr: Annotated[Opt[float], typer.Option(help="Peak learning rate \\[default: 1e-3].")] = None,
-    rank: RankOpt = None,
-    seed: SeedOpt = None,
-    policy: PolicyOpt = None,
-    device: DeviceOpt = None,
-    spectra_every: Annotated[Opt[int], typer.Option(help="Spectra every N steps for the traces \\[default: 10].")] = None,
-    out: Annotated[Opt[Path], typer.Option(help="Output directory \\[default: runs/sfs-<time>].")] = None,
-    overwrite: OverwriteOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
-    """IMLoR2C with the SFS scheduler: merges/injections, the event log and SFS traces across events."""
-    options = dict(locals())
-    options["emulate_reference_bugs"] = options["emulate_reference_bugs"] or None
-    from lor2c_probe.commands.sfs import SfsArgs, run_sfs
-
-    run_sfs(SfsArgs.from_options(options))
-
-
-@app.command()
-@user_errors
 def report(
     runs: Annotated[list[Path], typer.Argument(help="Recorded run directories (or a study/command output folder with runs/ inside).")],
-    out: Annotated[Opt[Path], typer.Option(help="Report folder \\[default: <run>/report, or <parent of the runs>/report].")] = None,
-    title: Annotated[Opt[str], typer.Option(help="Report title \\[default: the run labels].")] = None,
-    baseline: Annotated[Opt[str], typer.Option(help="Denominator of the gradient ratio: a run label or method \\[default: lora if present].")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Report folder \\[default: <run>/report, or <parent of the runs>/report].")] = None,
+    title: Annotated[Optional[str], typer.Option(help="Report title \\[default: the run labels].")] = None,
+    baseline: Annotated[Optional[str], typer.Option(help="Denominator of the gradient ratio: a run label or method \\[default: lora if present].")] = None,
     stat: Annotated[str, typer.Option(help="Gradient statistic for the ratio: mean_abs, l2 or max_abs.")] = "mean_abs",
     factor: Annotated[str, typer.Option(help="Module factor for the ratio: all, A or B.")] = "all",
     k: Annotated[int, typer.Option(help="k of the SFS_k traces.")] = 2,
@@ -315,52 +151,84 @@ def report(
     run_report(runs, out, title=title, baseline=baseline, stat=stat, factor=factor, k=k, interactive=interactive, overwrite=overwrite)
 
 
+@app.command()
+@user_errors
+@training_options(select(without=("method", "probes")), ANALYSIS_DEFAULTS)
+def spectrum(
+    runs: Annotated[Optional[list[Path]], typer.Argument(help="Recorded run directories to analyse; none = train --methods first.")] = None,
+    methods: Annotated[str, typer.Option(help="Methods to train when no run is given.")] = "full-rank-residual,lor2c",
+    source: Annotated[str, typer.Option(help="weights (the learned maps) or features (their outputs on the probe batch).")] = "weights",
+    ks: Annotated[str, typer.Option(help="Top-k energy shares to report.")] = "1,2,4,8,16",
+    out: OutOpt = None,
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+    **options: Any,
+) -> None:
+    """Low-rank evidence (paper Fig. 2): spectra of the learned residual maps against a same-norm control, and phi."""
+    from lor2c_probe.commands.spectrum import SpectrumArgs, run_spectrum
+
+    run_spectrum(SpectrumArgs.from_options(dict(runs=runs, methods=methods, source=source, ks=ks, out=out, overwrite=overwrite,
+                                                quiet=quiet, **options)))
+
+
+@app.command()
+@user_errors
+@training_options(select(without=("probes",)), SFS_DEFAULTS)
+def sfs(
+    runs: Annotated[Optional[list[Path]], typer.Argument(help="Recorded run directories to analyse; none = train --method first.")] = None,
+    k: Annotated[int, typer.Option(help="k of SFS_k to trace.")] = 2,
+    source: Annotated[Optional[str], typer.Option(help="features or weights \\[default: the policy's score source].")] = None,
+    out: OutOpt = None,
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+    **options: Any,
+) -> None:
+    """IMLoR2C with the SFS scheduler: merges/injections, the event log and SFS traces across events."""
+    from lor2c_probe.commands.sfs import SfsArgs, run_sfs
+
+    run_sfs(SfsArgs.from_options(dict(runs=runs, k=k, source=source, out=out, overwrite=overwrite, quiet=quiet, **options)))
+
+
+RUN_OVERRIDES = ("model", "task", "data_dir", "device", "precision", "epochs", "steps_per_epoch", "batch_size", "max_eval_examples")
+
+
 @app.command(name="run")
 @user_errors
+@training_options(select(RUN_OVERRIDES), prefix="Replaces the study's value for every run. ")
 def run_study(
     study: Annotated[Path, typer.Argument(help="A study file, e.g. analyses/fig7-gradient-ratio.toml (or just its name).")],
-    model: ModelOpt = None,
-    task: TaskOpt = None,
-    data_dir: DataDirOpt = None,
-    device: DeviceOpt = None,
-    precision: PrecisionOpt = None,
-    epochs: Annotated[Opt[int], typer.Option(help="Override the study's epochs.")] = None,
-    steps_per_epoch: Annotated[Opt[int], typer.Option(help="Override the study's steps per epoch (0 = full epochs).")] = None,
-    batch_size: Annotated[Opt[int], typer.Option(help="Override the study's batch size.")] = None,
-    max_eval_examples: Annotated[Opt[int], typer.Option(help="Override the study's eval size.")] = None,
-    seeds: Annotated[Opt[str], typer.Option(help="Comma list of seeds replacing the study's.")] = None,
-    out: Annotated[Opt[Path], typer.Option(help="Output folder \\[default: runs/<study name>].")] = None,
+    seeds: Annotated[Optional[str], typer.Option(help="Comma list of seeds replacing the study's.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder \\[default: runs/<study name>].")] = None,
     overwrite: OverwriteOpt = False,
     resume: Annotated[bool, typer.Option(help="Continue the study in --out: keep its completed runs, resume interrupted ones from their checkpoints, "
                                                 "train the rest; a run whose configuration changed is refused (with --overwrite: moved aside and retrained).")] = False,
     interactive: Annotated[bool, typer.Option("--interactive/--static", help="Report with interactive plotly figures, or --static SVG figures and no JavaScript.")] = True,
     quiet: QuietOpt = False,
+    **options: Any,
 ) -> None:
     """Reproduce a paper result end to end: train a study's runs, then write its report."""
     from lor2c_probe.commands.run import run_study as run
 
-    overrides = {"model": model, "task": task, "data_dir": data_dir, "device": device, "precision": precision, "epochs": epochs,
-                 "steps_per_epoch": steps_per_epoch, "batch_size": batch_size, "max_eval_examples": max_eval_examples}
-    run(study, overrides, out=out, overwrite=overwrite, resume=resume, quiet=quiet, interactive=interactive, seeds=seeds)
+    run(study, options, out=out, overwrite=overwrite, resume=resume, quiet=quiet, interactive=interactive, seeds=seeds)
 
 
 @app.command()
 @user_errors
 def bench(
     out: Annotated[Path, typer.Option(help="The JSON file to write.")] = Path("bench.json"),
-    shapes: Annotated[Opt[str], typer.Option(help="Model shapes: minilm (embedded, pretrained), roberta-base, llama-1b (random weights; llama-1b is a GPU shape), tiny, tiny-llama \\[default: minilm,roberta-base].")] = None,
-    methods: Annotated[Opt[str], typer.Option(help="Methods; the first is the step-time baseline \\[default: lora,lor2c].")] = None,
-    device: Annotated[Opt[str], typer.Option(help="cpu (default), cuda or auto.")] = None,
-    precision: PrecisionOpt = None,
-    rank: RankOpt = None,
-    batch_size: Annotated[Opt[int], typer.Option(help="Examples per step \\[default: 16].")] = None,
-    seq_len: Annotated[Opt[int], typer.Option(help="Tokens per example \\[default: 64].")] = None,
-    reps: Annotated[Opt[int], typer.Option(help="Interleaved repetitions \\[default: 7].")] = None,
-    steps: Annotated[Opt[int], typer.Option(help="Optimizer steps per repetition \\[default: 5].")] = None,
-    warmup: Annotated[Opt[int], typer.Option(help="Untimed steps before the first repetition \\[default: 2].")] = None,
-    memory_reps: Annotated[Opt[int], typer.Option(help="Child processes per peak-memory figure \\[default: 2].")] = None,
-    svd_dims: Annotated[Opt[str], typer.Option(help="d of the factor-QR vs dense SVD table \\[default: 384,768,4096].")] = None,
-    epoch_steps: Annotated[Opt[str], typer.Option(help="Epoch lengths to amortise the spectral probe over \\[default: 100,359].")] = None,
+    shapes: Annotated[Optional[str], typer.Option(help="Model shapes: minilm (embedded, pretrained), roberta-base, llama-1b (random weights; llama-1b is a GPU shape), tiny, tiny-llama \\[default: minilm,roberta-base].")] = None,
+    methods: Annotated[Optional[str], typer.Option(help="Methods; the first is the step-time baseline \\[default: lora,lor2c].")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu (default), cuda or auto.")] = None,
+    precision: Annotated[Optional[Literal["auto", "fp32", "bf16", "fp16"]], typer.Option(help="Mixed precision needs CUDA \\[default: auto].")] = None,
+    rank: Annotated[Optional[int], typer.Option(help="Adapter rank r \\[default: 8].")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Examples per step \\[default: 16].")] = None,
+    seq_len: Annotated[Optional[int], typer.Option(help="Tokens per example \\[default: 64].")] = None,
+    reps: Annotated[Optional[int], typer.Option(help="Interleaved repetitions \\[default: 7].")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Optimizer steps per repetition \\[default: 5].")] = None,
+    warmup: Annotated[Optional[int], typer.Option(help="Untimed steps before the first repetition \\[default: 2].")] = None,
+    memory_reps: Annotated[Optional[int], typer.Option(help="Child processes per peak-memory figure \\[default: 2].")] = None,
+    svd_dims: Annotated[Optional[str], typer.Option(help="d of the factor-QR vs dense SVD table \\[default: 384,768,4096].")] = None,
+    epoch_steps: Annotated[Optional[str], typer.Option(help="Epoch lengths to amortise the spectral probe over \\[default: 100,359].")] = None,
     smoke: Annotated[bool, typer.Option(help="Run everything once on the tiny shape (well under a minute); checks the suite, not the goals.")] = False,
     memory_only: Annotated[bool, typer.Option(help="Measure only peak memory, next to what `params --memory` plans (for big shapes).")] = False,
     durability: Annotated[bool, typer.Option(help="Measure only what fsync and the run lock cost (step-time ratio at the default flush interval).")] = False,
@@ -370,10 +238,6 @@ def bench(
     from lor2c_probe.commands.bench import run_bench
 
     run_bench(dict(locals()))
-
-
-def default_out(method: str) -> Path:
-    return Path("runs") / f"{method}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m lor2c_probe`

@@ -11,6 +11,10 @@ class ConfigError(UserError, ValueError):
     """An invalid configuration value (raised from dataclass ``__post_init__``)."""
 
 
+class CannotCompare(UserError):
+    """Runs that cannot be compared (different models, misaligned steps, no tables of the kind asked for)."""
+
+
 class StorageError(UserError):
     """A file could not be written or read back (disk full, permissions, a damaged file); names the file."""
 

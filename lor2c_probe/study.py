@@ -31,15 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from lor2c_probe.errors import ConfigError, UserError
+from lor2c_probe.options import NAMES
 
-# Every `lor2c-probe train` option a study may set (tests check this matches the CLI).
-TRAIN_OPTIONS = (
-    "method", "model", "task", "data_dir", "train_file", "eval_file", "max_train_examples", "max_eval_examples", "loss_on", "string_labels", "epochs",
-    "steps_per_epoch", "batch_size", "grad_accum", "lr", "rank", "alpha", "dropout", "pre_num", "weight_decay", "head_lr_scale",
-    "warmup_ratio", "max_grad_norm", "max_length", "seed", "policy", "device", "precision", "base_dtype", "flush_every", "on_nonfinite", "probes",
-    "probe_every", "spectra_every", "merges", "injections", "schedule", "sfs_source", "sfs_score", "sfs_k", "inject_rule",
-    "merge_keep", "emulate_reference_bugs",
-)
+# Every `lor2c-probe train` option a study may set: the one declaration in lor2c_probe.options.
+TRAIN_OPTIONS = NAMES
 TOP_KEYS = ("name", "title", "paper", "claim", "seeds", "analyses", "baseline", "train", "runs")
 ANALYSES = ("training", "comparison", "gradients", "activations", "low_rank", "sfs", "events")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -146,7 +141,7 @@ def load_study(path: Path, overrides: dict[str, Any] | None = None, *, seeds: li
 
 def validate(study: Study) -> None:
     """Build every run's RunConfig now (fail before training) and check each analysis can be drawn."""
-    from lor2c_probe.commands.train import config_from_options
+    from lor2c_probe.options import config_from_options
 
     configs = []
     for label, seed, opts in study.planned():

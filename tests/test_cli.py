@@ -206,7 +206,7 @@ def test_real_minilm_on_real_rotten_tomatoes(tmp_path):
 
 
 def test_steps_per_epoch_zero_means_full_epochs():
-    from lor2c_probe.commands.train import config_from_options
+    from lor2c_probe.options import config_from_options
 
     keys = ["method", "model", "task", "data_dir", "train_file", "eval_file", "max_train_examples", "max_eval_examples",
             "epochs", "steps_per_epoch", "batch_size", "grad_accum", "lr", "rank", "alpha", "dropout", "weight_decay",

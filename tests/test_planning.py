@@ -86,7 +86,7 @@ def test_memory_plan_cli(tmp_path):
 def test_bundled_shapes_and_configs_agree(arch, method):
     """`params --arch` (closed-form counts from ARCH_SHAPES) and `--memory` (meta-device model from ARCH_CONFIGS)
     describe the same model: grouped-query v_proj widths included."""
-    from lor2c_probe.commands.params import count_table
+    from lor2c_probe.compare.params import count_table
 
     counts = parameter_counts(arch_config(arch), MemoryPlan(method, 8, 1, 16, "bf16"))
     assert counts["adapters"] == count_table(arch, [method], 8)[method]

@@ -34,7 +34,7 @@ class Planned:
 
 def run_study(path: Path, overrides: dict[str, Any], *, out: Path | None, overwrite: bool, resume: bool, quiet: bool,
               interactive: bool, seeds: str | None = None) -> Path:
-    from lor2c_probe.commands.train import config_from_options
+    from lor2c_probe.options import config_from_options
     from lor2c_probe.record.outputs import check_output, only_transient, writing
 
     seed_list = None

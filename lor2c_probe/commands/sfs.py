@@ -15,7 +15,9 @@ from typing import Any
 
 import typer
 
-from lor2c_probe.commands.common import plan_methods, recorded_runs, reject_training_options, train_planned
+from lor2c_probe.commands.common import plan_methods, reject_training_options, train_planned
+from lor2c_probe.compare.sfs import SfsTrace, sfs_trace
+from lor2c_probe.record.runs import recorded_runs
 from lor2c_probe.errors import UserError
 from lor2c_probe.record.outputs import check_output, mark, staged, writing
 
@@ -41,7 +43,7 @@ class SfsArgs:
 
 
 def run_sfs(args: SfsArgs) -> None:
-    from lor2c_probe.cli import default_out
+    from lor2c_probe.commands.common import default_out
     from lor2c_probe.record.store import read_manifest
 
     out = args.out or default_out("sfs")
@@ -62,56 +64,21 @@ def run_sfs(args: SfsArgs) -> None:
         frames = []
         for label, path in runs:
             src = source or ("weights" if read_manifest(path).get("policy", {}).get("name") == "reference" else "features")
-            frames.append(analyse(label, path, args.k, src))
+            frames.append(sfs_trace(label, path, args.k, src))
         _write(out, frames, args.k)
-    text = "\n\n".join(f["summary"] for f in frames)
+    text = "\n\n".join(f.summary for f in frames)
     typer.echo(text)
     typer.echo(f"outputs: {out}")
 
 
-def analyse(label: str, path: Path, k: int, source: str) -> dict[str, Any]:
-    from lor2c_probe.analysis.sfs_traces import event_effects, sfs_traces
-    from lor2c_probe.record.store import read_manifest, read_table
-
-    import pandas as pd
-
-    sfs, events = read_table(path, "sfs"), read_table(path, "events")
-    try:
-        traces = sfs_traces(sfs, events, k=k, source=source)
-        effects = event_effects(sfs, events, k=k, source=source) if not events.empty else None
-        both = pd.concat([sfs_traces(sfs, events, k=k, source=s).assign(source=s) for s in sorted(sfs.source.unique())], ignore_index=True)
-    except ValueError as e:
-        raise UserError(f"run {path}: {e}") from None
-    m = read_manifest(path)
-    lines = [f"{label}: SFS_{k} ({source}) across {len(events)} structural events"]
-    if effects is not None:
-        for e in effects.itertuples(index=False):
-            before = ", ".join(f"{mod} {v:.3f}" if v is not None else f"{mod} -" for mod, v in e.sfs_before.items())
-            after = f"{e.result} {e.sfs_after:.3f} at step {int(e.sfs_after_step)}" if e.sfs_after == e.sfs_after and e.sfs_after is not None else f"{e.result} (no LoR2C trace after)"
-            loss = f"loss {e.loss_before_mean:.4f} -> {e.loss_after_mean:.4f}" if e.loss_after_mean is not None else "loss window open"
-            kept = f" (kept {e.kept_factors_of}'s factors)" if isinstance(e.kept_factors_of, str) else ""
-            lines.append(f"  step {e.step}: {e.kind} {e.parents} -> {e.result}{kept}; SFS before {before}; after {after}; {loss}; "
-                         f"params {e.params_before:,} -> {e.params_after:,}")
-    for r in events[events.kind.str.endswith("_skipped")].itertuples(index=False):
-        import json as _json
-
-        lines.append(f"  step {r.step}: {r.kind.replace('_skipped', '')} skipped: {_json.loads(r.detail_json).get('reason')}")
-    res = m.get("results") or {}
-    if res.get("final_eval"):
-        head = res["headline_metric"]
-        lines.append(f"  final eval {head}: {res['final_eval'][head]:.4f}; adapter params at start {m['params']['adapter_params']:,}")
-    return {"label": label, "traces": traces.assign(run=label), "all_traces": both.assign(run=label), "events": effects.assign(run=label) if effects is not None else None,
-            "raw_events": events, "summary": "\n".join(lines), "k": k}
-
-
-def _write(out: Path, frames: list[dict[str, Any]], k: int) -> None:
+def _write(out: Path, frames: list[SfsTrace], k: int) -> None:
     import pandas as pd
 
     from lor2c_probe.plots.spectra import sfs_traces_html, sfs_traces_png
 
     with staged(out) as d:
-        pd.concat([f["all_traces"] for f in frames], ignore_index=True).to_parquet(d / "sfs.parquet", index=False)  # both sources
-        evs = [f["events"] for f in frames if f["events"] is not None]
+        pd.concat([f.all_traces for f in frames], ignore_index=True).to_parquet(d / "sfs.parquet", index=False)  # both sources
+        evs = [f.events for f in frames if f.events is not None]
         if evs:
             ev = pd.concat(evs, ignore_index=True)
             ev["sfs_before"] = ev["sfs_before"].map(lambda x: ",".join(f"{k}={v}" for k, v in x.items()))
@@ -119,9 +86,9 @@ def _write(out: Path, frames: list[dict[str, Any]], k: int) -> None:
         else:
             pd.DataFrame(columns=["step", "kind"]).to_parquet(d / "events.parquet", index=False)
         f = frames[0]
-        title = f"{f['label']}: SFS_{f['k']} of each LoR2C module; dashed lines = events"
-        sfs_traces_png(f["traces"], f["raw_events"], d / "sfs_traces.png", title=title)
-        sfs_traces_html(f["traces"], f["raw_events"], d / "sfs_traces.html", title=title)
-        (d / "summary.txt").write_text("\n\n".join(fr["summary"] for fr in frames) + "\n")
-        meta = {"runs": [fr["label"] for fr in frames], "k": k, "sources": "features and weights (sfs.parquet); traces drawn from each run's score source"}
+        title = f"{f.label}: SFS_{f.k} of each LoR2C module; dashed lines = events"
+        sfs_traces_png(f.traces, f.raw_events, d / "sfs_traces.png", title=title)
+        sfs_traces_html(f.traces, f.raw_events, d / "sfs_traces.html", title=title)
+        (d / "summary.txt").write_text("\n\n".join(fr.summary for fr in frames) + "\n")
+        meta = {"runs": [fr.label for fr in frames], "k": k, "sources": "features and weights (sfs.parquet); traces drawn from each run's score source"}
         (d / "sfs.json").write_text(json.dumps(mark(meta), indent=2) + "\n")

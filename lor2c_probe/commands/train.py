@@ -8,15 +8,8 @@ from typing import Any
 
 import typer
 
-from lor2c_probe.config import AdapterConfig, DataConfig, ProbeConfig, RunConfig, StructureConfig, TrainConfig, resolve_policy
 from lor2c_probe.errors import RunDiverged, UserError
-
-TRAIN_FIELDS = (
-    "epochs", "steps_per_epoch", "batch_size", "grad_accum", "lr", "warmup_ratio", "max_length", "seed",
-    "device", "precision", "base_dtype", "flush_every", "on_nonfinite",
-)
-DATA_FIELDS = ("task", "data_dir", "train_file", "eval_file", "max_train_examples", "max_eval_examples", "loss_on", "string_labels")
-
+from lor2c_probe.options import config_from_options, given
 
 @dataclass(frozen=True)
 class TrainArgs:
@@ -28,52 +21,17 @@ class TrainArgs:
     report: bool = True
 
 
-def config_from_options(o: dict[str, Any]) -> tuple[RunConfig, dict[str, str]]:
-    """Build the validated RunConfig; unset policy fields come from the policy."""
-    method = o.get("method") or "lor2c"
-    policy = o.get("policy") or "paper"
-    values, sources = resolve_policy(
-        policy, method, dropout=o.get("dropout"), weight_decay=o.get("weight_decay"), head_lr_scale=o.get("head_lr_scale")
-    )
-    adapter = AdapterConfig(
-        method=method,
-        rank=o["rank"] if o.get("rank") is not None else AdapterConfig.rank,
-        alpha=o["alpha"] if o.get("alpha") is not None else AdapterConfig.alpha,
-        dropout=values["dropout"],
-        pre_num=o["pre_num"] if o.get("pre_num") is not None else AdapterConfig.pre_num,
-    )
-    train_kw = {k: o[k] for k in TRAIN_FIELDS if o.get(k) is not None}
-    if train_kw.get("steps_per_epoch") == 0:  # 0 = no cap: full epochs
-        train_kw["steps_per_epoch"] = None
-    if o.get("max_grad_norm") is not None:
-        train_kw["max_grad_norm"] = o["max_grad_norm"] or None  # 0 disables clipping
-    train = TrainConfig(**train_kw, weight_decay=values["weight_decay"], head_lr_scale=values["head_lr_scale"])
-    data_kw = {k: (str(o[k]) if isinstance(o[k], Path) else o[k]) for k in DATA_FIELDS if o.get(k) is not None}
-    data = DataConfig(**data_kw)
-    structure = StructureConfig(
-        merges=o.get("merges") or 0, injections=o.get("injections") or 0, schedule=o.get("schedule") or "epoch",
-        source=o.get("sfs_source"), score=o.get("sfs_score"), k=o.get("sfs_k"), inject_rule=o.get("inject_rule"),
-        merge_keep=o.get("merge_keep"), emulate_reference_bugs=bool(o.get("emulate_reference_bugs")),
-    )
-    probes = ProbeConfig.parse(o.get("probes") or "grads,activations,spectra", o.get("probe_every") or 1)
-    if o.get("spectra_every") is not None:
-        probes = replace(probes, spectra_every=o["spectra_every"])
-    run = RunConfig(model=o.get("model"), adapter=adapter, train=train, data=data, policy=policy, probes=probes, structure=structure)
-    run.structure_policy()  # validates the policy overrides now
-    return run, sources
-
-
 def run_train(args: TrainArgs) -> None:
-    from lor2c_probe.cli import default_out
+    from lor2c_probe.commands.common import default_out
     from lor2c_probe.train import distributed
     from lor2c_probe.train.session import resume_training, run_training
 
     if args.resume:
-        given = sorted(k for k, v in args.options.items() if v is not None)
+        named = sorted(given(args.options))
         if args.out is None:
             raise UserError("--resume needs --out RUN_DIR (the run to continue)")
-        if given:
-            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        if named:
+            flags = ", ".join("--" + k.replace("_", "-") for k in named)
             raise UserError(f"--resume takes its configuration from {args.out}/manifest.json; drop {flags}")
         if args.overwrite:
             raise UserError("--resume and --overwrite contradict each other; pick one")

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from lor2c_probe.errors import StorageError
 from lor2c_probe.record.outputs import check_output, mark, publish, writing
-from lor2c_probe.report.runs import load_runs, run_warnings
+from lor2c_probe.record.runs import load_runs
+from lor2c_probe.report.banner import run_warnings
 from lor2c_probe.report.sections import Fig, Options, Section, Table, build_sections
 
 MARKER = "report.json"

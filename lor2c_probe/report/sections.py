@@ -10,9 +10,8 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from lor2c_probe.commands.common import RunRef
-from lor2c_probe.errors import UserError
-from lor2c_probe.report.runs import ReportRun
+from lor2c_probe.errors import CannotCompare, UserError
+from lor2c_probe.record.runs import RecordedRun
 
 
 @dataclass(frozen=True)
@@ -57,10 +56,6 @@ class Options:
     k: int = 2
 
 
-def _ref(r: ReportRun) -> RunRef:
-    return RunRef(r.label, r.path, r.manifest)
-
-
 # -- runs and parameters -------------------------------------------------------------------------------------
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -72,7 +67,7 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def runs_section(runs: list[ReportRun]) -> Section:
+def runs_section(runs: list[RecordedRun]) -> Section:
     rows = []
     for r in runs:
         m, cfg = r.manifest, r.manifest.get("config", {})
@@ -101,7 +96,7 @@ def runs_section(runs: list[ReportRun]) -> Section:
     return s
 
 
-def params_section(runs: list[ReportRun]) -> Section:
+def params_section(runs: list[RecordedRun]) -> Section:
     rows = []
     for r in runs:
         p = r.manifest.get("params", {})
@@ -117,7 +112,7 @@ def params_section(runs: list[ReportRun]) -> Section:
 
 
 # -- training and the method comparison ----------------------------------------------------------------------
-def training_section(runs: list[ReportRun]) -> Section:
+def training_section(runs: list[RecordedRun]) -> Section:
     from lor2c_probe.plots.report import training_curves_figure, training_curves_plotly
 
     s = Section("training", "Training and evaluation")
@@ -134,7 +129,7 @@ def training_section(runs: list[ReportRun]) -> Section:
     return s
 
 
-def comparison_section(runs: list[ReportRun]) -> Section:
+def comparison_section(runs: list[RecordedRun]) -> Section:
     from lor2c_probe.plots.report import comparison_figure
 
     s = Section("comparison", "Method comparison (final eval)")
@@ -182,7 +177,7 @@ def comparison_section(runs: list[ReportRun]) -> Section:
 
 
 # -- gradient flow -------------------------------------------------------------------------------------------
-def _baseline_runs(runs: list[ReportRun], baseline: str | None) -> list[ReportRun]:
+def _baseline_runs(runs: list[RecordedRun], baseline: str | None) -> list[RecordedRun]:
     if baseline is None:
         hits = [r for r in runs if r.method == "lora"] or [runs[-1]]
     else:
@@ -192,8 +187,8 @@ def _baseline_runs(runs: list[ReportRun], baseline: str | None) -> list[ReportRu
     return hits
 
 
-def gradients_section(runs: list[ReportRun], opts: Options) -> Section:
-    from lor2c_probe.commands.gradients import analyse
+def gradients_section(runs: list[RecordedRun], opts: Options) -> Section:
+    from lor2c_probe.compare.gradients import compare_gradients
     from lor2c_probe.plots.gradients import ratio_surface_figure, ratio_surface_plotly
 
     s = Section("gradients", "Gradient flow: module gradient ratio (paper Fig. 7)")
@@ -209,13 +204,12 @@ def gradients_section(runs: list[ReportRun], opts: Options) -> Section:
         if not nums:
             continue
         try:
-            base_ref = _ref(base)  # analyse() tells the baseline apart by identity
-            res = analyse([_ref(r) for r in nums] + [base_ref], base_ref, opts.stat, opts.factor)
-        except UserError as e:
+            res = compare_gradients(nums + [base], base, opts.stat, opts.factor)  # the baseline is told apart by identity
+        except CannotCompare as e:
             texts.append(f"not compared: {e}")
             continue
-        surfaces.append(res["surface"])
-        texts.append(res["summary"])
+        surfaces.append(res.surface)
+        texts.append(res.summary)
     if not surfaces:
         s.note = "no numerator run could be compared with the baseline: " + " ".join(texts)
         return s
@@ -233,7 +227,7 @@ def gradients_section(runs: list[ReportRun], opts: Options) -> Section:
     return s
 
 
-def activations_section(runs: list[ReportRun]) -> Section:
+def activations_section(runs: list[RecordedRun]) -> Section:
     from lor2c_probe.analysis.gradients import activation_grad_profile
     from lor2c_probe.plots.gradients import activation_heatmaps_figure
     from lor2c_probe.plots.report import activation_profile_figure
@@ -258,8 +252,8 @@ def activations_section(runs: list[ReportRun]) -> Section:
 
 
 # -- spectra ----------------------------------------------------------------------------------------------------
-def low_rank_section(runs: list[ReportRun]) -> Section:
-    from lor2c_probe.commands.spectrum import analyse
+def low_rank_section(runs: list[RecordedRun]) -> Section:
+    from lor2c_probe.compare.spectrum import compare_spectra
     from lor2c_probe.plots.spectra import low_rank_figure, low_rank_plotly, subspace_figure
 
     s = Section("low_rank", "Low-rank evidence (paper Fig. 2) and subspace similarity")
@@ -275,8 +269,8 @@ def low_rank_section(runs: list[ReportRun]) -> Section:
     try:
         # runs without structural events first: phi compares the first two, and needs the same layers in both
         eligible.sort(key=lambda r: r.has("events"))
-        res = analyse([_ref(r) for r in eligible], "weights", (1, 2, 4, 8, 16), strict_phi=False)
-    except UserError as e:
+        res = compare_spectra(eligible, "weights", (1, 2, 4, 8, 16), strict_phi=False)
+    except CannotCompare as e:
         s.note = str(e)
         return s
     title = "Learned residual maps: weight spectra vs a same-norm Gaussian control"
@@ -284,26 +278,26 @@ def low_rank_section(runs: list[ReportRun]) -> Section:
                     "of the same shape and Frobenius norm. A rank-r method has at most r non-zero singular values by construction; "
                     "only a full-rank residual tests whether the learned map is low rank.")
     s.blocks.append(Fig("low_rank", "Normalised spectra (left, log scale) and cumulative energy (right); dashed: control; dotted line at 8.",
-                        lambda: low_rank_figure(res["curves"], title=title), lambda: low_rank_plotly(res["curves"], title=title)))
-    t = res["summary_table"]
+                        lambda: low_rank_figure(res.curves, title=title), lambda: low_rank_plotly(res.curves, title=title)))
+    t = res.summary_table
     cols = ["run", "epoch", "layer", "n", "top8_energy", "control_top8_energy", "effective_rank", "control_effective_rank", "stable_rank"]
     last = t[t.epoch == t.groupby("run").epoch.transform("max")]
     s.blocks.append(Table(last[[c for c in cols if c in last.columns]], "Last epoch per layer: energy in the top 8 directions, ranks.",
                           data="low_rank_summary"))
-    if res["grid"] is not None:
-        grid = res["grid"]
+    if res.grid is not None:
+        grid = res.grid
         a, b = eligible[0].label, eligible[1].label
-        d = int(res["summary_table"].n.max())
+        d = int(res.summary_table.n.max())
         chance = f"; random subspaces give about j/d = {int(grid.j.max())}/{d} = {grid.j.max() / d:.3f} at i = j = {int(grid.j.max())}"
         s.blocks.append(Fig("subspace", f"phi(i, j) between the top-i left singular vectors of {a} and the top-j of {b}, per layer"
                             f" (1: one subspace contains the other, 0: orthogonal{chance}).",
                             lambda: subspace_figure(grid, title=f"Subspace similarity phi(i, j): {a} (rows) vs {b} (columns)")))
-    s.blocks.append(Pre(res["summary"]))
+    s.blocks.append(Pre(res.summary))
     return s
 
 
-def sfs_section(runs: list[ReportRun], opts: Options) -> Section:
-    from lor2c_probe.commands.sfs import analyse
+def sfs_section(runs: list[RecordedRun], opts: Options) -> Section:
+    from lor2c_probe.compare.sfs import sfs_trace
     from lor2c_probe.plots.spectra import sfs_traces_figure, sfs_traces_plotly
 
     s = Section("sfs", "SFS traces across merges and injections")
@@ -315,21 +309,21 @@ def sfs_section(runs: list[ReportRun], opts: Options) -> Section:
     for r in eligible:
         src = "weights" if r.manifest.get("policy", {}).get("name") == "reference" else "features"
         try:
-            res = analyse(r.label, r.path, opts.k, src)
-        except UserError as e:
+            res = sfs_trace(r.label, r.path, opts.k, src)
+        except CannotCompare as e:
             s.blocks.append(f"{r.label}: not drawn: {e}")
             continue
         title = f"{r.label}: SFS_{opts.k} ({src}) of each LoR2C module; dashed lines = events"
-        traces, events = res["traces"], res["raw_events"]
+        traces, events = res.traces, res.raw_events
         s.blocks.append(Fig(f"sfs_traces-{_slug(r.label)}", f"{r.label}: SFS_{opts.k} from {src} per module over optimizer steps; "
                             "red dashed = merge, purple dashed = injection; a merged module's trace continues (dotted) from its parents.",
                             lambda t=traces, e=events, ti=title: sfs_traces_figure(t, e, title=ti),
                             lambda t=traces, e=events, ti=title: sfs_traces_plotly(t, e, title=ti)))
-        s.blocks.append(Pre(res["summary"]))
+        s.blocks.append(Pre(res.summary))
     return s
 
 
-def events_section(runs: list[ReportRun]) -> Section:
+def events_section(runs: list[RecordedRun]) -> Section:
     from lor2c_probe.analysis.sfs_traces import parse_events
 
     s = Section("events", "Structural events")
@@ -367,7 +361,7 @@ def _slug(text: str) -> str:
 SECTIONS = ("runs", "params", "training", "comparison", "gradients", "activations", "low_rank", "sfs", "events")
 
 
-def build_sections(runs: list[ReportRun], opts: Options) -> list[Section]:
+def build_sections(runs: list[RecordedRun], opts: Options) -> list[Section]:
     return [
         runs_section(runs), params_section(runs), training_section(runs), comparison_section(runs),
         gradients_section(runs, opts), activations_section(runs), low_rank_section(runs), sfs_section(runs, opts), events_section(runs),

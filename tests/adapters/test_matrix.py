@@ -88,7 +88,7 @@ def test_save_load_round_trip(tiny_model_dir, method, tmp_path):
 
 def test_formula_counts_from_decisions():
     """Golden values from decisions.md (RoBERTa-base r=8; LLaMA-2-7B r=64), arithmetic in reference-notes §1.6."""
-    from lor2c_probe.commands.params import count_table
+    from lor2c_probe.compare.params import count_table
 
     rb = count_table("roberta-base", ["lor2c", "lora", "share-lor2c"], 8)
     assert rb == {"lor2c": 147_456, "lora": 294_912, "share-lor2c": 79_872}

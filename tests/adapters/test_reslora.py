@@ -195,7 +195,7 @@ def test_bad_fold_and_naming():
 
 @pytest.mark.parametrize("variant", ["is", "bs", "ms"])
 def test_training_and_folding_leave_frozen_weights_bit_identical(tiny_models, tiny_data, tmp_path, variant):
-    from lor2c_probe.commands.train import config_from_options
+    from lor2c_probe.options import config_from_options
     from lor2c_probe.record.store import read_table
     from lor2c_probe.train import session
 

@@ -34,6 +34,16 @@ def compared(tiny_models, tiny_data, tmp_path_factory):
     return out, res.output
 
 
+def test_ends_with_a_report_that_draws_the_headline_sections(compared):
+    import json
+
+    out, output = compared
+    assert output.strip().splitlines()[-1] == f"report: {out / 'report' / 'report.html'}"
+    meta = json.loads((out / "report" / "report.json").read_text())
+    assert all(meta["sections"][s] == "drawn" for s in ("gradients", "activations", "training", "comparison")), meta["sections"]
+    assert "gradient_ratio" in meta["figures"] and "lor2c / lora" in (out / "report" / "report.html").read_text()
+
+
 def test_writes_every_output(compared):
     out, output = compared
     for name in OUTPUTS:

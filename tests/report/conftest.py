@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lor2c_probe.commands.train import config_from_options
+from lor2c_probe.options import config_from_options
 from lor2c_probe.train.session import run_training
 
 

@@ -187,7 +187,7 @@ def test_study_folder_stands_for_its_runs(recorded, tmp_path):
 
 
 def test_labels_distinguish_seeds(recorded, tmp_path):
-    from lor2c_probe.report.runs import load_runs
+    from lor2c_probe.record.runs import load_runs
 
     runs = load_runs([recorded["lor2c"], recorded["bare"], recorded["lora"]])
     assert [r.label for r in runs] == ["lor2c s3", "lor2c s4", "lora s3"]

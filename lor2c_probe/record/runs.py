@@ -1,4 +1,7 @@
-"""Recorded runs as the report sees them: manifest, labels, groups and their tables (read once, lazily)."""
+"""The one recorded-run type and loader: a run directory's manifest, label, group and tables (read once, lazily).
+
+Every multi-run consumer (the analysis commands, the compare layer, reports, studies) sees runs through this.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +16,16 @@ from lor2c_probe.errors import UserError
 from lor2c_probe.record.store import read_manifest, read_table, shard_paths
 
 
-@dataclass
-class ReportRun:
-    label: str  # unique within the report
-    group: str  # runs differing only by seed share a group (the comparison table averages over them)
+@dataclass(eq=False)  # compared by identity: a baseline is told apart from the runs compared with it
+class RecordedRun:
+    label: str  # unique among the runs analysed together
     path: Path
     manifest: dict[str, Any]
+    group: str = ""  # runs differing only by seed share a group (comparisons average over them); default: the label
     _tables: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.group = self.group or self.label
 
     def has(self, table: str) -> bool:
         return bool(shard_paths(self.path, table))
@@ -67,7 +73,7 @@ def describe(manifest: dict[str, Any]) -> str:
     return name
 
 
-def load_runs(paths: list[Path], groups: dict[Path, str] | None = None) -> list[ReportRun]:
+def load_runs(paths: list[Path], groups: dict[Path, str] | None = None) -> list[RecordedRun]:
     """Check each path is a run directory and label the runs: by configuration, then + seed, then by folder."""
     if not paths:
         raise UserError("report needs at least one run directory (a folder with manifest.json)")
@@ -77,10 +83,7 @@ def load_runs(paths: list[Path], groups: dict[Path, str] | None = None) -> list[
         if not (p / "manifest.json").is_file():
             hint = " (a study output? pass its runs/* folders)" if (p / "runs").is_dir() else ""
             raise UserError(f"{p}: not a lor2c-probe run directory (no manifest.json){hint}")
-        try:
-            manifests.append((p, read_manifest(p)))
-        except ValueError as e:
-            raise UserError(f"{p}/manifest.json is not valid JSON ({e}); the run directory is damaged") from None
+        manifests.append((p, read_manifest(p)))  # a damaged manifest is a one-line StorageError naming it
     if len({p.resolve() for p, _ in manifests}) != len(manifests):
         raise UserError("the same run directory is given twice")
     groups = {Path(k).resolve(): v for k, v in (groups or {}).items()}
@@ -94,27 +97,20 @@ def load_runs(paths: list[Path], groups: dict[Path, str] | None = None) -> list[
         labels = [f"{p.parent.name}/{p.name}" for p, _ in manifests]
     if len(set(labels)) != len(labels):
         labels = [str(p) for p, _ in manifests]
-    return [ReportRun(label, name, p, m) for label, name, (p, m) in zip(labels, names, manifests)]
+    return [RecordedRun(label, p, m, name) for label, name, (p, m) in zip(labels, names, manifests)]
 
 
-def run_warnings(runs: list[ReportRun]) -> list[str]:
-    """One sentence per run that did not complete: diverged, interrupted, failed, or stopped while ``running``."""
-    from lor2c_probe.record.lock import holder
-
-    out = []
-    for r in runs:
-        m, status = r.manifest, r.manifest.get("status")
-        if status == "diverged":
-            d = m.get("diverged") or {}
-            out.append(f"Run {r.label} DIVERGED at step {d.get('step', '?')} (epoch {d.get('epoch', '?')}): the {d.get('what', 'loss')} "
-                       "was not finite. Its tables stop at that step; it is not a trained model, and its results are not comparable.")
-        elif status in ("interrupted", "failed"):
-            i = m.get("interrupted") or m.get("failure") or {}
-            out.append(f"Run {r.label} did not finish ({status} at step {i.get('step', '?')}: {i.get('reason', 'unknown reason')}); "
-                       f"its tables are partial. Continue it with `lor2c-probe train --resume --out {r.path}`.")
-        elif status == "running":
-            h = holder(r.path)
-            out.append(f"Run {r.label} is still training (pid {h.get('pid')} on {h.get('host')}); its tables are partial." if h else
-                       f"Run {r.label} stopped without finishing (the process was killed); its tables are partial. "
-                       f"Continue it with `lor2c-probe train --resume --out {r.path}`.")
-    return out
+def recorded_runs(paths: list[Path], table: str, probe: str) -> list[RecordedRun]:
+    """Run directories to analyse, each checked for a manifest and a non-empty ``table``; labelled by method
+    name when those are unique, else by folder name."""
+    refs = []
+    for p in paths:
+        if not (p / "manifest.json").is_file():
+            raise UserError(f"{p}: not a lor2c-probe run directory (no manifest.json)")
+        if not shard_paths(p, table):
+            raise UserError(f"run {p} has no `{table}` table; record it with `lor2c-probe train --probes {probe}`")
+        refs.append(RecordedRun(p.name, p, read_manifest(p)))
+    names = [r.manifest.get("method", {}).get("name", r.label) for r in refs]
+    if len(set(names)) == len(names):
+        refs = [RecordedRun(n, r.path, r.manifest) for n, r in zip(names, refs)]
+    return refs

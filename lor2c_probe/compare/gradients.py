@@ -1,0 +1,90 @@
+"""Gradient flow across runs: the ratio surface (paper Fig. 7) and block-input gradients, with their summary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from lor2c_probe.errors import CannotCompare
+from lor2c_probe.record.runs import RecordedRun
+from lor2c_probe.record.store import read_table
+
+
+def pick_baseline(runs: list[RecordedRun], baseline: str | None) -> RecordedRun:
+    """The denominator run: ``baseline`` by label, else lora if present, else the last run."""
+    labels = [r.label for r in runs]
+    if baseline is None:
+        baseline = "lora" if "lora" in labels else labels[-1]
+    if baseline not in labels:
+        raise CannotCompare(f"--baseline {baseline!r} is not among the compared runs ({', '.join(labels)})")
+    return runs[labels.index(baseline)]
+
+
+@dataclass(frozen=True)
+class GradientComparison:
+    surface: pd.DataFrame  # method, epoch, layer, ratio, ...: each numerator run over the baseline (paper Fig. 7)
+    profiles: dict[str, pd.DataFrame]  # run label -> ||dL/dh_i|| per epoch and layer
+    act_profile: pd.DataFrame | None  # the profiles in one long table (method column)
+    act_ratio: pd.DataFrame | None  # ||dL/dh_i|| of each numerator over the baseline
+    summary: str
+
+
+def compare_gradients(runs: list[RecordedRun], baseline: RecordedRun, stat: str, factor: str) -> GradientComparison:
+    """The gradient-ratio surface of every run over ``baseline`` (one of ``runs``) and the activation-gradient maps."""
+    from lor2c_probe.analysis.gradients import (
+        AlignmentError,
+        activation_grad_profile,
+        activation_grad_ratio,
+        check_alignment,
+        gradient_ratio_surface,
+        summarize,
+    )
+
+    grads = {r.label: read_table(r.path, "grads") for r in runs}
+    acts = {r.label: read_table(r.path, "activation_grads") for r in runs}
+    layers = {r.label: r.manifest.get("model", {}).get("num_layers") for r in runs}
+    surfaces, act_ratios, summaries = [], [], []
+    for r in runs:
+        if r is baseline:
+            continue
+        if layers[r.label] != layers[baseline.label]:
+            raise CannotCompare(f"runs {r.path} and {baseline.path} come from models with {layers[r.label]} and {layers[baseline.label]} layers")
+        try:
+            check_alignment(grads[r.label], grads[baseline.label], (r.label, baseline.label))
+            s = gradient_ratio_surface(grads[r.label], grads[baseline.label], stat=stat, factor=factor)
+        except AlignmentError as e:
+            raise CannotCompare(f"runs {r.path} and {baseline.path} cannot be compared: {e}") from None
+        except ValueError as e:
+            raise CannotCompare(f"{r.label} vs {baseline.label}: {e}") from None
+        surfaces.append(s.assign(method=r.label))
+        summaries.append(summarize(s, numerator=r.label, denominator=baseline.label, stat=stat, factor=factor))
+        if not acts[r.label].empty and not acts[baseline.label].empty:
+            act_ratios.append(activation_grad_ratio(acts[r.label], acts[baseline.label]).assign(method=r.label))
+    profiles = {label: activation_grad_profile(a) for label, a in acts.items() if not a.empty}
+    order = ["method", "epoch", "layer"]
+    surface = pd.concat(surfaces, ignore_index=True)
+    surface = surface[order + [c for c in surface.columns if c not in order]]
+    act_profile = pd.concat([p.assign(method=m) for m, p in profiles.items()], ignore_index=True) if profiles else None
+    act_ratio = pd.concat(act_ratios, ignore_index=True) if act_ratios else None
+    if act_profile is not None:
+        summaries.append(_activation_summary(profiles, act_ratio, baseline.label))
+    return GradientComparison(surface, profiles, act_profile, act_ratio, "\n\n".join(summaries))
+
+
+def _activation_summary(profiles: dict[str, Any], act_ratio: Any, baseline: str) -> str:
+    lines = ["Activation gradients ||dL/dh_i|| (epoch mean, last epoch), bottom block input vs encoder output (layer L):"]
+    for method, p in profiles.items():
+        last = p[p.epoch == p.epoch.max()].set_index("layer")["value"]
+        top, bottom = last.index.max(), last.index.min()
+        lines.append(f"  {method}: ||dL/dh_{bottom}|| = {last[bottom]:.3g}, ||dL/dh_{top}|| = {last[top]:.3g} (bottom/top {last[bottom] / last[top]:.3g})")
+    if act_ratio is not None:
+        for method, r in act_ratio.groupby("method"):
+            last = r[(r.epoch == r.epoch.max()) & (r.status == "ok")]
+            below = int((last.ratio < 1).sum())
+            lines.append(
+                f"  {method} / {baseline}: ||dL/dh_i|| ratio {last.ratio.min():.3g} to {last.ratio.max():.3g} across layers in the last epoch; "
+                f"{method} delivers less gradient than {baseline} to {below} of {len(last)} block inputs"
+            )
+    return "\n".join(lines)
