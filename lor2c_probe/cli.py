@@ -115,7 +115,8 @@ def params(
     arch: Annotated[str, typer.Option(help="roberta-base, roberta-large, bert-base, minilm, llama-1b, llama-2-7b, llama-2-13b or llama-2-70b.")] = "roberta-base",
     method: Annotated[Optional[str], typer.Option(help="One adapter method \\[default: all].", metavar="|".join(METHODS), show_default=False)] = None,
     rank: Annotated[int, typer.Option(help="Adapter rank r.")] = 8,
-    merges: Annotated[int, typer.Option(help="Count after M merges (merge-capable methods); injections are parameter-neutral.")] = 0,
+    merges: Annotated[int, typer.Option(help="Count after M merges (merge-capable methods).")] = 0,
+    injections: Annotated[int, typer.Option(help="Injections J: accepted, and parameter-neutral (the count does not change).")] = 0,
     memory: Annotated[bool, typer.Option(help="Also plan training memory per GPU for --method (measured on the CPU at true width; tens of seconds for 7B).")] = False,
     batch_size: Annotated[int, typer.Option(help="--memory: micro-batch per GPU.")] = 1,
     seq_len: Annotated[int, typer.Option(help="--memory: tokens per example.")] = 512,
@@ -129,7 +130,7 @@ def params(
     if memory:
         run_memory_plan(arch, method, rank, batch_size=batch_size, seq_len=seq_len, precision=precision, base_dtype=base_dtype, gpus=gpus)
     else:
-        run_params(arch, method, rank, merges)
+        run_params(arch, method, rank, merges, injections)
 
 
 @app.command()

@@ -162,7 +162,7 @@ class DataConfig:
                 _positive_int(name, getattr(self, name))
 
 
-PROBES = ("grads", "activations", "spectra")
+BUILT_IN_PROBES = ("grads", "activations", "spectra")  # flags below; other registered probes are listed in ``extra``
 
 
 @dataclass(frozen=True)
@@ -178,6 +178,7 @@ class ProbeConfig:
     spectra_every: int = 0  # also every N optimizer steps (0 = epoch ends only)
     spectra_examples: int = 64  # probe batch: this many training examples ...
     spectra_seed: int = 0  # ... drawn with this seed (kept apart from the training seed)
+    extra: tuple[str, ...] = ()  # registered probes beyond the built-in three (lor2c_probe.probes.register)
 
     def __post_init__(self) -> None:
         _positive_int("probe every", self.every)
@@ -185,17 +186,26 @@ class ProbeConfig:
         _positive_int("spectra_examples", self.spectra_examples)
         if isinstance(self.spectra_every, bool) or not isinstance(self.spectra_every, int) or self.spectra_every < 0:
             raise ConfigError(f"spectra_every must be a non-negative integer; got {self.spectra_every!r}")
+        object.__setattr__(self, "extra", tuple(self.extra))  # a list when read back from manifest.json
 
     @classmethod
     def parse(cls, names: str, every: int = 1) -> ProbeConfig:
         """From a comma list such as "grads,activations", "grads" or "none"."""
+        from lor2c_probe.probes import PROBES
+
         chosen = {n.strip() for n in names.split(",") if n.strip()}
         if chosen == {"none"}:
             chosen = set()
         unknown = sorted(chosen - set(PROBES))
         if unknown:
             raise ConfigError(f"unknown probe {unknown[0]!r}; choose from: {', '.join(PROBES)} (or none)")
-        return cls(grads="grads" in chosen, activations="activations" in chosen, spectra="spectra" in chosen, every=every)
+        extra = tuple(n for n in PROBES if n in chosen and n not in BUILT_IN_PROBES)
+        return cls(grads="grads" in chosen, activations="activations" in chosen, spectra="spectra" in chosen, every=every, extra=extra)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every probe this configuration records."""
+        return tuple(n for n in BUILT_IN_PROBES if getattr(self, n)) + tuple(self.extra)
 
 
 @dataclass(frozen=True)
@@ -236,13 +246,13 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _choice("policy", self.policy, list(POLICIES))
-        from lor2c_probe.adapters import get_method
-
-        method = get_method(self.adapter.method)
-        if self.structure.merges and not getattr(method, "can_merge", False):
-            raise ConfigError(f"--merges needs a method that can merge (merge-lor2c or im-lor2c); got {self.adapter.method}")
-        if self.structure.injections and not getattr(method, "can_inject", False):
-            raise ConfigError(f"--injections needs a method that can inject (inject-lor2c or im-lor2c); got {self.adapter.method}")
+        method = METHODS[self.adapter.method]
+        if self.structure.merges and not method.can_merge:
+            able = ", ".join(m.name for m in METHODS.values() if m.can_merge)
+            raise ConfigError(f"--merges needs a method that can merge ({able}); got {self.adapter.method}")
+        if self.structure.injections and not method.can_inject:
+            able = ", ".join(m.name for m in METHODS.values() if m.can_inject)
+            raise ConfigError(f"--injections needs a method that can inject ({able}); got {self.adapter.method}")
 
     def structure_policy(self):
         """The active StructurePolicy: the named policy with this run's overrides applied."""
@@ -276,7 +286,7 @@ def resolve_policy(
     """Fill unset policy fields. Returns (values, source per field: 'policy' or 'user')."""
     _choice("policy", policy, list(POLICIES))
     p = POLICIES[policy]
-    method_dropout = LORA_DROPOUT if method == "lora" or method.startswith("reslora") else p["residual_dropout"]
+    method_dropout = LORA_DROPOUT if method in METHODS and METHODS[method].lora_dropout else p["residual_dropout"]
     given = {"dropout": dropout, "weight_decay": weight_decay, "head_lr_scale": head_lr_scale}
     defaults = {"dropout": method_dropout, "weight_decay": p["weight_decay"], "head_lr_scale": p["head_lr_scale"]}
     values = {k: (v if v is not None else defaults[k]) for k, v in given.items()}

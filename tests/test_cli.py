@@ -216,3 +216,20 @@ def test_steps_per_epoch_zero_means_full_epochs():
     assert cfg.train.steps_per_epoch is None
     cfg, _ = config_from_options({**dict.fromkeys(keys), "steps_per_epoch": 7, "probes": "grads", "probe_every": 3})
     assert cfg.train.steps_per_epoch == 7 and cfg.probes.grads and not cfg.probes.activations and cfg.probes.every == 3
+
+
+def test_options_are_declared_once_so_every_command_spells_them_alike():
+    from lor2c_probe.options import NAMES
+
+    res = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "300"})
+    text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", res.output).split())
+    assert "lora|lor2c|share-lor2c|" in text and "[default: lor2c]" in text  # choices and default of --method
+    for command in ("gradients", "spectrum", "sfs"):  # the training options a comparison trains with, same names
+        out = runner.invoke(app, [command, "--help"], env={"COLUMNS": "300"}).output
+        missing = [n for n in NAMES if n not in ("method", "probes") and f"--{n.replace('_', '-')}" not in out]
+        assert not missing, (command, missing)
+    res = runner.invoke(app, ["params", "--arch", "roberta-base", "--method", "im-lor2c", "--merges", "8", "--injections", "8"])
+    assert res.exit_code == 0 and "injections do not change the count" in res.output, res.output
+    res = runner.invoke(app, ["sfs", "--method", "lora", "--quiet"])  # used to complain about --merges, never given
+    assert_user_error(res, "sfs traces merges and injections: --method must be one of merge-lor2c, inject-lor2c, im-lor2c")
+    assert "--merges" not in res.output

@@ -14,7 +14,7 @@ from lor2c_probe.errors import ConfigError, RunStopped
 from lor2c_probe.models import load_model
 from lor2c_probe.record.store import read_manifest, read_table
 from lor2c_probe.structure import ops
-from lor2c_probe.structure.callback import find_bank
+from lor2c_probe.structure.ops import find_bank
 from lor2c_probe.train.loop import build_optimizer
 from lor2c_probe.train.session import run_training
 from tests.helpers import tiny_config

@@ -47,11 +47,11 @@ ARCH_SHAPES: dict[str, ArchShape] = {
 
 
 class Method(Protocol):
-    """An adapter method. A new method is one module implementing this plus one registry line."""
+    """An adapter method: one module implementing this plus one ``MethodSpec`` line in ``adapters/__init__.py``
+    (which holds its parameter markers and capabilities). Merge-capable methods also define
+    ``merge_saving(shape, cfg)`` (parameters one merge removes); foldable ones ``inference_variants(model)``."""
 
     name: str
-    #: Adapter parameter names contain this; probes select parameters by it, never by importing adapters.
-    param_marker: str
 
     def attach(self, model: nn.Module, backbone: Backbone, cfg: AdapterConfig) -> nn.Module:
         """Add the adapters, freeze everything but adapters + head; return the model to train."""

@@ -12,7 +12,6 @@ from lor2c_probe.models import Backbone
 
 class FullRankResidualMethod:
     name = "full-rank-residual"
-    param_marker = "lor2c."
 
     def attach(self, model: nn.Module, backbone: Backbone, cfg: AdapterConfig) -> nn.Module:
         # Same scaling s = alpha / r and dropout as LoR2C, so only the rank constraint differs.

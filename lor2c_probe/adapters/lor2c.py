@@ -12,7 +12,6 @@ from lor2c_probe.models import Backbone
 
 class Lor2cMethod:
     name = "lor2c"
-    param_marker = "lor2c."
 
     def attach(self, model: nn.Module, backbone: Backbone, cfg: AdapterConfig) -> nn.Module:
         bank = ResidualBank(scaling=cfg.scaling, dropout=cfg.dropout)

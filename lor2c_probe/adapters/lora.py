@@ -18,7 +18,6 @@ def targets(backbone: Backbone) -> list[str]:
 
 class LoraMethod:
     name = "lora"
-    param_marker = "lora_"
 
     def attach(self, model: nn.Module, backbone: Backbone, cfg: AdapterConfig) -> nn.Module:
         from peft import LoraConfig, get_peft_model

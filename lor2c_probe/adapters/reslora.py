@@ -15,8 +15,9 @@ into plain per-layer LoRA factors for inference; ``bank.use(folded)`` evaluates 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -208,10 +209,17 @@ def frozen_weights(model: nn.Module, bank: ResLoraBank) -> dict[tuple[str, int],
     return {(t, l): layers[l].get_submodule(paths[t]).weight for t in TYPES for l in range(bank.num_layers)}
 
 
+@contextmanager
+def _using(bank: ResLoraBank, folded: Folded) -> Iterator[None]:
+    bank.use(folded)
+    try:
+        yield
+    finally:
+        bank.use(None)
+
+
 class ResLoraMethod:
     variant = "ms"
-    param_marker = "reslora."
-    foldable = True
 
     @property
     def name(self) -> str:
@@ -223,7 +231,7 @@ class ResLoraMethod:
         mtype = model.config.model_type
         if mtype not in TARGETS:
             raise ConfigError(f"ResLoRA supports {', '.join(TARGETS)} models; got {mtype!r}")
-        _, layers = find_layers(model)
+        layers_path, layers = find_layers(model)
         paths = TARGETS[mtype]
         shapes = {t: tuple(reversed(layers[0].get_submodule(paths[t]).weight.shape)) for t in TYPES}  # (in, out)
         model.requires_grad_(False)
@@ -231,12 +239,21 @@ class ResLoraMethod:
                            pre_num=cfg.pre_num)
         model.add_module(BANK_ATTR, bank)
         bank.attach_to(layers, paths)
+        # (type, layer) -> the projection whose input the adapter reads: the spectral probe's feature hooks go there
+        bank.input_paths = {(t, l): f"{layers_path}.{l}.{paths[t]}" for t in TYPES for l in range(len(layers))}
         bank.requires_grad_(True)
         unfreeze_head(model)
         return model
 
     def count_params(self, shape: ArchShape, cfg: AdapterConfig) -> int:
         return (cfg.rank * (shape.q_in + shape.q_out) + cfg.rank * (shape.v_in + shape.v_out)) * shape.num_layers
+
+    def inference_variants(self, model: nn.Module) -> Iterator[tuple[str, Any]]:
+        """(estimator, a context in which the model evaluates with its shortcuts folded into plain LoRA factors)."""
+        bank = getattr(model, BANK_ATTR)
+        weights = frozen_weights(model, bank)
+        for est in ESTIMATORS[bank.variant]:
+            yield est, _using(bank, fold(bank, est, weights))
 
 
 class ResLoraIsMethod(ResLoraMethod):

@@ -15,7 +15,6 @@ from lor2c_probe.models import Backbone
 
 class ShareLor2cMethod:
     name = "share-lor2c"
-    param_marker = "lor2c."
 
     def attach(self, model: nn.Module, backbone: Backbone, cfg: AdapterConfig) -> nn.Module:
         bank = ResidualBank(scaling=cfg.scaling, dropout=cfg.dropout)

@@ -20,14 +20,10 @@ from lor2c_probe.models import Backbone
 
 class MergeLor2cMethod(Lor2cMethod):
     name = "merge-lor2c"
-    param_markers = ("lor2c.",)
-    can_merge, can_inject = True, False
 
 
 class InjectLor2cMethod(Lor2cMethod):
     name = "inject-lor2c"
-    param_markers = ("lor2c.", "lora_")
-    can_merge, can_inject = False, True
 
     residual = Lor2cMethod  # the LoR2C flavour underneath (ShareLoR2C for im-share-lor2c)
 
@@ -42,16 +38,12 @@ class InjectLor2cMethod(Lor2cMethod):
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
             peft_model = get_peft_model(model, LoraConfig(r=cfg.rank // 2, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets(backbone), bias="none"))
         inner = peft_model.base_model.model
-        self.residual().attach(inner, backbone, cfg)  # freezes everything (the LoRA too), adds the bank, unfreezes the head
-        for name, p in inner.named_parameters():
-            if ".lora_" in name:
-                p._lor2c_dormant = True  # build_optimizer registers it although it is frozen for now
+        self.residual().attach(inner, backbone, cfg)  # freezes everything (the LoRA too: dormant), adds the bank, unfreezes the head
         return peft_model
 
 
 class ImLor2cMethod(InjectLor2cMethod):
     name = "im-lor2c"
-    can_merge, can_inject = True, True
 
 
 class ImShareLor2cMethod(ImLor2cMethod):
@@ -64,10 +56,20 @@ class ImShareLor2cMethod(ImLor2cMethod):
     def count_params(self, shape: ArchShape, cfg: AdapterConfig) -> int:
         return ShareLor2cMethod().count_params(shape, cfg)
 
+    def merge_saving(self, shape: ArchShape, cfg: AdapterConfig) -> int:
+        """A merge removes one module's B (d x r); the shared A stays."""
+        return cfg.rank * shape.hidden_size
+
 
 def _count(self, shape: ArchShape, cfg: AdapterConfig) -> int:
     return 2 * cfg.rank * shape.hidden_size * shape.num_layers
 
 
+def _merge_saving(self, shape: ArchShape, cfg: AdapterConfig) -> int:
+    """A merge removes one module: its A (r x d) and B (d x r)."""
+    return 2 * cfg.rank * shape.hidden_size
+
+
 for _cls in (MergeLor2cMethod, InjectLor2cMethod, ImLor2cMethod):
     _cls.count_params = _count
+    _cls.merge_saving = _merge_saving

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import load_file
 
-_PATH = re.compile(r"(?:^|\.)lor2c\.paths\.(\d+(?:-\d+)?)\.([ABW])$")
+from lor2c_probe.record.naming import classify
 
 
 def checkpoint_dir(run: Path, epoch: int | None = None) -> Path:
@@ -29,10 +28,11 @@ def residual_maps(run: Path, scaling: float, epoch: int | None = None) -> dict[s
     """LoR2C-family maps by module id: a dense s*W, or the factors (s*B, A) of s*B A (shared A resolved)."""
     tensors = load_file(str(checkpoint_dir(run, epoch) / "adapter.safetensors"))
     parts: dict[str, dict[str, np.ndarray]] = {}
-    shared = next((v for k, v in tensors.items() if k.endswith("lor2c.shared_A")), None)
+    roles = {name: classify(name) for name in tensors}
+    shared = next((tensors[k] for k, r in roles.items() if r.kind == "lor2c-shared"), None)
     for name, value in tensors.items():
-        if m := _PATH.search(name):
-            parts.setdefault(f"lor2c.{m.group(1)}", {})[m.group(2)] = value.astype(np.float64)
+        if roles[name].kind == "lor2c":
+            parts.setdefault(roles[name].module, {})[roles[name].factor] = value.astype(np.float64)
     maps: dict[str, np.ndarray | tuple[np.ndarray, np.ndarray]] = {}
     for module, p in parts.items():
         if "W" in p:

@@ -68,7 +68,7 @@ def make_bench(shape: str, method: str, probes: str, store_dir: Path, *, device:
                rank: int, batch_size: int, seq_len: int, seed: int = 0) -> Bench:
     """Identically initialised for a given (shape, method, seed), whatever the probe set."""
     from lor2c_probe.adapters import get_method
-    from lor2c_probe.train.session import make_probes, seed_everything
+    from lor2c_probe.train.build import make_probes, seed_everything
 
     cfg = RunConfig(adapter=AdapterConfig(method=method, rank=rank, alpha=2.0 * rank),
                     train=TrainConfig(batch_size=batch_size, lr=1e-4, device=device.type, precision=precision,

@@ -42,7 +42,7 @@ DEFAULT_EPOCH_STEPS = 359
 
 
 def resolve(cfg: BenchConfig) -> tuple[torch.device, str]:
-    from lor2c_probe.train.session import resolve_device
+    from lor2c_probe.train.build import resolve_device
 
     return resolve_device(cfg.device, cfg.precision)
 

@@ -10,17 +10,23 @@ from lor2c_probe.compare.params import count_table
 from lor2c_probe.errors import UserError
 
 
-def run_params(arch: str, method: str | None, rank: int, merges: int = 0) -> None:
+def run_params(arch: str, method: str | None, rank: int, merges: int = 0, injections: int = 0) -> None:
     methods = [method] if method else list(METHODS)
     for m in methods:
         if m not in METHODS:
             raise UserError(f"unknown --method {m!r}; choose one of: {', '.join(METHODS)}")
+    if injections < 0:
+        raise UserError(f"--injections must be a non-negative integer; got {injections}")
     shape = ARCH_SHAPES.get(arch)
     counts = count_table(arch, methods, rank, merges)
     assert shape is not None
-    typer.echo(f"{arch}: d={shape.hidden_size}, layers={shape.num_layers}, rank={rank}" + (f", merges={merges}" if merges else ""))
+    typer.echo(f"{arch}: d={shape.hidden_size}, layers={shape.num_layers}, rank={rank}" + (f", merges={merges}" if merges else "")
+               + (f", injections={injections}" if injections else ""))
     for m, n in counts.items():
         typer.echo(f"  {m:<20} {n:>14,}")
+    if injections:
+        typer.echo(f"injections do not change the count: each replaces a rank-{rank} LoR2C module (2rd) by LoRA of rank {rank // 2} "
+                   "on q and v (2 x 2 (r/2) d)")
 
 
 def _size(b: float) -> str:

@@ -18,7 +18,9 @@ import typer
 from lor2c_probe.commands.common import plan_methods, reject_training_options, train_planned
 from lor2c_probe.compare.sfs import SfsTrace, sfs_trace
 from lor2c_probe.record.runs import recorded_runs
+from lor2c_probe.adapters import METHODS
 from lor2c_probe.errors import UserError
+from lor2c_probe.options import given
 from lor2c_probe.record.outputs import check_output, mark, staged, writing
 
 ANALYSIS_KEYS = ("runs", "k", "source", "out", "overwrite", "quiet")
@@ -51,10 +53,16 @@ def run_sfs(args: SfsArgs) -> None:
         reject_training_options(args.train_options)
         runs = [(r.path.name, r.path) for r in recorded_runs(args.runs, "sfs", "spectra")]
     else:
-        # 2 merges + 2 injections always fit 6 blocks (each merge uses at most two unmerged modules).
-        defaults = {"merges": 2, "injections": 2, "schedule": "step", "spectra_every": 10, "probes": "grads,spectra"}
-        opts = {**defaults, **{k: v for k, v in args.train_options.items() if v is not None}}
-        method = opts.pop("method", None) or "im-lor2c"
+        method = args.train_options.get("method") or "im-lor2c"
+        able = [m.name for m in METHODS.values() if m.can_merge or m.can_inject]
+        if method not in able:
+            raise UserError(f"sfs traces merges and injections: --method must be one of {', '.join(able)}; got {method}")
+        cap = METHODS[method]
+        # 2 merges + 2 injections always fit 6 blocks (each merge uses at most two unmerged modules); only what the method can do.
+        defaults = {"merges": 2 if cap.can_merge else 0, "injections": 2 if cap.can_inject else 0, "schedule": "step",
+                    "spectra_every": 10, "probes": "grads,spectra"}
+        opts = {**defaults, **given(args.train_options)}
+        opts.pop("method", None)
         planned = plan_methods([method], opts)
     rep = check_output(out, "sfs", args.overwrite, inputs=args.runs)
     with writing(out, rep, "sfs output"):

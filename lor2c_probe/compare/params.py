@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lor2c_probe.adapters import get_method
+from lor2c_probe.adapters import get_method, spec
 from lor2c_probe.adapters.base import ARCH_SHAPES
 from lor2c_probe.config import AdapterConfig
 from lor2c_probe.errors import ConfigError
@@ -21,8 +21,7 @@ def count_table(arch: str, methods: list[str], rank: int, merges: int = 0) -> di
         cfg = AdapterConfig(method=m, rank=rank)
         method = get_method(m)
         n = method.count_params(shape, cfg)
-        if merges and getattr(method, "can_merge", False):
-            per_module = n // shape.num_layers if m != "im-share-lor2c" else rank * shape.hidden_size  # share: one B per module
-            n -= merges * per_module
+        if merges and spec(m).can_merge:
+            n -= merges * method.merge_saving(shape, cfg)
         out[m] = n
     return out

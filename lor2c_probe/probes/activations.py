@@ -17,7 +17,7 @@ model call's keyword arguments. Works for any method, and inside a Hugging Face 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -41,6 +41,10 @@ def find_block_stack(model: torch.nn.Module, layers_path: str) -> torch.nn.Modul
         except AttributeError:
             continue
     raise ValueError(f"activation probe: no block stack at {layers_path!r} in {type(model).__name__}")
+
+
+if TYPE_CHECKING:
+    from lor2c_probe.probes import ProbeContext
 
 
 class ActivationGradProbe(TrainerCallback):
@@ -173,3 +177,8 @@ class ActivationGradProbe(TrainerCallback):
             "block0_input_every": f"every {self.bottom_every}th recorded step (forcing dL/dh_0 costs block 0's backward)",
             "stats": ["l2", "mean_abs"],
         }
+
+
+def build(ctx: ProbeContext) -> ActivationGradProbe:
+    """The registry's factory: dL/dh_i at the input of every block of the stack."""
+    return ActivationGradProbe(ctx.backbone.layers_path, schedule=ctx.schedule(), bottom_every=ctx.cfg.probes.bottom_every)

@@ -13,7 +13,7 @@ tensor per step; one transfer to the host per flush.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -62,6 +62,10 @@ class ModuleIndex:
             for stat, value in values.items():
                 out.append({"step": step, "epoch": epoch, "module": module, "layer": layer, "factor": factor, "stat": stat, "value": value})
         return out
+
+
+if TYPE_CHECKING:
+    from lor2c_probe.probes import ProbeContext
 
 
 class GradientProbe(TrainerCallback):
@@ -149,3 +153,11 @@ class GradientProbe(TrainerCallback):
             "schedule": self.schedule.to_dict(),
             "stats": list(STATS) + ["numel", "scaling"],
         }
+
+
+def build(ctx: ProbeContext) -> GradientProbe:
+    """The registry's factory: every adapter module of the run's method, LoRA modules at their own scaling."""
+    from lor2c_probe.adapters import markers
+
+    s, s_lora = ctx.scaling, ctx.lora_scaling
+    return GradientProbe(markers(ctx.cfg.adapter.method), scaling=lambda m: s_lora if m.startswith("lora.") else s, schedule=ctx.schedule())

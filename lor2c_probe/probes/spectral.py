@@ -8,31 +8,30 @@ When: at each epoch end, plus every ``every_steps`` optimizer steps if set. What
   for low-rank modules, through a float64 streamed Gram matrix for dense ones.
 Rows go to ``spectra`` (one per singular value) and ``sfs`` (SFS_k for each k).
 
-Modules are found from parameter names (``record/naming.py``): ``lor2c.paths.<id>.{A,B,W}``,
-``lor2c.shared_A`` and PEFT's ``<path>.lora_{A,B}.<adapter>.weight``; no adapter is imported.
+Modules are found from parameter names by ``record.naming.classify``: LoR2C paths and the shared A, PEFT's
+LoRA factors and ResLoRA's bank; no adapter is imported.
 """
 
 from __future__ import annotations
 
-import re
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from lor2c_probe.analysis.spectral import sfs as sfs_value
 from lor2c_probe.probes.activations import find_block_stack
+from lor2c_probe.record.naming import classify
 from lor2c_probe.spectra import gram_svdvals, lowrank_feature_svdvals, lowrank_svdvals
 from lor2c_probe.train.batches import Encoded, collate
 from lor2c_probe.train.hooks import TrainerCallback, TrainState
 
-_PATH = re.compile(r"(?:^|\.)lor2c\.paths\.(\d+)(?:-(\d+))?\.([ABW])$")
-_LORA = re.compile(r"^(?P<path>.*)\.lora_(?P<f>[AB])\.[^.]+\.weight$")
-_LAYER = re.compile(r"layers?\.(\d+)\.")
+if TYPE_CHECKING:
+    from lor2c_probe.probes import ProbeContext
+
 PROBE_CHUNK = 16  # examples per probe-batch forward (length-sorted, so padding stays small)
-SHORT = {"query": "q", "value": "v", "key": "k", "q_proj": "q", "v_proj": "v", "k_proj": "k"}
 
 
 @dataclass
@@ -57,23 +56,25 @@ def _stored_dtype_autocast(model: torch.nn.Module, device: torch.device) -> Any:
 
 
 def discover(model: torch.nn.Module) -> list[SpectralModule]:
+    """Every adapter map of the model, from its parameter names (``classify``): LoR2C paths (merged spans included)
+    with the shared A resolved, and the q/v updates of LoRA and ResLoRA, read at their projection's input."""
     mods: dict[str, SpectralModule] = {}
     shared = None
     for name, p in model.named_parameters():
+        role = classify(name)
         # LoR2C-bank paths always act in the forward pass, trainable or frozen (--emulate-reference-bugs);
         # a LoRA counts only when trainable (a dormant one has not been injected and contributes nothing).
-        if name.endswith("lor2c.shared_A"):
+        if role.kind == "lor2c-shared":
             shared = p
-        elif m := _PATH.search(name):
-            start, end, factor = m.groups()
-            key = f"lor2c.{start}" + (f"-{end}" if end else "")
-            setattr(mods.setdefault(key, SpectralModule(key, block=int(start))), factor, p)
-        elif (m := _LORA.match(name)) and p.requires_grad:
-            path = m.group("path")
-            layer = _LAYER.search(path)
-            proj = path.rsplit(".", 1)[-1]
-            key = f"lora.{layer.group(1) if layer else '?'}.{SHORT.get(proj, proj)}"
-            setattr(mods.setdefault(key, SpectralModule(key, path=path)), m.group("f"), p)
+        elif role.kind == "lor2c":
+            setattr(mods.setdefault(role.module, SpectralModule(role.module, block=role.layer)), role.factor, p)
+        elif role.kind == "lora" and p.requires_grad:
+            key = f"{role.module}.{role.proj}"
+            setattr(mods.setdefault(key, SpectralModule(key, path=role.path)), role.factor, p)
+        elif role.kind == "reslora" and p.requires_grad:  # the bank knows where each projection sits in the model
+            key = f"{role.module}.{role.proj}"
+            path = model.get_submodule(role.path).input_paths[(role.proj, role.layer)]
+            setattr(mods.setdefault(key, SpectralModule(key, path=path)), role.factor, p)
     for mod in mods.values():
         if mod.B is not None and mod.A is None and shared is not None:
             mod.A = shared
@@ -210,3 +211,22 @@ class SpectralProbe(TrainerCallback):
                 "train_indices": self.probe_indices,
             },
         }
+
+
+def build(ctx: ProbeContext) -> SpectralProbe:
+    """The registry's factory: spectra of every adapter map at epoch ends (and every ``spectra_every`` steps)."""
+    probe_data, idx = probe_batch(ctx.cfg, ctx.train)
+    return SpectralProbe(scaling=ctx.scaling, lora_scaling=ctx.lora_scaling, layers_path=ctx.backbone.layers_path, probe_data=probe_data,
+                         ks=(1, 2, 4, ctx.cfg.adapter.rank), every_steps=ctx.cfg.probes.spectra_every, chunk_size=ctx.chunk,
+                         probe_indices=idx)
+
+
+def probe_batch(cfg: Any, train: Encoded | None) -> tuple[Encoded | None, list[int] | None]:
+    """The spectral probe batch: ``spectra_examples`` training examples drawn with ``spectra_seed``."""
+    from lor2c_probe.train.batches import take
+
+    if train is None:
+        return None, None
+    n = min(cfg.probes.spectra_examples, len(train))
+    idx = np.sort(np.random.default_rng(cfg.probes.spectra_seed).choice(len(train), size=n, replace=False))
+    return take(train, idx), [int(i) for i in idx]

@@ -7,6 +7,9 @@
   module ``lora.<l>`` (the q and v adapters of layer l together), layer l, factor A or B.
 - ResLoRA: ``reslora.adapters.<q|v>.<l>.{A,B}`` -> module ``reslora.<l>`` (q and v of layer l, as for LoRA).
 - Anything else selected: module = the parameter name, layer -1, factor "all".
+
+``classify`` is the only parser of adapter parameter names: probes, analyses, checkpoints and structural
+changes all go through it (a test classifies every trainable parameter of every registered method).
 """
 
 from __future__ import annotations
@@ -29,8 +32,11 @@ def is_head(name: str) -> bool:
 _LOR2C = re.compile(r"(?:^|\.)lor2c\.paths\.(\d+)(?:-(\d+))?\.([A-Za-z]+)$")
 _SHARED = re.compile(r"(?:^|\.)lor2c\.shared_A$")
 _LORA = re.compile(r"(?:^|\.)layers?\.(\d+)\..*\.lora_([AB])\.")
-_RESLORA = re.compile(r"(?:^|\.)reslora\.adapters\.[a-z]+\.(\d+)\.([AB])$")
 _SPAN = re.compile(r"\.(\d+)(?:-(\d+))?$")
+
+
+SHORT = {"query": "q", "value": "v", "key": "k", "q_proj": "q", "v_proj": "v", "k_proj": "k", "o_proj": "o", "dense": "o"}
+KINDS = ("lor2c", "lor2c-shared", "lora", "reslora", "other")
 
 
 @dataclass(frozen=True)
@@ -38,18 +44,33 @@ class ParamRole:
     module: str
     layer: int  # first block the module covers; -1 when it serves all layers
     factor: str
+    kind: str = "other"  # one of KINDS
+    last: int = -1  # last block a LoR2C module covers (a merged module spans layer..last)
+    proj: str = ""  # LoRA / ResLoRA: the adapted projection, short (q, v, ...)
+    path: str = ""  # LoRA: the wrapped projection's module path; ResLoRA: the bank's module path
+
+    @property
+    def adapter(self) -> bool:
+        return self.kind != "other"
+
+
+_RESLORA_FULL = re.compile(r"^(?P<owner>(?:.*\.)?reslora)\.adapters\.(?P<t>[a-z]+)\.(?P<l>\d+)\.(?P<f>[AB])$")
+_LORA_FULL = re.compile(r"^(?P<path>.*)\.lora_(?P<f>[AB])\.[^.]+\.weight$")
 
 
 def classify(name: str) -> ParamRole:
     if m := _LOR2C.search(name):
         start, end, factor = m.groups()
-        return ParamRole(f"lor2c.{start}" + (f"-{end}" if end else ""), int(start), factor)
+        return ParamRole(f"lor2c.{start}" + (f"-{end}" if end else ""), int(start), factor, "lor2c", int(end or start))
     if _SHARED.search(name):
-        return ParamRole("lor2c.shared", -1, "A")
-    if m := _RESLORA.search(name):
-        return ParamRole(f"reslora.{m.group(1)}", int(m.group(1)), m.group(2))
-    if m := _LORA.search(name):
-        return ParamRole(f"lora.{m.group(1)}", int(m.group(1)), m.group(2))
+        return ParamRole("lor2c.shared", -1, "A", "lor2c-shared")
+    if m := _RESLORA_FULL.match(name):
+        layer = int(m.group("l"))
+        return ParamRole(f"reslora.{layer}", layer, m.group("f"), "reslora", layer, m.group("t"), m.group("owner"))
+    if (m := _LORA.search(name)) and (full := _LORA_FULL.match(name)):
+        proj = full.group("path").rsplit(".", 1)[-1]
+        return ParamRole(f"lora.{m.group(1)}", int(m.group(1)), m.group(2), "lora", int(m.group(1)), SHORT.get(proj, proj),
+                         full.group("path"))
     return ParamRole(name, -1, "all")
 
 

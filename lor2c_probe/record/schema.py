@@ -57,3 +57,10 @@ TABLES: dict[str, pa.Schema] = {
 def columns(table: str) -> list[str]:
     """Column names of ``table``, in order."""
     return TABLES[table].names
+
+
+def register_table(name: str, schema: pa.Schema) -> None:
+    """A table for a probe added from outside (a plugin's, a test's); its first two columns must be step and epoch."""
+    if schema.names[:2] != ["step", "epoch"]:
+        raise ValueError(f"table {name!r}: the first columns must be step, epoch; got {schema.names[:2]}")
+    TABLES[name] = schema

@@ -70,7 +70,7 @@ class RunStore:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        self._buffers: dict[str, list[dict[str, Any]]] = {t: [] for t in TABLES}
+        self._buffers: dict[str, list[dict[str, Any]]] = {t: [] for t in TABLES}  # tables registered later get one on append
         existing = [seq for t in TABLES for seq, _ in shard_paths(self.root, t)]
         self.next_seq = max(existing, default=-1) + 1
 
@@ -81,7 +81,7 @@ class RunStore:
             if row.keys() != names:
                 missing, extra = sorted(names - row.keys()), sorted(row.keys() - names)
                 raise KeyError(f"row for table {table!r} does not match its schema: missing {missing}, unexpected {extra}")
-        self._buffers[table].extend(rows)
+        self._buffers.setdefault(table, []).extend(rows)
 
     def discard_after(self, step: int) -> None:
         """Drop buffered rows recorded after optimizer step ``step`` (a diverged run keeps rows up to its first bad step)."""
@@ -89,7 +89,7 @@ class RunStore:
             rows[:] = [r for r in rows if r["step"] <= step]
 
     def pending(self, table: str) -> int:
-        return len(self._buffers[table])
+        return len(self._buffers.get(table, []))
 
     def flush(self) -> None:
         for table, rows in self._buffers.items():
@@ -131,13 +131,10 @@ class RunStore:
         write_json_atomic(self.root / MANIFEST, manifest)
 
 
-_NAMES = {t: frozenset(schema.names) for t, schema in TABLES.items()}
-
-
 def _check_table(table: str) -> frozenset[str]:
     if table not in TABLES:
         raise KeyError(f"unknown table {table!r}; known: {', '.join(TABLES)}")
-    return _NAMES[table]
+    return frozenset(TABLES[table].names)
 
 
 class NullStore(RunStore):

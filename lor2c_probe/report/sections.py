@@ -67,7 +67,7 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def runs_section(runs: list[RecordedRun]) -> Section:
+def runs_section(runs: list[RecordedRun], opts: Options | None = None) -> Section:
     rows = []
     for r in runs:
         m, cfg = r.manifest, r.manifest.get("config", {})
@@ -96,7 +96,7 @@ def runs_section(runs: list[RecordedRun]) -> Section:
     return s
 
 
-def params_section(runs: list[RecordedRun]) -> Section:
+def params_section(runs: list[RecordedRun], opts: Options | None = None) -> Section:
     rows = []
     for r in runs:
         p = r.manifest.get("params", {})
@@ -112,7 +112,7 @@ def params_section(runs: list[RecordedRun]) -> Section:
 
 
 # -- training and the method comparison ----------------------------------------------------------------------
-def training_section(runs: list[RecordedRun]) -> Section:
+def training_section(runs: list[RecordedRun], opts: Options | None = None) -> Section:
     from lor2c_probe.plots.report import training_curves_figure, training_curves_plotly
 
     s = Section("training", "Training and evaluation")
@@ -129,7 +129,7 @@ def training_section(runs: list[RecordedRun]) -> Section:
     return s
 
 
-def comparison_section(runs: list[RecordedRun]) -> Section:
+def comparison_section(runs: list[RecordedRun], opts: Options | None = None) -> Section:
     from lor2c_probe.plots.report import comparison_figure
 
     s = Section("comparison", "Method comparison (final eval)")
@@ -227,7 +227,7 @@ def gradients_section(runs: list[RecordedRun], opts: Options) -> Section:
     return s
 
 
-def activations_section(runs: list[RecordedRun]) -> Section:
+def activations_section(runs: list[RecordedRun], opts: Options | None = None) -> Section:
     from lor2c_probe.analysis.gradients import activation_grad_profile
     from lor2c_probe.plots.gradients import activation_heatmaps_figure
     from lor2c_probe.plots.report import activation_profile_figure
@@ -252,7 +252,7 @@ def activations_section(runs: list[RecordedRun]) -> Section:
 
 
 # -- spectra ----------------------------------------------------------------------------------------------------
-def low_rank_section(runs: list[RecordedRun]) -> Section:
+def low_rank_section(runs: list[RecordedRun], opts: Options | None = None) -> Section:
     from lor2c_probe.compare.spectrum import compare_spectra
     from lor2c_probe.plots.spectra import low_rank_figure, low_rank_plotly, subspace_figure
 
@@ -323,7 +323,7 @@ def sfs_section(runs: list[RecordedRun], opts: Options) -> Section:
     return s
 
 
-def events_section(runs: list[RecordedRun]) -> Section:
+def events_section(runs: list[RecordedRun], opts: Options | None = None) -> Section:
     from lor2c_probe.analysis.sfs_traces import parse_events
 
     s = Section("events", "Structural events")
@@ -358,11 +358,25 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]+", "-", text).strip("-") or "run"
 
 
-SECTIONS = ("runs", "params", "training", "comparison", "gradients", "activations", "low_rank", "sfs", "events")
+@dataclass(frozen=True)
+class SectionSpec:
+    id: str
+    build: Callable[[list[RecordedRun], Options], Section]  # an analysis + a plot, returning the section (or its note)
+
+
+# The report, in order: a new section is an analysis function, a plot function and one line here (or ``register``).
+SECTIONS: list[SectionSpec] = [
+    SectionSpec("runs", runs_section), SectionSpec("params", params_section), SectionSpec("training", training_section),
+    SectionSpec("comparison", comparison_section), SectionSpec("gradients", gradients_section),
+    SectionSpec("activations", activations_section), SectionSpec("low_rank", low_rank_section), SectionSpec("sfs", sfs_section),
+    SectionSpec("events", events_section),
+]
+
+
+def register(spec: SectionSpec) -> None:
+    """Append a section to every report from now on (a plugin's, a test's)."""
+    SECTIONS.append(spec)
 
 
 def build_sections(runs: list[RecordedRun], opts: Options) -> list[Section]:
-    return [
-        runs_section(runs), params_section(runs), training_section(runs), comparison_section(runs),
-        gradients_section(runs, opts), activations_section(runs), low_rank_section(runs), sfs_section(runs, opts), events_section(runs),
-    ]
+    return [spec.build(runs, opts) for spec in SECTIONS]

@@ -12,20 +12,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from lor2c_probe.adapters.residual import BANK_ATTR
 from lor2c_probe.analysis.spectral import head_share, sfs
 from lor2c_probe.structure import ops
 from lor2c_probe.structure.policy import POLICIES, StructurePolicy, choose_injection, choose_merge, survivor
 from lor2c_probe.structure.schedule import Event
 from lor2c_probe.train import distributed
 from lor2c_probe.train.hooks import TrainerCallback, TrainState
-
-
-def find_bank(model: torch.nn.Module):
-    for m in model.modules():
-        if hasattr(m, BANK_ATTR) and isinstance(getattr(m, BANK_ATTR), torch.nn.Module):
-            return getattr(m, BANK_ATTR)
-    raise ValueError("no LoR2C bank in this model")
 
 
 def adapter_param_count(model: torch.nn.Module) -> int:
@@ -94,7 +86,7 @@ class StructureCallback(TrainerCallback):
         return out
 
     def _apply(self, event: Event, state: TrainState) -> None:
-        model, bank = state.model, find_bank(state.model)
+        model, bank = state.model, ops.find_bank(state.model)
         scores = self._scores(model)
         active = scores[(self.policy.source, f"{self.policy.score}_{self.policy.k}")]
         other = scores[(self.other.source, f"{self.other.score}_{self.other.k}")]

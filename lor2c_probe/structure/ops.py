@@ -9,11 +9,10 @@ LoRA (r/2, registered with the optimizer from the start so the LR schedule cover
 
 from __future__ import annotations
 
-import re
-
 import torch
 
-from lor2c_probe.adapters.residual import ResidualBank, path_id
+from lor2c_probe.adapters.residual import BANK_ATTR, ResidualBank, path_id
+from lor2c_probe.record.naming import classify
 
 
 def remove_from_optimizer(optimizer: torch.optim.Optimizer | None, params: list[torch.nn.Parameter]) -> None:
@@ -53,8 +52,7 @@ def merge(bank: ResidualBank, a: str, b: str, keep: str, optimizer: torch.optim.
 
 
 def block_lora_params(model: torch.nn.Module, block: int) -> list[torch.nn.Parameter]:
-    pattern = re.compile(rf"(?:^|\.)layers?\.{block}\..*\.lora_[AB]\.")
-    return [p for n, p in model.named_parameters() if pattern.search(n)]
+    return [p for n, p in model.named_parameters() if (r := classify(n)).kind == "lora" and r.layer == block]
 
 
 def inject(bank: ResidualBank, key: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, *, freeze: bool = False) -> list[torch.nn.Parameter]:
@@ -76,10 +74,16 @@ def inject(bank: ResidualBank, key: str, model: torch.nn.Module, optimizer: torc
     return lora
 
 
+def find_bank(model: torch.nn.Module) -> ResidualBank:
+    """The model's LoR2C bank (the residual paths across blocks)."""
+    for m in model.modules():
+        if hasattr(m, BANK_ATTR) and isinstance(getattr(m, BANK_ATTR), torch.nn.Module):
+            return getattr(m, BANK_ATTR)
+    raise ValueError("no LoR2C bank in this model")
+
+
 def replay(model: torch.nn.Module, applied: list[dict]) -> None:
     """Re-apply recorded changes, in order, to a freshly built model (resume; no optimizer yet)."""
-    from lor2c_probe.structure.callback import find_bank
-
     bank = find_bank(model)
     for op in applied:
         if op["kind"] == "merge":

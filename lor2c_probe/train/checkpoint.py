@@ -23,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from lor2c_probe.errors import StorageError, UserError
+from lor2c_probe.record.naming import classify
 from lor2c_probe.record.atomic import fsync_dir, fsync_file, sha256
 
 FILES = ("adapter.safetensors", "state.safetensors", "state.json")
@@ -34,7 +35,7 @@ _CKPT = re.compile(r"^epoch-(\d{4})$")
 def _saved(name: str, p: torch.nn.Parameter) -> bool:
     """Trainable parameters, plus adapter parameters that are frozen for now (a LoR2C path frozen by the
     reference-bug ablation, a dormant LoRA) — they act in the forward pass or may, so they are state."""
-    return p.requires_grad or "lor2c." in name or getattr(p, "_lor2c_dormant", False)
+    return p.requires_grad or classify(name).adapter
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -16,7 +16,7 @@ from lor2c_probe.config import TrainConfig
 from lor2c_probe.data.tasks import TaskSpec
 from lor2c_probe.errors import Diverged, UserError
 from lor2c_probe.metrics import task_metrics
-from lor2c_probe.record.naming import is_head
+from lor2c_probe.record.naming import classify, is_head
 from lor2c_probe.record.store import RunStore
 from lor2c_probe.train import distributed
 from lor2c_probe.train.batches import Encoded, batches, collate, epoch_order
@@ -26,9 +26,9 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Ada
     """AdamW over trainable parameters: adapters at lr, the head at lr * head_lr_scale."""
     adapters, head = [], []
     for name, p in model.named_parameters():
-        # Dormant parameters (the LoRA an injection may switch on) are registered now, frozen, so the
-        # LR schedule covers them later; AdamW skips parameters without a gradient.
-        if p.requires_grad or getattr(p, "_lor2c_dormant", False):
+        # A frozen LoRA is a dormant one (the LoRA an injection may switch on): registered now, so the LR schedule
+        # covers it later; AdamW skips parameters without a gradient.
+        if p.requires_grad or classify(name).kind == "lora":
             (head if is_head(name) else adapters).append(p)
     groups = [
         {"params": adapters, "lr": cfg.lr, "name": "adapters"},

@@ -10,7 +10,7 @@ from lor2c_probe.adapters.base import ArchShape
 from lor2c_probe.config import AdapterConfig
 from lor2c_probe.models import load_model
 from lor2c_probe.train.checkpoint import load_trainable_state, trainable_state
-from lor2c_probe.record.naming import is_head
+from lor2c_probe.record.naming import classify, is_head
 
 ALL = list(METHODS)
 
@@ -52,9 +52,10 @@ def test_only_adapters_and_head_get_gradients(tiny_model_dir, method):
     model.train()
     out = model(**_inputs(tok), labels=torch.tensor([0, 1]))
     out.loss.backward()
-    marker = get_method(method).param_marker
+    spec = METHODS[method]
     for name, p in model.named_parameters():
-        expected = marker in name or is_head(name)
+        dormant = spec.dormant_lora and classify(name).kind == "lora"  # frozen until an injection switches it on
+        expected = (any(m in name for m in spec.markers) and not dormant) or is_head(name)
         if p.requires_grad != expected:
             pytest.fail(f"{name}: requires_grad={p.requires_grad}, expected {expected}")
         if expected:
@@ -67,7 +68,7 @@ def test_only_adapters_and_head_get_gradients(tiny_model_dir, method):
 def test_param_count_matches_formula(tiny_model_dir, method):
     model, _, bb, cfg, _ = _build(tiny_model_dir, method)
     m = get_method(method)
-    counted = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and m.param_marker in n and not is_head(n))
+    counted = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and classify(n).adapter and not is_head(n))
     shape = ArchShape.square("tiny", bb.hidden_size, bb.num_layers)
     assert counted == m.count_params(shape, cfg)
 

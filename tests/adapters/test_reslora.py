@@ -186,7 +186,8 @@ def test_bad_fold_and_naming():
 
         bank = ResLoraBank("bs", 2, {"q": (4, 4), "v": (4, 4)}, rank=2, scaling=1.0, dropout=0.0, pre_num=1)
         fold(bank, "input-norm")
-    assert classify("reslora.adapters.v.3.B") == classify("reslora.adapters.q.3.B")
+    v, q = classify("reslora.adapters.v.3.B"), classify("reslora.adapters.q.3.B")
+    assert (v.module, v.layer, v.factor) == (q.module, q.layer, q.factor) and (q.proj, v.proj) == ("q", "v")  # one module per layer
     r = classify("reslora.adapters.q.3.A")
     assert (r.module, r.layer, r.factor) == ("reslora.3", 3, "A")
     with pytest.raises(ValueError, match="pre_num must be a positive integer or -1"):

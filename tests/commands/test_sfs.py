@@ -51,7 +51,7 @@ def test_recorded_runs_and_bad_input(sfs_out, tmp_path):
 
 @pytest.mark.parametrize(
     "extra,message",
-    [(["--merges", "9"], "more than possible"), (["--method", "lor2c"], "--merges needs a method that can merge"),
+    [(["--merges", "9"], "more than possible"), (["--method", "lor2c"], "sfs traces merges and injections: --method must be one of"),
      (["--schedule", "epoch", "--merges", "2", "--injections", "0"], "after the first half of training")],
 )
 def test_bad_structure_options(tiny_models, tiny_data, tmp_path, extra, message):

@@ -20,7 +20,7 @@ from lor2c_probe.record.store import read_manifest
 from lor2c_probe.train import checkpoint
 from lor2c_probe.train.hooks import TrainerCallback
 from lor2c_probe.train.session import resume_training, run_training
-from tests.faults.conftest import ROOT, assert_same_tables, child, run_args
+from tests.faults.conftest import ROOT, assert_same_tables, run_args
 from tests.helpers import tiny_config
 
 runner = CliRunner()

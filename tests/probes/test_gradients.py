@@ -116,7 +116,7 @@ def test_fp16_grad_scaler_values_are_unscaled(tiny_models, tiny_data, tmp_path):
     from lor2c_probe.record.store import RunStore
     from lor2c_probe.train.batches import encode
     from lor2c_probe.train.loop import Trainer
-    from lor2c_probe.train.session import build_model
+    from lor2c_probe.train.build import build_model
 
     cfg = tiny_config(tiny_models["bert"], tiny_data, epochs=1, max_grad_norm=None, steps_per_epoch=3)
     tr, ev, spec, _ = load_task(cfg.data)

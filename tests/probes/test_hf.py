@@ -34,7 +34,7 @@ def test_trainer_callback_tables_equal_builtin_loop(tiny_models, tiny_data, tmp_
     from lor2c_probe.probes.hf import ProbeCallback
     from lor2c_probe.train.batches import encode
     from lor2c_probe.train.loop import Plan, build_optimizer, linear_schedule
-    from lor2c_probe.train.session import build_model
+    from lor2c_probe.train.build import build_model
 
     cfg = tiny_config(tiny_models["bert"], tiny_data, method=method, epochs=3, max_grad_norm=0.05)
     cfg = dataclasses.replace(cfg, adapter=dataclasses.replace(cfg.adapter, dropout=0.0),

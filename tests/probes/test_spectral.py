@@ -54,19 +54,20 @@ def _close(got, want):
     torch.testing.assert_close(got[:n], want[:n], rtol=TOL, atol=bound)
 
 
-@pytest.mark.parametrize("method", ["lor2c", "share-lor2c", "full-rank-residual", "lora"])
+@pytest.mark.parametrize("method", ["lor2c", "share-lor2c", "full-rank-residual", "lora", "reslora-ms", "reslora-is"])
 def test_weight_spectra_equal_dense_svd(tiny_models, method):
     model, bb, cfg, data = _setup(tiny_models["bert"], method)
     got = _sigmas(_run(model, bb, cfg, data), "weights")
     mods = {m.module: m for m in discover(model)}
-    expected_keys = {"lora": {f"lora.{i}.{p}" for i in range(3) for p in "qv"}}.get(method, {f"lor2c.{i}" for i in range(3)})
+    qv = lambda kind: {f"{kind}.{i}.{p}" for i in range(3) for p in "qv"}  # noqa: E731
+    expected_keys = {"lora": qv("lora"), "reslora-ms": qv("reslora"), "reslora-is": qv("reslora")}.get(method, {f"lor2c.{i}" for i in range(3)})
     assert set(got) == expected_keys
     for key, m in mods.items():
         dense = (m.W if m.W is not None else m.B @ m.A).detach()
         _close(got[key], torch.linalg.svdvals(cfg.scaling * dense.double()))
 
 
-@pytest.mark.parametrize("method", ["lor2c", "full-rank-residual", "lora"])
+@pytest.mark.parametrize("method", ["lor2c", "full-rank-residual", "lora", "reslora-ms"])
 def test_feature_spectra_equal_svd_of_the_materialised_output(tiny_model_dir, method):
     model, bb, cfg, data = _setup(tiny_model_dir, method)
     got = _sigmas(_run(model, bb, cfg, data), "features")

@@ -15,7 +15,8 @@ from lor2c_probe.config import AdapterConfig, ConfigError, DataConfig, RunConfig
 from lor2c_probe.models import load_model
 from lor2c_probe.record.store import read_manifest, read_table
 from lor2c_probe.train import session
-from lor2c_probe.train.session import build_model, run_training
+from lor2c_probe.train.build import build_model
+from lor2c_probe.train.session import run_training
 from tests.helpers import tiny_config
 from tests.test_cli import assert_user_error
 

@@ -27,7 +27,7 @@ def test_mixed_precision_training_on_cuda(tiny_models, tiny_data, tmp_path, meth
 
 
 def test_auto_precision_picks_bf16_on_cuda():
-    from lor2c_probe.train.session import resolve_device
+    from lor2c_probe.train.build import resolve_device
 
     device, precision = resolve_device("auto", "auto")
     assert device.type == "cuda" and precision == ("bf16" if torch.cuda.is_bf16_supported() else "fp32")

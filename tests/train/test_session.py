@@ -12,7 +12,8 @@ from lor2c_probe.errors import RunStopped, UserError
 from lor2c_probe.record.store import read_manifest, read_table
 from lor2c_probe.train.hooks import TrainerCallback
 from lor2c_probe.config import TrainConfig
-from lor2c_probe.train.session import probe_chunk, resume_training, run_training
+from lor2c_probe.train.build import probe_chunk
+from lor2c_probe.train.session import resume_training, run_training
 from tests.helpers import tiny_config
 
 
@@ -141,7 +142,7 @@ def test_manifest_records_config_counts_and_policy(tiny_models, tiny_data, tmp_p
 def test_reference_policy_optimizer_groups(tiny_models, tiny_data, tmp_path):
     from lor2c_probe.train.loop import build_optimizer
     from lor2c_probe.config import TrainConfig
-    from lor2c_probe.train.session import build_model
+    from lor2c_probe.train.build import build_model
     from lor2c_probe.data.load import load_task
 
     cfg = tiny_config(tiny_models["bert"], tiny_data)
