@@ -12,7 +12,7 @@ import typer
 
 from lor2c_probe.adapters import METHODS
 from lor2c_probe.errors import UserError
-from lor2c_probe.options import QUICK_DEFAULTS, Option, select
+from lor2c_probe.options import QUICK_DEFAULTS, SFS_DEFAULTS, Option, select
 
 app = typer.Typer(
     name="lor2c-probe",
@@ -67,8 +67,6 @@ def training_options(opts: tuple[Option, ...], defaults: dict[str, Any] | None =
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing output that lor2c-probe wrote (training runs are moved aside, never deleted).")]
 QuietOpt = Annotated[bool, typer.Option(help="No progress bar.")]
 OutOpt = Annotated[Optional[Path], typer.Option(help="Output directory \\[default: runs/<command>-<time>].")]
-ANALYSIS_DEFAULTS = {**QUICK_DEFAULTS, "max_eval_examples": QUICK_DEFAULTS["max_eval_examples"]}
-SFS_DEFAULTS = {**QUICK_DEFAULTS, "method": "im-lor2c", "merges": 2, "injections": 2, "schedule": "step", "spectra_every": 10}
 
 
 @app.command()
@@ -90,7 +88,7 @@ def train(
 
 @app.command()
 @user_errors
-@training_options(select(without=("method", "probes")), ANALYSIS_DEFAULTS)
+@training_options(select(without=("method", "probes")), QUICK_DEFAULTS)
 def gradients(
     methods: Annotated[str, typer.Option(help="Comma list of methods trained side by side.")] = "lor2c,lora",
     baseline: Annotated[Optional[str], typer.Option(help="Denominator method \\[default: lora if listed, else the last].")] = None,
@@ -154,7 +152,7 @@ def report(
 
 @app.command()
 @user_errors
-@training_options(select(without=("method", "probes")), ANALYSIS_DEFAULTS)
+@training_options(select(without=("method", "probes")), QUICK_DEFAULTS)
 def spectrum(
     runs: Annotated[Optional[list[Path]], typer.Argument(help="Recorded run directories to analyse; none = train --methods first.")] = None,
     methods: Annotated[str, typer.Option(help="Methods to train when no run is given.")] = "full-rank-residual,lor2c",

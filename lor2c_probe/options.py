@@ -18,6 +18,9 @@ from lor2c_probe.config import (BASE_DTYPES, DEVICES, ON_NONFINITE, POLICIES, PR
 
 # What the comparison commands (gradients, spectrum, sfs) train by default: minutes on 2 CPU cores per method.
 QUICK_DEFAULTS = {"epochs": 3, "steps_per_epoch": 100, "batch_size": 16, "lr": 1e-3, "max_eval_examples": 500}
+# `sfs` trains IMLoR2C with events on the step schedule and spectra often enough to trace them. 2 merges + 2 injections
+# always fit 6 blocks (each merge uses at most two unmerged modules); a method gets only the events it can make.
+SFS_DEFAULTS = {**QUICK_DEFAULTS, "method": "im-lor2c", "merges": 2, "injections": 2, "schedule": "step", "spectra_every": 10}
 
 
 def _default(cls: type, name: str) -> Any:

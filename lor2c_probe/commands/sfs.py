@@ -20,7 +20,7 @@ from lor2c_probe.compare.sfs import SfsTrace, sfs_trace
 from lor2c_probe.record.runs import recorded_runs
 from lor2c_probe.adapters import METHODS
 from lor2c_probe.errors import UserError
-from lor2c_probe.options import given
+from lor2c_probe.options import SFS_DEFAULTS, given
 from lor2c_probe.record.outputs import check_output, mark, staged, writing
 
 ANALYSIS_KEYS = ("runs", "k", "source", "out", "overwrite", "quiet")
@@ -53,14 +53,13 @@ def run_sfs(args: SfsArgs) -> None:
         reject_training_options(args.train_options)
         runs = [(r.path.name, r.path) for r in recorded_runs(args.runs, "sfs", "spectra")]
     else:
-        method = args.train_options.get("method") or "im-lor2c"
+        method = args.train_options.get("method") or SFS_DEFAULTS["method"]
         able = [m.name for m in METHODS.values() if m.can_merge or m.can_inject]
         if method not in able:
             raise UserError(f"sfs traces merges and injections: --method must be one of {', '.join(able)}; got {method}")
         cap = METHODS[method]
-        # 2 merges + 2 injections always fit 6 blocks (each merge uses at most two unmerged modules); only what the method can do.
-        defaults = {"merges": 2 if cap.can_merge else 0, "injections": 2 if cap.can_inject else 0, "schedule": "step",
-                    "spectra_every": 10, "probes": "grads,spectra"}
+        defaults = {"merges": SFS_DEFAULTS["merges"] if cap.can_merge else 0, "injections": SFS_DEFAULTS["injections"] if cap.can_inject else 0,
+                    "schedule": SFS_DEFAULTS["schedule"], "spectra_every": SFS_DEFAULTS["spectra_every"], "probes": "grads,spectra"}
         opts = {**defaults, **given(args.train_options)}
         opts.pop("method", None)
         planned = plan_methods([method], opts)

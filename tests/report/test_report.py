@@ -193,3 +193,23 @@ def test_labels_distinguish_seeds(recorded, tmp_path):
     assert [r.label for r in runs] == ["lor2c s3", "lor2c s4", "lora s3"]
     assert [r.group for r in runs] == ["lor2c", "lor2c", "lora"]
     assert Path(runs[0].path) == recorded["lor2c"]
+
+
+@pytest.mark.parametrize("status,extra,banner", [
+    ("running", {}, "stopped without finishing (the process was killed)"),
+    ("interrupted", {"interrupted": {"step": 7, "reason": "SIGTERM"}}, "did not finish (interrupted at step 7: SIGTERM)"),
+    ("diverged", {"diverged": {"step": 3, "epoch": 0, "what": "loss"}}, "DIVERGED at step 3 (epoch 0): the loss was not finite"),
+])
+def test_a_run_that_did_not_complete_gets_a_banner(recorded, tmp_path, status, extra, banner):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(recorded["bare"], run)
+    m = json.loads((run / "manifest.json").read_text())
+    (run / "manifest.json").write_text(json.dumps({**m, "status": status, **extra}))
+    res = build_report([run], tmp_path / "rep", interactive=False)
+    html = res.html.read_text()
+    assert 'class="banner"' in html and banner in html
+    assert json.loads((tmp_path / "rep" / "report.json").read_text())["warnings"][0].startswith("Run ")
+    clean = build_report([recorded["bare"]], tmp_path / "rep2", interactive=False).html.read_text()
+    assert 'class="banner"' not in clean
