@@ -88,7 +88,7 @@ def train(
 
 @app.command()
 @user_errors
-@training_options(select(without=("method", "probes")), QUICK_DEFAULTS)
+@training_options(select(without=("method", "probes", "spectra_every")), QUICK_DEFAULTS)  # it records grads + activations
 def gradients(
     methods: Annotated[str, typer.Option(help="Comma list of methods trained side by side.")] = "lor2c,lora",
     baseline: Annotated[Optional[str], typer.Option(help="Denominator method \\[default: lora if listed, else the last].")] = None,
@@ -152,7 +152,7 @@ def report(
 
 @app.command()
 @user_errors
-@training_options(select(without=("method", "probes")), QUICK_DEFAULTS)
+@training_options(select(without=("method", "probes", "probe_every")), QUICK_DEFAULTS)  # it records spectra only
 def spectrum(
     runs: Annotated[Optional[list[Path]], typer.Argument(help="Recorded run directories to analyse; none = train --methods first.")] = None,
     methods: Annotated[str, typer.Option(help="Methods to train when no run is given.")] = "full-rank-residual,lor2c",
