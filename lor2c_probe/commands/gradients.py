@@ -83,8 +83,8 @@ def _report(out: Path, runs: list[RecordedRun], baseline: RecordedRun, args: Gra
     from lor2c_probe.report.sections import Options
 
     title = f"Gradient flow: {', '.join(r.label for r in runs if r is not baseline)} vs {baseline.label}"
-    res = build_report([r.path for r in runs], out / "report", title=title, overwrite=True,
-                       options=Options(baseline=baseline.label, stat=args.stat, factor=args.factor))
+    res = build_report([r.path for r in runs], out / "report", title=title, overwrite=True, groups={r.path: r.label for r in runs},
+                       options=Options(baseline=baseline.label, stat=args.stat, factor=args.factor))  # the command's labels
     return res.html
 
 

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from lor2c_probe.errors import CannotCompare, UserError
+from lor2c_probe.errors import CannotCompare, StorageError, UserError
 from lor2c_probe.record.runs import RecordedRun
 
 
@@ -181,7 +181,8 @@ def _baseline_runs(runs: list[RecordedRun], baseline: str | None) -> list[Record
     if baseline is None:
         hits = [r for r in runs if r.method == "lora"] or [runs[-1]]
     else:
-        hits = [r for r in runs if baseline in (r.label, r.group, r.method)]
+        # a run's label or group names it exactly; a method name may stand for several runs (one per seed)
+        hits = [r for r in runs if baseline in (r.label, r.group)] or [r for r in runs if r.method == baseline]
         if not hits:
             raise UserError(f"--baseline {baseline!r} matches no run with gradient tables ({', '.join(r.label for r in runs)})")
     return hits
@@ -205,7 +206,7 @@ def gradients_section(runs: list[RecordedRun], opts: Options) -> Section:
             continue
         try:
             res = compare_gradients(nums + [base], base, opts.stat, opts.factor)  # the baseline is told apart by identity
-        except CannotCompare as e:
+        except (CannotCompare, StorageError) as e:  # a note, not a failed report
             texts.append(f"not compared: {e}")
             continue
         surfaces.append(res.surface)
@@ -270,7 +271,7 @@ def low_rank_section(runs: list[RecordedRun], opts: Options | None = None) -> Se
         # runs without structural events first: phi compares the first two, and needs the same layers in both
         eligible.sort(key=lambda r: r.has("events"))
         res = compare_spectra(eligible, "weights", (1, 2, 4, 8, 16), strict_phi=False)
-    except CannotCompare as e:
+    except (CannotCompare, StorageError) as e:  # a note, not a failed report
         s.note = str(e)
         return s
     title = "Learned residual maps: weight spectra vs a same-norm Gaussian control"
@@ -310,7 +311,7 @@ def sfs_section(runs: list[RecordedRun], opts: Options) -> Section:
         src = "weights" if r.manifest.get("policy", {}).get("name") == "reference" else "features"
         try:
             res = sfs_trace(r.label, r.path, opts.k, src)
-        except CannotCompare as e:
+        except (CannotCompare, StorageError) as e:  # a note, not a failed report
             s.blocks.append(f"{r.label}: not drawn: {e}")
             continue
         title = f"{r.label}: SFS_{opts.k} ({src}) of each LoR2C module; dashed lines = events"

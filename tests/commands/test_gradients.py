@@ -149,3 +149,19 @@ def test_reslora_joins_the_comparison(tiny_models, tiny_data, tmp_path):
     assert set(profile.method) == {"lor2c", "lora", "reslora-ms"}
     assert (out / "activation_profile.png").stat().st_size > 0
     assert "reslora-ms / lora" in res.output
+
+
+def test_from_runs_of_one_method_label_the_report_like_the_command(compared, tiny_models, tiny_data, tmp_path):
+    """Two lora runs are labelled by folder; the report at the end must use those labels for its baseline."""
+    import json
+
+    out, _ = compared
+    other = tmp_path / "lora-b"
+    res = runner.invoke(app, ["train", "--model", str(tiny_models["bert"]), "--task", "custom", "--train-file", str(tiny_data["train"]),
+                              "--eval-file", str(tiny_data["eval"]), "--epochs", "2", "--steps-per-epoch", "4", "--batch-size", "8",
+                              "--rank", "2", "--method", "lora", "--seed", "9", "--out", str(other), "--quiet", "--no-report"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["gradients", "--from-runs", str(out / "runs" / "lora"), "--from-runs", str(other), "--out", str(tmp_path / "g")])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((tmp_path / "g" / "report" / "report.json").read_text())
+    assert meta["sections"]["gradients"] == "drawn" and set(meta["runs"]) == {"lora", "lora-b"}

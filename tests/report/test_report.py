@@ -213,3 +213,17 @@ def test_a_run_that_did_not_complete_gets_a_banner(recorded, tmp_path, status, e
     assert json.loads((tmp_path / "rep" / "report.json").read_text())["warnings"][0].startswith("Run ")
     clean = build_report([recorded["bare"]], tmp_path / "rep2", interactive=False).html.read_text()
     assert 'class="banner"' not in clean
+
+
+def test_a_damaged_shard_is_a_note_in_its_section_not_a_failed_report(recorded, tmp_path):
+    import shutil
+
+    runs = []
+    for name in ("lor2c", "lora"):
+        shutil.copytree(recorded[name], tmp_path / name)
+        runs.append(tmp_path / name)
+    shard = sorted((tmp_path / "lor2c" / "tables" / "grads").iterdir())[0]
+    shard.write_bytes(b"\0" * shard.stat().st_size)
+    res = build_report(runs, tmp_path / "rep", interactive=False)
+    assert res.sections["gradients"] is not None and "damaged Parquet shard" in res.sections["gradients"]
+    assert res.sections["training"] is None  # the other sections are drawn
