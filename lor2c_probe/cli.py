@@ -110,11 +110,14 @@ def gradients(
 @app.command()
 @user_errors
 def params(
-    arch: Annotated[str, typer.Option(help="roberta-base, roberta-large, bert-base, minilm, llama-1b, llama-2-7b, llama-2-13b or llama-2-70b.")] = "roberta-base",
+    arch: Annotated[str, typer.Option(help="A bundled shape (roberta-base, roberta-large, bert-base, minilm, llama-1b, llama-2-7b, llama-2-13b, "
+                                           "llama-2-70b), or any config.json: a file, a model folder or a cached hub id.")] = "roberta-base",
     method: Annotated[Optional[str], typer.Option(help="One adapter method \\[default: all].", metavar="|".join(METHODS), show_default=False)] = None,
     rank: Annotated[int, typer.Option(help="Adapter rank r.")] = 8,
     merges: Annotated[int, typer.Option(help="Count after M merges (merge-capable methods).")] = 0,
     injections: Annotated[int, typer.Option(help="Injections J: accepted, and parameter-neutral (the count does not change).")] = 0,
+    target_modules: Annotated[Optional[str], typer.Option(help="PEFT methods' target modules, comma-separated \\[default: PEFT's for the model type].",
+                                                          show_default=False)] = None,
     memory: Annotated[bool, typer.Option(help="Also plan training memory per GPU for --method (measured on the CPU at true width; tens of seconds for 7B).")] = False,
     batch_size: Annotated[int, typer.Option(help="--memory: micro-batch per GPU.")] = 1,
     seq_len: Annotated[int, typer.Option(help="--memory: tokens per example.")] = 512,
@@ -122,13 +125,14 @@ def params(
     base_dtype: Annotated[str, typer.Option(help="--memory: dtype of the stored frozen weights (train --base-dtype).")] = "fp32",
     gpus: Annotated[int, typer.Option(help="--memory: data-parallel GPUs (each holds a replica).")] = 1,
 ) -> None:
-    """Adapter parameter counts from bundled architecture shapes (no weights needed); --memory plans a run."""
+    """Adapter parameter counts from any architecture's config (no weights needed); --memory plans a run."""
     from lor2c_probe.commands.params import run_memory_plan, run_params
 
     if memory:
         run_memory_plan(arch, method, rank, batch_size=batch_size, seq_len=seq_len, precision=precision, base_dtype=base_dtype, gpus=gpus)
     else:
-        run_params(arch, method, rank, merges, injections)
+        targets = tuple(t.strip() for t in target_modules.split(",") if t.strip()) if target_modules else None
+        run_params(arch, method, rank, merges, injections, targets)
 
 
 @app.command()

@@ -60,9 +60,19 @@ class AdapterConfig:
     alpha: float = 16.0  # s = alpha / r = 2, as in the paper's GLUE runs
     dropout: float = 0.05
     pre_num: int = 4  # ResLoRA: earlier layers a shortcut reaches back (-1: all); 4 as in its GLUE script
+    target_modules: tuple[str, ...] | None = None  # PEFT methods' targets; None: PEFT's default for the model type
+    peft_config: str | None = None  # --method peft: a PEFT config JSON (any PEFT method)
 
     def __post_init__(self) -> None:
         _choice("method", self.method, list(METHODS))
+        if self.target_modules is not None:
+            names = tuple(self.target_modules) if not isinstance(self.target_modules, str) else tuple(self.target_modules.split(","))
+            names = tuple(n.strip() for n in names if isinstance(n, str) and n.strip())
+            if not names:
+                raise ConfigError(f"target_modules must name at least one module; got {self.target_modules!r}")
+            object.__setattr__(self, "target_modules", names)  # a list when read back from manifest.json
+        if self.peft_config is not None and self.method != "peft":
+            raise ConfigError(f"--peft-config FILE.json goes with --method peft; got --method {self.method}")
         _positive_int("rank", self.rank)
         _positive_float("alpha", self.alpha)
         _fraction("dropout", self.dropout)
@@ -237,6 +247,7 @@ class RunConfig:
     """Everything that determines a run; stored verbatim in manifest.json."""
 
     model: str | None = None  # hub id or local path; None = the embedded all-MiniLM-L6-v2
+    layers_path: str | None = None  # the blocks' ModuleList when generic discovery cannot tell (--layers-path)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -271,6 +282,7 @@ class RunConfig:
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         return cls(
             model=d.get("model"),
+            layers_path=d.get("layers_path"),
             adapter=AdapterConfig(**d["adapter"]),
             train=TrainConfig(**d["train"]),
             data=DataConfig(**d["data"]),

@@ -1,4 +1,9 @@
-"""Model loading (hub id, local path or the embedded MiniLM) and generic discovery of the layer stack."""
+"""Model loading (hub id, local path or the embedded MiniLM) and the backbone every method attaches to.
+
+No per-family table: the block stack is found generically (``blocks.find_blocks``, or ``--layers-path``), the LoRA
+family's targets are PEFT's own default for the model type (or ``--target-modules``), and encoder vs decoder comes
+from transformers' auto mappings.
+"""
 
 from __future__ import annotations
 
@@ -9,27 +14,6 @@ from typing import Any
 
 from lor2c_probe.errors import UserError
 
-@dataclass(frozen=True)
-class Architecture:
-    """Where a family keeps its blocks and attention projections, and whether it is a causal decoder."""
-
-    layers: str  # block stack inside the backbone (base_model_prefix), e.g. "encoder.layer"
-    q_name: str  # the query / value projections inside a block (LoRA's targets)
-    v_name: str
-    causal: bool
-
-
-_ENCODER = Architecture("encoder.layer", "query", "value", causal=False)
-_LLAMA_LIKE = Architecture("layers", "q_proj", "v_proj", causal=True)  # pre-norm decoders with model.layers
-# model_type -> its layout. A new family with one of these layouts is one line here.
-ARCHITECTURES: dict[str, Architecture] = {
-    "bert": _ENCODER,
-    "roberta": _ENCODER,
-    "llama": _LLAMA_LIKE,
-    "mistral": _LLAMA_LIKE,
-    "qwen2": _LLAMA_LIKE,
-}
-SUPPORTED_ARCHITECTURES: dict[str, str] = {k: a.layers for k, a in ARCHITECTURES.items()}
 EMBEDDED_DEFAULT_NAME = "all-MiniLM-L6-v2 (embedded)"
 
 
@@ -41,9 +25,27 @@ class Backbone:
     hidden_size: int  # d, from config.hidden_size (never from a projection's shape)
     num_layers: int
     layers_path: str  # dotted path from the task model to the block ModuleList, e.g. "bert.encoder.layer"
-    q_name: str = "query"  # attention projections inside a block (LoRA targets)
-    v_name: str = "value"
+    targets: tuple[str, ...] = ("query", "value")  # the LoRA family's target modules: PEFT's default or --target-modules
     causal: bool = False  # a decoder trained as a causal LM (instruction tuning)
+
+
+def backbone_of(model: Any, *, layers_path: str | None = None, targets: tuple[str, ...] | None = None, causal: bool = False) -> Backbone:
+    """The backbone of a task model (wrapped by PEFT or not): its blocks, width and LoRA targets."""
+    from lor2c_probe.blocks import default_targets, find_blocks
+
+    config = model.config
+    path, layers = find_blocks(model, layers_path)
+    chosen = tuple(targets) if targets else (default_targets(config.model_type, "lora") or ())
+    # d from the config, never from a projection: under grouped-query attention v_proj is narrower than d.
+    return Backbone(config.model_type, int(config.hidden_size), len(layers), path, chosen, causal)
+
+
+def head_modules(model: Any) -> list[str]:
+    """The task head's top-level modules, which a sequence classifier creates fresh (DistilBERT's pre_classifier and
+    DeBERTa's pooler too); none for a causal LM."""
+    from lor2c_probe.record.naming import HEAD_MODULES
+
+    return [name for name, _ in model.named_children() if name in HEAD_MODULES]
 
 
 def embedded_model_path() -> Path:
@@ -93,34 +95,16 @@ def _not_available(source: str, err: Exception) -> str:
     )
 
 
-def find_layers(model: Any) -> tuple[str, Any]:
-    """(dotted path, ModuleList) of the transformer blocks, found generically by model_type."""
-    model_type = getattr(model.config, "model_type", None)
-    if model_type not in ARCHITECTURES:
-        raise UserError(_unsupported(model_type))
-    suffix = ARCHITECTURES[model_type].layers
-    base_prefix = getattr(model, "base_model_prefix", "")
-    tried = [f"{base_prefix}.{suffix}", suffix] if base_prefix else [suffix]
-    for path in tried:
-        obj = model
-        try:
-            for part in path.split("."):
-                obj = getattr(obj, part)
-        except AttributeError:
-            continue
-        return path, obj
-    raise UserError(f"cannot find the layer stack of {type(model).__name__} ({model_type}); tried: {', '.join(tried)}")
+def find_layers(model: Any, layers_path: str | None = None) -> tuple[str, Any]:
+    """(dotted path, ModuleList) of the transformer blocks; see ``blocks.find_blocks``."""
+    from lor2c_probe.blocks import find_blocks
 
-
-def _unsupported(model_type: str | None) -> str:
-    return (
-        f"unsupported architecture {model_type!r}: lor2c-probe supports "
-        f"{', '.join(sorted(ARCHITECTURES))} (encoders with encoder.layer, LLaMA-style decoders with model.layers)"
-    )
+    return find_blocks(model, layers_path)
 
 
 def load_model(
-    spec: str | None, *, num_labels: int, problem_type: str, causal: bool = False, dtype: str = "fp32"
+    spec: str | None, *, num_labels: int, problem_type: str, causal: bool = False, dtype: str = "fp32",
+    layers_path: str | None = None, targets: tuple[str, ...] | None = None,
 ) -> tuple[Any, Any, Backbone]:
     """Load tokenizer + task model and locate its blocks.
 
@@ -130,6 +114,8 @@ def load_model(
         problem_type: "single_label_classification" or "regression" (ignored for a causal LM).
         causal: load a decoder as a causal LM (instruction tuning) instead of a sequence classifier.
         dtype: fp32, bf16 or fp16 for the pretrained weights; a freshly initialised head is kept in fp32 (it trains).
+        layers_path: the blocks' ModuleList, when generic discovery cannot tell (``--layers-path``).
+        targets: the LoRA family's target modules (``--target-modules``); PEFT's default for the model type otherwise.
 
     Returns:
         (model, tokenizer, backbone). A new head is initialised from the global torch RNG, so seed first.
@@ -138,7 +124,7 @@ def load_model(
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from lor2c_probe.record.naming import HEAD_MODULES
+    from lor2c_probe.blocks import is_decoder_only
 
     hf_logging.set_verbosity_error()  # the LOAD REPORT of the fresh head is expected noise
     hf_logging.disable_progress_bar()
@@ -146,26 +132,20 @@ def load_model(
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     source = resolve_model_source(spec)
     config = _load(AutoConfig, source)
-    arch = ARCHITECTURES.get(config.model_type)
-    if arch is None:
-        raise UserError(_unsupported(config.model_type))
-    if arch.causal and not causal:
-        raise UserError(f"{config.model_type} is a decoder: train it as a causal LM with --task alpaca --train-file DATA.json")
-    if causal and not arch.causal:
-        raise UserError(f"--task alpaca trains a causal LM; {config.model_type} is an encoder (use a LLaMA-style decoder)")
+    decoder = is_decoder_only(config)
+    if causal and not decoder:
+        raise UserError(f"--task alpaca trains a causal LM; {config.model_type} is an encoder (use a decoder: GPT-2, LLaMA, Mistral, Qwen2, ...)")
     tokenizer = _load(AutoTokenizer, source)
+    if decoder and tokenizer.pad_token_id is None:  # LLaMA and GPT-2 ship none; the LoR2C reference pads with id 0 (<unk>)
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
     if causal:
-        if tokenizer.pad_token_id is None:  # LLaMA ships none; the reference pads with id 0 (<unk>)
-            tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
         model = _load(AutoModelForCausalLM, source, config=config, dtype=torch_dtype)
     else:
         config.num_labels = num_labels
         config.problem_type = problem_type
+        if getattr(config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
+            config.pad_token_id = tokenizer.pad_token_id  # a decoder's classifier reads the last non-pad token
         model = _load(AutoModelForSequenceClassification, source, config=config, dtype=torch_dtype)
-        for name, module in model.named_children():
-            if name in HEAD_MODULES:  # trainable: fp32 values for AdamW, as the adapters
-                module.float()
-    path, layers = find_layers(model)
-    # d from the config, never from a projection: under grouped-query attention v_proj is narrower than d.
-    backbone = Backbone(config.model_type, int(config.hidden_size), len(layers), path, arch.q_name, arch.v_name, arch.causal)
-    return model, tokenizer, backbone
+        for name in head_modules(model):  # trainable: fp32 values for AdamW, as the adapters
+            model.get_submodule(name).float()
+    return model, tokenizer, backbone_of(model, layers_path=layers_path, targets=targets, causal=causal)

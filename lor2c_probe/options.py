@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from lor2c_probe.adapters import METHODS
+from lor2c_probe.errors import ConfigError
 from lor2c_probe.config import (BASE_DTYPES, DEVICES, ON_NONFINITE, POLICIES, PRECISIONS, AdapterConfig, DataConfig, ProbeConfig,
                                 RunConfig, StructureConfig, TrainConfig, resolve_policy)
 
@@ -63,6 +64,11 @@ T, D, A, S, P = TrainConfig, DataConfig, AdapterConfig, StructureConfig, ProbeCo
 TRAINING: tuple[Option, ...] = (
     Option("method", str, "Adapter method.", _default(A, "method"), choices=tuple(METHODS)),
     Option("model", str, "HF hub id or local folder.", shown="the embedded all-MiniLM-L6-v2"),
+    Option("layers_path", str, "Dotted path of the model's block ModuleList, when discovery cannot tell (e.g. transformer.h).",
+           shown="found: the longest stack of same-class blocks"),
+    Option("target_modules", str, "PEFT methods' target modules, comma-separated (e.g. query,value or c_attn).",
+           shown="PEFT's default for the model type"),
+    Option("peft_config", Path, "--method peft: a PEFT config JSON (any PEFT method, as saved by PeftConfig.save_pretrained)."),
     Option("task", str, "Task: the embedded Rotten Tomatoes, a GLUE task, your own file (custom) or instruction tuning (alpaca).",
            _default(D, "task"), choices=_tasks()),
     Option("data_dir", Path, "Folder with the official GLUE TSV files."),
@@ -141,6 +147,8 @@ def config_from_options(o: dict[str, Any]) -> tuple[RunConfig, dict[str, str]]:
     """The validated RunConfig from option values (None = not given); unset policy fields come from the policy.
     Returns it with the source of each policy field ('policy' or 'user')."""
     method = o.get("method") or _default(A, "method")
+    if method == "peft" and o.get("peft_config") is None:
+        raise ConfigError("--method peft needs --peft-config FILE.json (a PEFT config, e.g. from PeftConfig.save_pretrained)")
     policy = o.get("policy") or "paper"
     values, sources = resolve_policy(
         policy, method, dropout=o.get("dropout"), weight_decay=o.get("weight_decay"), head_lr_scale=o.get("head_lr_scale")
@@ -151,6 +159,8 @@ def config_from_options(o: dict[str, Any]) -> tuple[RunConfig, dict[str, str]]:
         alpha=o["alpha"] if o.get("alpha") is not None else _default(A, "alpha"),
         dropout=values["dropout"],
         pre_num=o["pre_num"] if o.get("pre_num") is not None else _default(A, "pre_num"),
+        target_modules=o.get("target_modules") or None,
+        peft_config=str(o["peft_config"]) if o.get("peft_config") is not None else None,
     )
     train_kw = {k: o[k] for k in TRAIN_FIELDS if o.get(k) is not None}
     if train_kw.get("steps_per_epoch") == 0:  # 0 = no cap: full epochs
@@ -168,6 +178,6 @@ def config_from_options(o: dict[str, Any]) -> tuple[RunConfig, dict[str, str]]:
     probes = ProbeConfig.parse(o.get("probes") or BY_NAME["probes"].default, o.get("probe_every") or _default(P, "every"))
     if o.get("spectra_every") is not None:
         probes = replace(probes, spectra_every=o["spectra_every"])
-    run = RunConfig(model=o.get("model"), adapter=adapter, train=train, data=data, policy=policy, probes=probes, structure=structure)
+    run = RunConfig(model=o.get("model"), layers_path=o.get("layers_path") or None, adapter=adapter, train=train, data=data, policy=policy, probes=probes, structure=structure)
     run.structure_policy()  # validates the policy overrides now
     return run, sources

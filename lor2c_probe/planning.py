@@ -78,12 +78,29 @@ class MemoryPlan:
 
 
 def arch_config(arch: str) -> Any:
+    """A bundled shape's config, or any config.json: a file, a model folder, or a hub id already in the local cache."""
+    from pathlib import Path
+
     from transformers import AutoConfig
 
-    if arch not in ARCH_CONFIGS:
-        raise ConfigError(f"unknown --arch {arch!r}; choose one of: {', '.join(ARCH_CONFIGS)}")
-    model_type, kw = ARCH_CONFIGS[arch]
-    return AutoConfig.for_model(model_type, **kw)
+    if arch in ARCH_CONFIGS:
+        model_type, kw = ARCH_CONFIGS[arch]
+        return AutoConfig.for_model(model_type, **kw)
+    p = Path(arch).expanduser()
+    try:
+        if p.is_file():
+            return AutoConfig.from_pretrained(str(p))
+        return AutoConfig.from_pretrained(str(p) if p.is_dir() else arch, local_files_only=True)
+    except (OSError, ValueError) as e:
+        if p.exists():
+            raise ConfigError(f"--arch {arch}: cannot read a config.json: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"unknown --arch {arch!r}: not a bundled shape ({', '.join(ARCH_CONFIGS)}), a config.json, a model folder "
+                          "or a hub id in the local cache") from None
+
+
+def meta_model(config: Any) -> tuple[Any, Any]:
+    """(task model, backbone) at full depth on the meta device: shapes without memory."""
+    return _model(config, config.num_hidden_layers, "meta")
 
 
 def _model(config: Any, layers: int, device: str, num_labels: int = 2) -> tuple[Any, Any]:
@@ -92,17 +109,17 @@ def _model(config: Any, layers: int, device: str, num_labels: int = 2) -> tuple[
 
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    from lor2c_probe.models import ARCHITECTURES, Backbone, find_layers
+    from lor2c_probe.blocks import is_decoder_only
+    from lor2c_probe.models import backbone_of
 
     cfg = copy.deepcopy(config)
     cfg.num_hidden_layers = layers
-    arch = ARCHITECTURES[cfg.model_type]
-    if not arch.causal:
+    causal = is_decoder_only(cfg)
+    if not causal:
         cfg.num_labels = num_labels
     with torch.device(device):
-        model = (AutoModelForCausalLM if arch.causal else AutoModelForSequenceClassification).from_config(cfg)
-    path, stack = find_layers(model)
-    return model, Backbone(cfg.model_type, int(cfg.hidden_size), len(stack), path, arch.q_name, arch.v_name, arch.causal)
+        model = (AutoModelForCausalLM if causal else AutoModelForSequenceClassification).from_config(cfg)
+    return model, backbone_of(model, causal=causal)
 
 
 def _attach(model: Any, backbone: Any, plan: MemoryPlan, device: str) -> Any:
@@ -151,28 +168,38 @@ def saved_bytes(model: Any, config: Any, tokens: int, precision: str, causal: bo
 
 
 def activation_fit(config: Any, plan: MemoryPlan) -> dict[str, float]:
-    """{head,layer,first}_{const,per_token} in bytes, from 0- and 1-block models at true width."""
+    """{head,layer,first}_{const,per_token} in bytes, from 0- and 1-block models at true width; from 1- and 2-block
+    models where the family cannot run without blocks (GPT-2's forward needs one)."""
     torch.manual_seed(0)
-    out: dict[str, list[int]] = {}
-    for layers in (0, 1):
-        model, bb = _model(config, layers, "cpu")
-        if plan.weights_dtype != "fp32":  # frozen weights stored in half precision: autocast makes no copies
-            model.to({"bf16": torch.bfloat16, "fp16": torch.float16}[plan.weights_dtype])
-        if layers:
-            model = _attach(model, bb, plan, "cpu")
-        else:
-            model.requires_grad_(False)
-        model.train()
-        out[str(layers)] = [saved_bytes(model, config, n, plan.precision, bb.causal) for n in TOKENS]
-        if layers:
-            out["first"] = [saved_bytes(model, config, n, plan.precision, bb.causal, input_grad=False) for n in TOKENS]
-        del model
+    try:
+        out = {"0": _saved(config, plan, 0)[0]}
+        out["1"], out["first"] = _saved(config, plan, 1)
+    except (RuntimeError, UnboundLocalError, IndexError, ValueError):
+        one, first = _saved(config, plan, 1)
+        two, _ = _saved(config, plan, 2)
+        layer = _minus(two, one)
+        out = {"0": _minus(one, layer), "1": one, "first": first}
     dn = TOKENS[1] - TOKENS[0]
     fit: dict[str, float] = {}
     for part, (b1, b2) in (("head", out["0"]), ("layer", _minus(out["1"], out["0"])), ("first", _minus(out["first"], out["0"]))):
         fit[f"{part}_per_token"] = (b2 - b1) / dn
         fit[f"{part}_const"] = b1 - fit[f"{part}_per_token"] * TOKENS[0]
     return fit
+
+
+def _saved(config: Any, plan: MemoryPlan, layers: int) -> tuple[list[int], list[int] | None]:
+    """Saved bytes per TOKENS of a ``layers``-block model (input needing grad), and with block 0's input not."""
+    model, bb = _model(config, layers, "cpu")
+    if plan.weights_dtype != "fp32":  # frozen weights stored in half precision: autocast makes no copies
+        model.to({"bf16": torch.bfloat16, "fp16": torch.float16}[plan.weights_dtype])
+    if layers:
+        model = _attach(model, bb, plan, "cpu")
+    else:
+        model.requires_grad_(False)
+    model.train()
+    saved = [saved_bytes(model, config, n, plan.precision, bb.causal) for n in TOKENS]
+    first = [saved_bytes(model, config, n, plan.precision, bb.causal, input_grad=False) for n in TOKENS] if layers else None
+    return saved, first
 
 
 def _minus(a: list[int], b: list[int]) -> list[int]:

@@ -75,7 +75,7 @@ def test_train_tiny_end_to_end(tiny_models, tiny_data, tmp_path):
         (["--alpha", "-2"], "alpha must be a positive number; got -2.0"),
         (["--dropout", "1"], "dropout must be in [0, 1); got 1.0"),
         (["--dropout", "-0.5"], "dropout must be in [0, 1); got -0.5"),
-        (["--method", "dora"], "unknown method 'dora'"),
+        (["--method", "nosuch"], "unknown method 'nosuch'"),
         (["--task", "imdb"], "unknown task 'imdb'"),
         (["--policy", "fast"], "unknown policy 'fast'"),
         (["--probes", "hessian"], "unknown probe 'hessian'"),
@@ -103,12 +103,13 @@ def test_unknown_model_id_without_cache(tiny_data, tmp_path, monkeypatch):
     assert not (tmp_path / "r").exists()
 
 
-def test_unsupported_architecture(tiny_data, tmp_path):
-    from transformers import GPT2Config
+def test_shared_weight_blocks_are_refused_with_the_reason(tiny_data, tmp_path):
+    from tests.families import save_tiny
 
-    GPT2Config(n_layer=1, n_embd=16, n_head=2).save_pretrained(tmp_path / "gpt2")
-    res = runner.invoke(app, tiny_args(tmp_path / "gpt2", tiny_data, tmp_path / "r"))
-    assert_user_error(res, "unsupported architecture 'gpt2': lor2c-probe supports bert, llama, mistral, qwen2, roberta")
+    save_tiny("albert", tmp_path / "albert")
+    res = runner.invoke(app, tiny_args(tmp_path / "albert", tiny_data, tmp_path / "r"))
+    assert_user_error(res, "albert: its 3 blocks share weights")
+    assert not (tmp_path / "r").exists()
 
 
 def test_folder_without_config(tiny_data, tmp_path):

@@ -15,7 +15,7 @@ from lor2c_probe.errors import ConfigError
         ({"alpha": -1.0}, "alpha must be a positive number; got -1.0"),
         ({"dropout": 1.0}, r"dropout must be in \[0, 1\); got 1.0"),
         ({"dropout": -0.1}, r"dropout must be in \[0, 1\); got -0.1"),
-        ({"method": "dora"}, "unknown method 'dora'; choose one of: lora, lor2c"),
+        ({"method": "nosuch"}, "unknown method 'nosuch'; choose one of: lora, lor2c"),
     ],
 )
 def test_adapter_config_errors(kwargs, message):

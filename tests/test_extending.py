@@ -24,27 +24,44 @@ from tests.test_cli import tiny_args
 runner = CliRunner()
 
 
+# Every registered method but `peft`, which needs a config file (tests/adapters/test_peft_config.py covers it).
+BUILDABLE = [m for m in METHODS if m != "peft"]
+
+
 def _attached(model_dir, method):
     torch.manual_seed(0)
     model, _, bb = load_model(str(model_dir), num_labels=2, problem_type="single_label_classification")
     return get_method(method).attach(model, bb, AdapterConfig(method=method, rank=2)), bb
 
 
-@pytest.mark.parametrize("method", list(METHODS))
-def test_every_adapter_parameter_of_every_method_is_classified(tiny_models, method):
-    model, _ = _attached(tiny_models["bert"], method)
+def _roles(model, bb, names):
+    from lor2c_probe.probes.placement import place
+
+    placement = place(model, names, bb.layers_path)
+    assert placement.unplaced == {}, placement.unplaced
+    return placement.roles
+
+
+@pytest.mark.parametrize("method", BUILDABLE)
+def test_every_adapter_parameter_of_every_method_is_placed(tiny_models, method):
+    """Placed at (layer, module, factor): by classify for lor2c-probe's own modules, by PEFT's tuner layers otherwise."""
+    model, bb = _attached(tiny_models["bert"], method)
     spec = METHODS[method]
     trainable = [n for n, p in model.named_parameters() if p.requires_grad and not is_head(n)]
     assert trainable, method
-    kinds = {classify(n).kind for n in trainable}
-    assert "other" not in kinds, [n for n in trainable if classify(n).kind == "other"]
+    roles = _roles(model, bb, trainable)
+    kinds = {r.kind for r in roles.values()}
+    assert "other" not in kinds, [n for n, r in roles.items() if r.kind == "other"]
     assert kinds <= spec.kinds, (kinds, spec.kinds)
+    assert all(r.layer >= 0 or r.kind == "lor2c-shared" for r in roles.values())
     assert all(any(m in n for m in spec.markers) for n in trainable)  # the probes select by these markers
-    frozen = {classify(n).kind for n, p in model.named_parameters() if not p.requires_grad and classify(n).adapter}
+    frozen_names = [n for n, p in model.named_parameters() if not p.requires_grad and any(m in n for m in spec.markers)
+                    and (classify(n).adapter or ".lora_" in n)]
+    frozen = {classify(n).kind for n in frozen_names}
     assert frozen <= ({"lora"} if spec.dormant_lora else set()), frozen  # only a dormant LoRA waits frozen
 
 
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", BUILDABLE)
 def test_every_probe_covers_every_method_it_claims(tiny_models, tiny_data, method):
     """The ResLoRA gap (the spectral probe silently recorded nothing for it) cannot come back unnoticed."""
     from lor2c_probe.options import config_from_options
@@ -54,7 +71,7 @@ def test_every_probe_covers_every_method_it_claims(tiny_models, tiny_data, metho
     model, bb = _attached(tiny_models["bert"], method)
     cfg, _ = config_from_options({"method": method, "rank": 2, "task": "custom", "train_file": str(tiny_data["train"])})
     ctx = ProbeContext(cfg, bb, None, cfg.adapter.scaling, cfg.adapter.scaling, 2)
-    roles = [classify(n) for n, p in model.named_parameters() if p.requires_grad and classify(n).adapter]
+    roles = list(_roles(model, bb, [n for n, p in model.named_parameters() if p.requires_grad and not is_head(n)]).values())
     for spec in PROBES.values():
         if spec.covers is None or not (METHODS[method].kinds & spec.covers):
             continue
@@ -63,7 +80,7 @@ def test_every_probe_covers_every_method_it_claims(tiny_models, tiny_data, metho
             probe.bind(model)
             assert {r.module for r in probe.index.roles} == {r.module for r in roles}, spec.name
         elif isinstance(probe, SpectralProbe):
-            found = {m.module for m in discover(model)}
+            found = {m.module for m in discover(model, bb.layers_path)}
             want = {r.module if r.kind == "lor2c" else f"{r.module}.{r.proj}" for r in roles if r.kind != "lor2c-shared"}
             assert want <= found, (spec.name, sorted(want - found))
         else:

@@ -43,8 +43,8 @@ def test_train_options_match_the_cli():
     assert tuple(params) == TRAIN_OPTIONS
 
 
-def test_the_five_paper_studies_ship():
-    assert {p.stem for p in STUDIES} == {"fig7-gradient-ratio", "fig2-low-rank", "sfs-traces", "table1-methods", "reference-bugs"}
+def test_the_studies_ship():
+    assert {p.stem for p in STUDIES} == {"fig7-gradient-ratio", "fig2-low-rank", "sfs-traces", "table1-methods", "reference-bugs", "peft-zoo"}
 
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
@@ -76,7 +76,7 @@ def test_planned_runs_apply_overrides_last(tmp_path):
     ('label = "lora"', 'label = "lora\\n"', "label must be a folder-safe name"),  # a trailing newline is not part of a name
     ('name = "t"', 'name = "t\\n"', "name must be a non-empty folder-safe name"),
     ('baseline = "lora"', 'baseline = "adalora"', "baseline 'adalora' is not a run label"),
-    ('method = "lora"', 'method = "dora"', "run 'lora' (seed 1): unknown method"),
+    ('method = "lora"', 'method = "nosuch"', "run 'lora' (seed 1): unknown method"),
     ("epochs = 1", "epochs = 0", "epochs must be a positive integer; got 0"),
     ('probes = "grads"', 'probes = "activations"', "analysis 'gradients' needs two runs recording the grads probe"),
     ('name = "t"', "", "`name` is required"),

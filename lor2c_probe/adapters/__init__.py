@@ -26,11 +26,13 @@ class MethodSpec:
     dormant_lora: bool = False  # carries a frozen LoRA on every block from the start, switched on by an injection
     foldable: bool = False  # extra training-time paths folded into plain weights for inference (evaluated both ways)
     lora_dropout: bool = False  # its dropout default is LoRA's under every policy (not the LoR2C residual's)
+    peft: bool = False  # a PEFT tuner (--target-modules applies; ``markers`` "" selects every trainable non-head tensor)
 
 
 _LOR2C, _LORA = frozenset({"lor2c"}), frozenset({"lora"})
+_PEFT = "lor2c_probe.adapters.peft_family"
 _SPECS = (
-    MethodSpec("lora", "lor2c_probe.adapters.lora:LoraMethod", ("lora_",), _LORA, lora_dropout=True),
+    MethodSpec("lora", f"{_PEFT}:LoraMethod", ("lora_",), _LORA, lora_dropout=True, peft=True),
     MethodSpec("lor2c", "lor2c_probe.adapters.lor2c:Lor2cMethod", ("lor2c.",), _LOR2C),
     MethodSpec("share-lor2c", "lor2c_probe.adapters.share_lor2c:ShareLor2cMethod", ("lor2c.",), frozenset({"lor2c", "lor2c-shared"})),
     MethodSpec("full-rank-residual", "lor2c_probe.adapters.full_rank:FullRankResidualMethod", ("lor2c.",), _LOR2C),
@@ -47,6 +49,15 @@ _SPECS = (
                lora_dropout=True),
     MethodSpec("reslora-ms", "lor2c_probe.adapters.reslora:ResLoraMsMethod", ("reslora.",), frozenset({"reslora"}), foldable=True,
                lora_dropout=True),
+    # PEFT's own methods (adapters/peft_family.py): placed by PEFT's tuner layers (probes/placement.py), not by names.
+    MethodSpec("dora", f"{_PEFT}:DoraMethod", ("lora_",), _LORA, lora_dropout=True, peft=True),
+    MethodSpec("pissa", f"{_PEFT}:PissaMethod", ("lora_",), _LORA, lora_dropout=True, peft=True),
+    MethodSpec("adalora", f"{_PEFT}:AdaLoraMethod", ("lora_",), _LORA, lora_dropout=True, peft=True),
+    MethodSpec("vera", f"{_PEFT}:VeraMethod", ("vera_lambda_",), frozenset({"vera"}), lora_dropout=True, peft=True),
+    MethodSpec("ia3", f"{_PEFT}:Ia3Method", ("ia3_l",), frozenset({"ia3"}), peft=True),
+    MethodSpec("loha", f"{_PEFT}:LohaMethod", ("hada_",), frozenset({"loha"}), peft=True),
+    MethodSpec("lokr", f"{_PEFT}:LokrMethod", ("lokr_",), frozenset({"lokr"}), peft=True),
+    MethodSpec("peft", f"{_PEFT}:PeftConfigMethod", ("",), frozenset({"lora", "vera", "ia3", "loha", "lokr", "peft"}), peft=True),
 )
 METHODS: dict[str, MethodSpec] = {s.name: s for s in _SPECS}
 

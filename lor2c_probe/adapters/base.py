@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -11,13 +11,22 @@ if TYPE_CHECKING:
     from lor2c_probe.config import AdapterConfig
     from lor2c_probe.models import Backbone
 
-# Modules a sequence-classification model creates fresh on top of the encoder; they always train.
-HEAD_PREFIXES = ("classifier.", "score.")
+
+@dataclass(frozen=True)
+class Target:
+    """One layer a PEFT method adapts inside every block (GPT-2's fused c_attn: fan_out = 3d)."""
+
+    name: str  # its path inside a block, e.g. attention.self.query
+    fan_in: int
+    fan_out: int
+    feedforward: bool = False  # IA3 scales this layer's input, not its output
 
 
 @dataclass(frozen=True)
 class ArchShape:
-    """The sizes parameter counts depend on. ``q_*``/``v_*`` differ from d under grouped-query attention."""
+    """The sizes parameter counts depend on. ``q_*``/``v_*`` differ from d under grouped-query attention.
+    ``targets``: per method family ("lora" for the LoRA-shaped methods, "ia3"), the layers it adapts in a block,
+    read from the model; without them the LoRA family adapts q and v."""
 
     name: str
     hidden_size: int
@@ -26,6 +35,15 @@ class ArchShape:
     q_out: int
     v_in: int
     v_out: int
+    targets: dict[str, tuple[Target, ...]] = field(default_factory=dict, compare=False)
+
+    def targets_of(self, method: str) -> tuple[Target, ...]:
+        key = "ia3" if method == "ia3" else "lora"
+        if key in self.targets:
+            return self.targets[key]
+        if key == "lora":
+            return (Target("q", self.q_in, self.q_out), Target("v", self.v_in, self.v_out))
+        raise ValueError(f"{method}: the shape {self.name} does not list the layers {method} adapts; build it from a model")
 
     @classmethod
     def square(cls, name: str, hidden_size: int, num_layers: int) -> ArchShape:

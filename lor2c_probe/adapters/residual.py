@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lor2c_probe.adapters.base import HEAD_PREFIXES
+from lor2c_probe.record.naming import HEAD_MODULES
 from lor2c_probe.models import Backbone
 
 BANK_ATTR = "lor2c"
@@ -157,25 +157,22 @@ def attach_bank(model: nn.Module, backbone: Backbone, bank: ResidualBank) -> nn.
     from lor2c_probe.models import find_layers
 
     model.requires_grad_(False)
-    _, layers = find_layers(model)
+    _, layers = find_layers(model, backbone.layers_path)
     model.add_module(BANK_ATTR, bank)
     bank.attach_to(layers)
     bank.requires_grad_(True)
-    unfreeze_head(model)
+    unfreeze_head(model, backbone.causal)
     return model
 
 
-def unfreeze_head(model: nn.Module) -> None:
+def unfreeze_head(model: nn.Module, causal: bool = False) -> None:
     """Train the fresh classification head. A causal LM has none: its LM head is pretrained and stays frozen."""
-    from lor2c_probe.models import ARCHITECTURES
+    from lor2c_probe.models import head_modules
 
-    arch = ARCHITECTURES.get(getattr(getattr(model, "config", None), "model_type", None))
-    if arch is not None and arch.causal:
+    if causal:
         return
-    found = False
-    for name, p in model.named_parameters():
-        if name.startswith(HEAD_PREFIXES):
-            p.requires_grad_(True)
-            found = True
-    if not found:
-        raise ValueError(f"{type(model).__name__} has no classification head ({', '.join(HEAD_PREFIXES)})")
+    heads = head_modules(model)
+    if not heads:
+        raise ValueError(f"{type(model).__name__} has no classification head ({', '.join(sorted(HEAD_MODULES))})")
+    for name in heads:
+        model.get_submodule(name).requires_grad_(True)

@@ -231,7 +231,7 @@ class ResLoraMethod:
         mtype = model.config.model_type
         if mtype not in TARGETS:
             raise ConfigError(f"ResLoRA supports {', '.join(TARGETS)} models; got {mtype!r}")
-        layers_path, layers = find_layers(model)
+        layers_path, layers = find_layers(model, backbone.layers_path)
         paths = TARGETS[mtype]
         shapes = {t: tuple(reversed(layers[0].get_submodule(paths[t]).weight.shape)) for t in TYPES}  # (in, out)
         model.requires_grad_(False)
@@ -242,7 +242,7 @@ class ResLoraMethod:
         # (type, layer) -> the projection whose input the adapter reads: the spectral probe's feature hooks go there
         bank.input_paths = {(t, l): f"{layers_path}.{l}.{paths[t]}" for t in TYPES for l in range(len(layers))}
         bank.requires_grad_(True)
-        unfreeze_head(model)
+        unfreeze_head(model, backbone.causal)
         return model
 
     def count_params(self, shape: ArchShape, cfg: AdapterConfig) -> int:

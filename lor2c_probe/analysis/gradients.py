@@ -169,18 +169,42 @@ def trend_by_epoch(surface: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def summarize(surface: pd.DataFrame, *, numerator: str, denominator: str, stat: str, factor: str) -> str:
-    """A short plain-text reading: does the ratio rise toward lower layers, by how much, in which epochs."""
+def _n(x: float, spec: str = ".3g") -> str:
+    """A number for a sentence; an undefined one is said in words (a summary never prints nan)."""
+    return format(x, spec) if np.isfinite(x) else "undefined"
+
+
+REASONS = {
+    "numerator_missing": "{num} records no module there",
+    "denominator_missing": "{den} records no module there",
+    "zero_denominator": "{den}'s statistic is exactly 0 (e.g. a zero-initialised factor at the first step)",
+    "zero_both": "both statistics are exactly 0",
+}
+
+
+def summarize(surface: pd.DataFrame, *, numerator: str, denominator: str, stat: str, factor: str, paper_claim: bool = False) -> str:
+    """A short plain-text reading: does the ratio rise toward lower layers, by how much, in which epochs.
+
+    ``paper_claim``: the comparison is the paper's own (a LoR2C-family run over LoRA), so its claim is named; any
+    other pair is described as a trend of these two methods, without the paper's words.
+    """
     trend = trend_by_epoch(surface)
     lines = [f"Gradient ratio {numerator} / {denominator} (statistic {stat}, factor {factor}), epoch means of per-step values."]
     if trend.empty:
-        return "\n".join(lines + ["No (epoch, layer) cell has a defined ratio."])
+        lines.append("No (epoch, layer) cell has a defined ratio.")
+        return "\n".join(lines + _undefined_cells(surface, numerator, denominator))
+    lo_layer, hi_layer = int(surface.loc[surface.status == "ok", "layer"].min()), int(surface.loc[surface.status == "ok", "layer"].max())
     for r in trend.itertuples(index=False):
-        lines.append(
-            f"  epoch {r.epoch}: ratio {r.ratio_lowest_layer:.3g} at the lowest layer, {r.ratio_highest_layer:.3g} at the highest "
-            f"(x{r.lowest_over_highest:.3g}); Spearman rho(layer, ratio) = {r.spearman_rho:+.2f} "
-            f"({r.spearman_rho_without_top:+.2f} without the highest layer); {r.layers_ratio_above_1}/{r.layers} layers above 1"
-        )
+        line = f"  epoch {r.epoch}: ratio {_n(r.ratio_lowest_layer)} at the lowest layer, {_n(r.ratio_highest_layer)} at the highest"
+        if np.isfinite(r.lowest_over_highest):
+            line += f" (x{r.lowest_over_highest:.3g})"
+        if np.isfinite(r.spearman_rho):
+            line += f"; Spearman rho(layer, ratio) = {r.spearman_rho:+.2f}"
+            if np.isfinite(r.spearman_rho_without_top):
+                line += f" ({r.spearman_rho_without_top:+.2f} without the highest layer)"
+        else:
+            line += "; too few layers with a ratio (or a constant ratio) for a trend"
+        lines.append(line + f"; {r.layers_ratio_above_1}/{r.layers} layers above 1")
     judged = trend.dropna(subset=["spearman_rho"])  # an epoch with one defined cell shows no trend
     rho = judged["spearman_rho"]
     is_clear = lambda r: r <= -CLEAR_RHO + 1e-9  # noqa: E731 - tolerate rounding at the boundary
@@ -189,22 +213,32 @@ def summarize(surface: pd.DataFrame, *, numerator: str, denominator: str, stat: 
         verdict = "cannot be judged: no epoch has two layers with a defined ratio"
     elif clear == n:
         verdict = f"holds: in every epoch the ratio clearly rises toward lower layers (rho <= -{CLEAR_RHO})"
-    elif clear + weak == 0:
+    elif clear == 0 and weak == 0:
         verdict = "does not hold: in no epoch does the ratio rise toward lower layers"
+    elif clear == 0:
+        verdict = f"is not clear: the ratio rises toward lower layers only weakly (-{CLEAR_RHO} < rho < 0), in {weak} of {n} epochs"
     else:
         verdict = f"holds only partly: a clear rise toward lower layers (rho <= -{CLEAR_RHO}) in {clear} of {n} epochs, a weak one in {weak}"
-    lines.append(f"Paper claim (ratio rising toward lower layers) {verdict}; median rho = {rho.median():+.2f}.")
+    subject = ("Paper claim (LoR2C's gradient ratio to LoRA rises toward lower layers)" if paper_claim
+               else f"A rise of the {numerator} / {denominator} ratio toward lower layers")
+    lines.append(f"{subject} {verdict}" + (f"; median rho = {rho.median():+.2f}." if n else "."))
     without_top = judged["spearman_rho_without_top"].dropna()
     if len(without_top) and is_clear(rho).any() and not is_clear(without_top).any():
-        lines.append("Caution: without the highest layer no epoch shows a clear rise; the trend is carried by that layer.")
+        lines.append(f"Caution: without the highest layer ({hi_layer}) no epoch shows a clear rise; that layer carries the trend.")
     if len(judged) < len(trend):
         lines.append(f"Epochs with fewer than two defined cells (not judged): {sorted(set(trend.epoch) - set(judged.epoch))}.")
     above = (surface.loc[surface.status == "ok", "ratio"] > 1).mean()
-    lines.append(f"Share of (epoch, layer) cells where {numerator}'s gradient exceeds {denominator}'s: {above:.0%}.")
-    undefined = surface[surface.status != "ok"]
-    if not undefined.empty:
-        counts = undefined["status"].value_counts().to_dict()
-        lines.append(f"Cells without a ratio: {counts}.")
+    lines.append(f"Share of (epoch, layer) cells, layers {lo_layer}..{hi_layer}, where {numerator}'s gradient exceeds {denominator}'s: {above:.0%}.")
+    return "\n".join(lines + _undefined_cells(surface, numerator, denominator))
+
+
+def _undefined_cells(surface: pd.DataFrame, numerator: str, denominator: str) -> list[str]:
+    """One line per reason a cell has no ratio, naming the layers."""
+    lines = []
+    for status, g in surface[surface.status != "ok"].groupby("status"):
+        why = REASONS.get(str(status), str(status)).format(num=numerator, den=denominator)
+        layers = sorted(int(x) for x in g["layer"].unique())
+        lines.append(f"Cells without a ratio: {len(g)} ({status}: {why}) at layers {layers}.")
     if zl := zero_layers(surface):
         lines.append(f"Layers whose statistic is zero in every epoch (no ratio): {zl}.")
-    return "\n".join(lines)
+    return lines

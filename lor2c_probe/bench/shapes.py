@@ -60,7 +60,7 @@ def load_shape(name: str, *, num_labels: int = 2) -> tuple[Any, Backbone]:
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
-    from lor2c_probe.models import ARCHITECTURES, find_layers, load_model
+    from lor2c_probe.models import backbone_of, load_model
 
     shape = SHAPES[name]
     if shape.config is None:
@@ -74,6 +74,4 @@ def load_shape(name: str, *, num_labels: int = 2) -> tuple[Any, Backbone]:
         config.num_labels = num_labels
         config.problem_type = "single_label_classification"
         model = AutoModelForSequenceClassification.from_config(config)
-    path, layers = find_layers(model)
-    arch = ARCHITECTURES[config.model_type]
-    return model, Backbone(config.model_type, int(config.hidden_size), len(layers), path, arch.q_name, arch.v_name, arch.causal)
+    return model, backbone_of(model, causal=shape.causal)

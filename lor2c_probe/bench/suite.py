@@ -62,6 +62,7 @@ def run_suite(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     if not (cfg.memory_only or cfg.durability):
         log(f"factor-QR vs dense SVD on {device}")
         result["svd"] = svd_table(cfg, device, log)
+        result["update_spectra"] = update_spectra_costs(cfg, log)
     for shape in cfg.shapes:
         log(f"{shape}: {SHAPES[shape].description}")
         if cfg.durability:
@@ -82,6 +83,18 @@ def run_suite(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     result["goals"] = goals_table(cfg, result)
     result["seconds"] = time.perf_counter() - t_start
     return result
+
+
+def update_spectra_costs(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Each PEFT method's exact ΔW spectrum by its route against a dense SVD, at d = 768 (the issue's yardstick)."""
+    from lor2c_probe.bench.update_spectra import route_costs
+
+    d = 768 if 768 in cfg.svd_dims else max(cfg.svd_dims)
+    res = route_costs(d=d, rank=8, repeats=max(3, min(cfg.svd_reps, 9)))
+    for name, m in res["methods"].items():
+        log(f"  update spectrum d={d} {name:<8} {m['route_s'] * 1e3:8.3f} ms vs dense SVD {m['dense_svd_s'] * 1e3:8.2f} ms  "
+            f"x{m['ratio']:.1f}  ({m['route']})")
+    return res
 
 
 def _epoch(cfg: BenchConfig) -> int:

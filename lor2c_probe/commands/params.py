@@ -1,27 +1,27 @@
-"""``lor2c-probe params``: adapter parameter counts from bundled shapes."""
+"""``lor2c-probe params``: adapter parameter counts from any architecture's shapes (bundled name or config.json)."""
 
 from __future__ import annotations
 
 import typer
 
 from lor2c_probe.adapters import METHODS
-from lor2c_probe.adapters.base import ARCH_SHAPES
-from lor2c_probe.compare.params import count_table
+from lor2c_probe.compare.params import count_table, shape_for
 from lor2c_probe.errors import UserError
 
 
-def run_params(arch: str, method: str | None, rank: int, merges: int = 0, injections: int = 0) -> None:
+def run_params(arch: str, method: str | None, rank: int, merges: int = 0, injections: int = 0,
+               target_modules: tuple[str, ...] | None = None) -> None:
     methods = [method] if method else list(METHODS)
     for m in methods:
         if m not in METHODS:
             raise UserError(f"unknown --method {m!r}; choose one of: {', '.join(METHODS)}")
     if injections < 0:
         raise UserError(f"--injections must be a non-negative integer; got {injections}")
-    shape = ARCH_SHAPES.get(arch)
-    counts = count_table(arch, methods, rank, merges)
-    assert shape is not None
+    shape = shape_for(arch, target_modules)
+    counts = count_table(arch, methods, rank, merges, target_modules)
+    lora = ", ".join(f"{t.name} {t.fan_in}->{t.fan_out}" for t in shape.targets_of("lora")) or "none (pass --target-modules)"
     typer.echo(f"{arch}: d={shape.hidden_size}, layers={shape.num_layers}, rank={rank}" + (f", merges={merges}" if merges else "")
-               + (f", injections={injections}" if injections else ""))
+               + (f", injections={injections}" if injections else "") + f"; LoRA-family targets per block: {lora}")
     for m, n in counts.items():
         typer.echo(f"  {m:<20} {n:>14,}")
     if injections:

@@ -59,7 +59,8 @@ def compare_gradients(runs: list[RecordedRun], baseline: RecordedRun, stat: str,
         except ValueError as e:
             raise CannotCompare(f"{r.label} vs {baseline.label}: {e}") from None
         surfaces.append(s.assign(method=r.label))
-        summaries.append(summarize(s, numerator=r.label, denominator=baseline.label, stat=stat, factor=factor))
+        summaries.append(summarize(s, numerator=r.label, denominator=baseline.label, stat=stat, factor=factor,
+                                   paper_claim=is_paper_comparison(r, baseline)))
         if not acts[r.label].empty and not acts[baseline.label].empty:
             act_ratios.append(activation_grad_ratio(acts[r.label], acts[baseline.label]).assign(method=r.label))
     profiles = {label: activation_grad_profile(a) for label, a in acts.items() if not a.empty}
@@ -70,7 +71,31 @@ def compare_gradients(runs: list[RecordedRun], baseline: RecordedRun, stat: str,
     act_ratio = pd.concat(act_ratios, ignore_index=True) if act_ratios else None
     if act_profile is not None:
         summaries.append(_activation_summary(profiles, act_ratio, baseline.label))
+    summaries += [w for r in runs if (w := unplaced_warning(r))]
     return GradientComparison(surface, profiles, act_profile, act_ratio, "\n\n".join(summaries))
+
+
+def method_of(run: RecordedRun) -> str | None:
+    return run.manifest.get("method", {}).get("name")
+
+
+def is_paper_comparison(run: RecordedRun, baseline: RecordedRun) -> bool:
+    """The LoR2C paper's Fig. 7 comparison: a LoR2C-family run over a LoRA run."""
+    from lor2c_probe.adapters import METHODS
+
+    num, den = method_of(run), method_of(baseline)
+    return den == "lora" and num in METHODS and "lor2c" in METHODS[num].kinds
+
+
+def unplaced_warning(run: RecordedRun) -> str | None:
+    """One line when the run's gradient probe recorded tensors it could not place at a layer (none on the surface)."""
+    for entry in run.manifest.get("recording", {}).get("callbacks", []):
+        if entry.get("name") == "gradients" and entry.get("unplaced"):
+            unplaced = entry["unplaced"]
+            name, why = next(iter(unplaced.items()))
+            return (f"Warning: {run.label}: {len(unplaced)} trainable tensor(s) have no layer and are not on the surface "
+                    f"(recorded as unplaced:<name> rows), e.g. {name}: {why}.")
+    return None
 
 
 def _activation_summary(profiles: dict[str, Any], act_ratio: Any, baseline: str) -> str:

@@ -149,3 +149,23 @@ def sfs_traces_plotly(traces: pd.DataFrame, events: pd.DataFrame, *, title: str)
                       annotation_text=f"{e.kind} {e.modules}", annotation_textangle=-90)
     fig.update_layout(title=title, xaxis_title="optimizer step", yaxis_title="SFS_k", height=550, width=1100)
     return fig
+
+
+def update_rank_figure(modules: pd.DataFrame, *, title: str) -> Figure:
+    """Per run: effective rank of every module's update (box over modules) and its cap, on a log axis."""
+    runs = list(dict.fromkeys(modules["run"]))
+    fig = Figure(figsize=(max(6.0, 0.9 * len(runs) + 2), 4.2), dpi=120)
+    ax = fig.subplots()
+    data = [modules.loc[modules.run == r, "effective_rank"].dropna().to_numpy() for r in runs]
+    ax.boxplot(data, tick_labels=runs, showfliers=True)
+    caps = [int(modules.loc[modules.run == r, "n"].max()) for r in runs]
+    ax.scatter(range(1, len(runs) + 1), caps, marker="_", s=400, color="k", label="cap: values the route yields")
+    ax.set_yscale("log")
+    ax.set_ylabel("effective rank exp(H(σ²/Σσ²))")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    for label in ax.get_xticklabels():
+        label.set_rotation(30)
+        label.set_ha("right")
+    fig.tight_layout()
+    return fig

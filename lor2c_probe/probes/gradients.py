@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import torch
 
-from lor2c_probe.record.naming import classify, is_head
+from lor2c_probe.record.naming import ParamRole, classify, is_head
 from lor2c_probe.probes.schedule import Every
 from lor2c_probe.train.hooks import TrainerCallback, TrainState
 
@@ -37,8 +37,8 @@ def select_parameters(model: torch.nn.Module, markers: tuple[str, ...]) -> list[
 class ModuleIndex:
     """Groups selected tensors by (module, factor); aggregates per-tensor stats into module rows."""
 
-    def __init__(self, names: list[str], numels: list[int]) -> None:
-        self.roles = [classify(n) for n in names]
+    def __init__(self, names: list[str], numels: list[int], roles: list[ParamRole] | None = None) -> None:
+        self.roles = roles if roles is not None else [classify(n) for n in names]
         self.numel = np.asarray(numels, dtype=np.float64)
         groups: dict[tuple[str, int, str], list[int]] = defaultdict(list)
         for i, r in enumerate(self.roles):
@@ -71,8 +71,11 @@ if TYPE_CHECKING:
 class GradientProbe(TrainerCallback):
     """Per-module |g| statistics at ``before_clip`` (accumulated, unscaled, not yet clipped)."""
 
-    def __init__(self, markers: tuple[str, ...], *, scaling: Callable[[str], float] | float, schedule: Every = Every(1)) -> None:
+    def __init__(self, markers: tuple[str, ...], *, scaling: Callable[[str], float] | float, schedule: Every = Every(1),
+                 layers_path: str | None = None) -> None:
         self.markers = tuple(markers)
+        self.layers_path = layers_path  # where the blocks are: PEFT tuner layers are placed by it (None: by names only)
+        self.unplaced: dict[str, str] = {}
         self.scaling = scaling if callable(scaling) else (lambda module, s=float(scaling): s)
         self.schedule = schedule
         self._params: list[torch.nn.Parameter] | None = None
@@ -87,7 +90,14 @@ class GradientProbe(TrainerCallback):
         if not selected and not allow_empty:
             raise ValueError(f"gradient probe: no trainable parameter name contains any of {self.markers}")
         self._params = [p for _, p in selected]
-        self.index = ModuleIndex([n for n, _ in selected], [p.numel() for _, p in selected])
+        names = [n for n, _ in selected]
+        roles = None
+        if self.layers_path is not None:
+            from lor2c_probe.probes.placement import place
+
+            placement = place(model, names, self.layers_path)
+            roles, self.unplaced = [placement.roles[n] for n in names], dict(placement.unplaced)
+        self.index = ModuleIndex(names, [p.numel() for _, p in selected], roles)
 
     def stats(self) -> torch.Tensor:
         """(3, n_tensors): L1, L2 and max |g| of each selected gradient (0 where a gradient is None)."""
@@ -152,12 +162,19 @@ class GradientProbe(TrainerCallback):
             "select": list(self.markers),
             "schedule": self.schedule.to_dict(),
             "stats": list(STATS) + ["numel", "scaling"],
+            "unplaced": dict(self.unplaced),
         }
 
 
 def build(ctx: ProbeContext) -> GradientProbe:
-    """The registry's factory: every adapter module of the run's method, LoRA modules at their own scaling."""
+    """The registry's factory: every adapter module of the run's method, placed by PEFT's tuner layers and the block
+    stack; each module's ``scaling`` is its method's (LoRA's alpha/r, r/2 when injected; 1 for VeRA and IA3)."""
     from lor2c_probe.adapters import markers
 
     s, s_lora = ctx.scaling, ctx.lora_scaling
-    return GradientProbe(markers(ctx.cfg.adapter.method), scaling=lambda m: s_lora if m.startswith("lora.") else s, schedule=ctx.schedule())
+    unscaled = ("vera.", "ia3.")
+
+    def scaling(module: str) -> float:
+        return s_lora if module.startswith("lora.") else 1.0 if module.startswith(unscaled) else s
+
+    return GradientProbe(markers(ctx.cfg.adapter.method), scaling=scaling, schedule=ctx.schedule(), layers_path=ctx.backbone.layers_path)

@@ -2,14 +2,16 @@
 
 When: at each epoch end, plus every ``every_steps`` optimizer steps if set. What:
 - weights: sigma(s * B A) from the factors (QR, never a dense d x d SVD); sigma(s * B_i A_shared) for
-  ShareLoR2C; torch.linalg.svdvals(s * W) for the full-rank map; LoRA: the q and v updates separately.
+  ShareLoR2C; torch.linalg.svdvals(s * W) for the full-rank map; every PEFT tuner layer (LoRA, DoRA, PiSSA,
+  AdaLoRA, VeRA, IA3, LoHa, LoKr): the exact spectrum of its update ΔW to the frozen weight by the cheapest exact
+  route (``updates.update_of``), each adapted projection separately.
 - features: sigma of the module's output matrix (non-pad tokens x d) on the probe batch (seeded sample
   of training examples, eval mode so dropout is off, float32, no grad): through the factor structure
   for low-rank modules, through a float64 streamed Gram matrix for dense ones.
 Rows go to ``spectra`` (one per singular value) and ``sfs`` (SFS_k for each k).
 
-Modules are found from parameter names by ``record.naming.classify``: LoR2C paths and the shared A, PEFT's
-LoRA factors and ResLoRA's bank; no adapter is imported.
+lor2c-probe's own modules are found from parameter names by ``record.naming.classify`` (LoR2C paths and the shared
+A, ResLoRA's bank); PEFT's from its tuner layers (``probes.placement.tuner_sites``); no adapter is imported.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class SpectralModule:
     W: torch.nn.Parameter | None = None
     block: int | None = None  # input = hidden state entering this block (LoR2C family)
     path: str | None = None  # input = the input of this submodule (LoRA's wrapped projection)
+    tuner: torch.nn.Module | None = None  # a PEFT tuner layer: its update comes from updates.update_of
+    adapter: str = "default"
 
     @property
     def dense(self) -> bool:
@@ -55,10 +59,33 @@ def _stored_dtype_autocast(model: torch.nn.Module, device: torch.device) -> Any:
     return torch.autocast(device.type, dtype=half.pop()) if len(half) == 1 else nullcontext()
 
 
-def discover(model: torch.nn.Module) -> list[SpectralModule]:
-    """Every adapter map of the model, from its parameter names (``classify``): LoR2C paths (merged spans included)
-    with the shared A resolved, and the q/v updates of LoRA and ResLoRA, read at their projection's input."""
-    mods: dict[str, SpectralModule] = {}
+def _tuner_modules(model: torch.nn.Module, layers_path: str | None) -> dict[str, SpectralModule]:
+    """Every PEFT tuner layer that trains (a dormant LoRA has not been injected and contributes nothing), per adapter."""
+    from lor2c_probe.probes.placement import UNPLACED, tuner_sites
+
+    if layers_path is None:
+        from lor2c_probe.blocks import BlockStackError, find_blocks
+
+        try:
+            layers_path = find_blocks(model)[0]
+        except BlockStackError:
+            layers_path = ""  # every tuner layer is then unplaced: named by its path
+    out = {}
+    for site in tuner_sites(model, layers_path):
+        layer = model.get_submodule(site.path)
+        if not any(p.requires_grad for n, p in layer.named_parameters() if not n.startswith("base_layer.")):
+            continue
+        for adapter in layer.active_adapters:
+            key = f"{site.kind}.{site.layer}.{site.proj}" if site.layer is not None else f"{UNPLACED}{site.path}"
+            key += "" if adapter == "default" else f".{adapter}"
+            out[key] = SpectralModule(key, path=site.path, tuner=layer, adapter=adapter)
+    return out
+
+
+def discover(model: torch.nn.Module, layers_path: str | None = None) -> list[SpectralModule]:
+    """Every adapter map of the model: LoR2C paths (merged spans included) with the shared A resolved and ResLoRA's
+    q/v updates, from parameter names (``classify``); every PEFT tuner layer's update, read at its layer's input."""
+    mods: dict[str, SpectralModule] = _tuner_modules(model, layers_path)
     shared = None
     for name, p in model.named_parameters():
         role = classify(name)
@@ -68,9 +95,6 @@ def discover(model: torch.nn.Module) -> list[SpectralModule]:
             shared = p
         elif role.kind == "lor2c":
             setattr(mods.setdefault(role.module, SpectralModule(role.module, block=role.layer)), role.factor, p)
-        elif role.kind == "lora" and p.requires_grad:
-            key = f"{role.module}.{role.proj}"
-            setattr(mods.setdefault(key, SpectralModule(key, path=role.path)), role.factor, p)
         elif role.kind == "reslora" and p.requires_grad:  # the bank knows where each projection sits in the model
             key = f"{role.module}.{role.proj}"
             path = model.get_submodule(role.path).input_paths[(role.proj, role.layer)]
@@ -109,7 +133,7 @@ class SpectralProbe(TrainerCallback):
     # -- measurement ----------------------------------------------------------------------------------
     def spectra_now(self, model: torch.nn.Module, sources: tuple[str, ...] = ("weights", "features")) -> dict[tuple[str, str], np.ndarray]:
         """{(source, module): sigma} computed now; modules are rediscovered (structure may have changed)."""
-        self._modules = discover(model)
+        self._modules = discover(model, self.layers_path)
         spectra = {("weights", m.module): self.weight_spectrum(m) for m in self._modules} if "weights" in sources else {}
         if "features" in sources and self.data is not None:
             spectra.update({("features", k): v for k, v in self.feature_spectra(model).items()})
@@ -131,6 +155,10 @@ class SpectralProbe(TrainerCallback):
 
     @torch.no_grad()
     def weight_spectrum(self, m: SpectralModule) -> torch.Tensor:
+        if m.tuner is not None:
+            from lor2c_probe.updates import update_of
+
+            return update_of(m.tuner, m.adapter).svdvals()
         if m.dense:
             return torch.linalg.svdvals(m.W.float()) * abs(self.scale_of(m))
         return lowrank_svdvals(m.B.float(), m.A.float(), self.scale_of(m))
@@ -140,7 +168,10 @@ class SpectralProbe(TrainerCallback):
         """One pass over the probe batch; per module the output's singular values (non-pad tokens)."""
         assert self.data is not None and self._modules is not None
         blocks = find_block_stack(model, self.layers_path)
+        from lor2c_probe.updates import update_of
+
         mods = {m.module: m for m in self._modules}
+        updates = {m.module: update_of(m.tuner, m.adapter) for m in self._modules if m.tuner is not None}  # fixed for the pass
         # Reduced inside the hook, so no hidden state outlives its block: (tokens, r) or a d x d Gram per module.
         partial: dict[str, Any] = {m.module: ([] if not m.dense else 0) for m in self._modules}
         mask_box: list[torch.Tensor] = []
@@ -153,7 +184,9 @@ class SpectralProbe(TrainerCallback):
                 with torch.autocast(x.device.type, enabled=False):  # the reduction stays fp32 under --base-dtype's autocast
                     for k in keys:
                         m = mods[k]
-                        if m.dense:
+                        if k in updates:
+                            partial[k].append(updates[k].reduce(x))
+                        elif m.dense:
                             y = (x @ m.W.float().T).double() * self.scale_of(m)
                             partial[k] = partial[k] + y.T @ y
                         else:
@@ -192,7 +225,9 @@ class SpectralProbe(TrainerCallback):
             model.train(was_training)
         out = {}
         for m in self._modules:
-            if m.dense:
+            if m.module in updates:
+                out[m.module] = updates[m.module].feature_svdvals(partial[m.module])
+            elif m.dense:
                 out[m.module] = gram_svdvals(partial[m.module])
             else:
                 out[m.module] = lowrank_feature_svdvals(torch.cat(partial[m.module]), m.B.float(), self.scale_of(m))
@@ -217,8 +252,14 @@ def build(ctx: ProbeContext) -> SpectralProbe:
     """The registry's factory: spectra of every adapter map at epoch ends (and every ``spectra_every`` steps)."""
     probe_data, idx = probe_batch(ctx.cfg, ctx.train)
     return SpectralProbe(scaling=ctx.scaling, lora_scaling=ctx.lora_scaling, layers_path=ctx.backbone.layers_path, probe_data=probe_data,
-                         ks=(1, 2, 4, ctx.cfg.adapter.rank), every_steps=ctx.cfg.probes.spectra_every, chunk_size=ctx.chunk,
+                         ks=(1, 2, 4, _rank(ctx)), every_steps=ctx.cfg.probes.spectra_every, chunk_size=ctx.chunk,
                          probe_indices=idx)
+
+
+def _rank(ctx: ProbeContext) -> int:
+    from lor2c_probe.adapters.peft_family import rank_of
+
+    return rank_of(ctx.cfg.adapter)
 
 
 def probe_batch(cfg: Any, train: Encoded | None) -> tuple[Encoded | None, list[int] | None]:

@@ -17,7 +17,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-HEAD_MODULES = {"classifier", "score"}  # what a sequence-classification model creates fresh on top of the encoder
+# What a sequence-classification model creates fresh on top of its backbone, as top-level modules: the classifier
+# (BERT, RoBERTa, ELECTRA, MPNet, XLM-R, DistilBERT, DeBERTa), the score (decoders), DistilBERT's pre_classifier and
+# DeBERTa-v2's pooler. BERT's own pooler sits inside the backbone (bert.pooler) and is pretrained: not a head.
+HEAD_MODULES = {"classifier", "score", "pre_classifier", "pooler"}
+_WRAPPERS = ("base_model.model.", "module.", "_orig_mod.")  # PEFT, DDP and torch.compile prefixes
 
 
 def is_head(name: str) -> bool:
@@ -25,8 +29,14 @@ def is_head(name: str) -> bool:
 
     PEFT also keeps the frozen original under ``classifier.original_module``; that one is not the head.
     """
-    parts = set(name.split("."))
-    return bool(HEAD_MODULES & parts) and "original_module" not in parts
+    stripped = True
+    while stripped:
+        stripped = False
+        for w in _WRAPPERS:
+            if name.startswith(w):
+                name, stripped = name[len(w):], True
+    parts = name.split(".")
+    return parts[0] in HEAD_MODULES and "original_module" not in parts
 
 
 _LOR2C = re.compile(r"(?:^|\.)lor2c\.paths\.(\d+)(?:-(\d+))?\.([A-Za-z]+)$")
@@ -36,7 +46,9 @@ _SPAN = re.compile(r"\.(\d+)(?:-(\d+))?$")
 
 
 SHORT = {"query": "q", "value": "v", "key": "k", "q_proj": "q", "v_proj": "v", "k_proj": "k", "o_proj": "o", "dense": "o"}
-KINDS = ("lor2c", "lor2c-shared", "lora", "reslora", "other")
+# lor2c-probe's own kinds, PEFT's (placed by probes/placement.py from PEFT's tuner layers; another PEFT tuner gets
+# its own name), and other.
+KINDS = ("lor2c", "lor2c-shared", "lora", "reslora", "vera", "ia3", "loha", "lokr", "other")
 
 
 @dataclass(frozen=True)
@@ -44,7 +56,7 @@ class ParamRole:
     module: str
     layer: int  # first block the module covers; -1 when it serves all layers
     factor: str
-    kind: str = "other"  # one of KINDS
+    kind: str = "other"  # one of KINDS (or another PEFT tuner's name)
     last: int = -1  # last block a LoR2C module covers (a merged module spans layer..last)
     proj: str = ""  # LoRA / ResLoRA: the adapted projection, short (q, v, ...)
     path: str = ""  # LoRA: the wrapped projection's module path; ResLoRA: the bank's module path
@@ -75,7 +87,10 @@ def classify(name: str) -> ParamRole:
 
 
 def module_span(module: str) -> tuple[int, int] | None:
-    """(first, last) block of a module id such as ``lor2c.3`` or ``lor2c.3-5``; None if it has no layer."""
+    """(first, last) block of a module id such as ``lor2c.3`` or ``lor2c.3-5``; None if it has no layer (an
+    ``unplaced:<tensor>`` id never has one, whatever its name ends with)."""
+    if module.startswith("unplaced:"):
+        return None
     m = _SPAN.search(module)
     if m is None:
         return None

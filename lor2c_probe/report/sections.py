@@ -297,6 +297,36 @@ def low_rank_section(runs: list[RecordedRun], opts: Options | None = None) -> Se
     return s
 
 
+def update_spectra_section(runs: list[RecordedRun], opts: Options) -> Section:
+    """Every method's update ΔW: effective rank per module against what its spectral route can show."""
+    from lor2c_probe.analysis.update_spectra import by_run, per_module, reading
+    from lor2c_probe.plots.spectra import update_rank_figure
+
+    s = Section("update_spectra", "Update spectra: how low rank is each method's learned update?")
+    frames = []
+    for r in runs:
+        if r.has("spectra"):
+            try:
+                rank = int(r.manifest.get("config", {}).get("adapter", {}).get("rank", 8))
+                frames.append(per_module(r.table("spectra"), r.label, rank))
+            except StorageError as e:
+                s.blocks.append(f"{r.label}: {e}")
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        s.note = "no run recorded weight spectra; record runs with `--probes spectra`"
+        return s
+    modules = pd.concat(frames, ignore_index=True)
+    table = by_run(modules)
+    s.blocks.append("Singular values of each adapter's update ΔW to the frozen weight at the last reading, by the cheapest exact "
+                    "route (factor QR, Kronecker, or a dense SVD where nothing cheaper is exact). Effective rank = exp of the "
+                    "entropy of the energy shares; its cap is the number of values the route yields.")
+    s.blocks.append(Fig("update_rank", "Effective rank of every module's update per run (box over modules); black bars: the cap.",
+                        lambda: update_rank_figure(modules, title="Effective rank of the learned updates")))
+    s.blocks.append(Table(table, "Per run: median and quartiles over modules.", data="update_spectra"))
+    s.blocks.append(Pre(reading(table)))
+    return s
+
+
 def sfs_section(runs: list[RecordedRun], opts: Options) -> Section:
     from lor2c_probe.compare.sfs import sfs_trace
     from lor2c_probe.plots.spectra import sfs_traces_figure, sfs_traces_plotly
@@ -370,6 +400,7 @@ SECTIONS: list[SectionSpec] = [
     SectionSpec("runs", runs_section), SectionSpec("params", params_section), SectionSpec("training", training_section),
     SectionSpec("comparison", comparison_section), SectionSpec("gradients", gradients_section),
     SectionSpec("activations", activations_section), SectionSpec("low_rank", low_rank_section), SectionSpec("sfs", sfs_section),
+    SectionSpec("update_spectra", update_spectra_section),
     SectionSpec("events", events_section),
 ]
 

@@ -17,7 +17,7 @@ from lor2c_probe.adapters.base import ArchShape
 from lor2c_probe.config import ConfigError, RunConfig, TrainConfig
 from lor2c_probe.data.tasks import TaskSpec
 from lor2c_probe.errors import UserError
-from lor2c_probe.models import Backbone, find_layers, load_model
+from lor2c_probe.models import Backbone, load_model
 from lor2c_probe.record.naming import is_head
 from lor2c_probe.train.batches import Encoded
 from lor2c_probe.train.hooks import TrainerCallback
@@ -59,22 +59,24 @@ def build_model(cfg: RunConfig, spec: TaskSpec) -> Built:
     seed_everything(cfg.train.seed)
     problem = "regression" if spec.regression else "single_label_classification"
     model, tokenizer, backbone = load_model(cfg.model, num_labels=spec.num_labels, problem_type=problem, causal=spec.causal,
-                                            dtype=cfg.train.base_dtype)
+                                            dtype=cfg.train.base_dtype, layers_path=cfg.layers_path, targets=cfg.adapter.target_modules)
     model = get_method(cfg.adapter.method).attach(model, backbone, cfg.adapter)
     return Built(model, tokenizer, backbone, spec)
 
 
-def arch_shape(model: torch.nn.Module, bb: Backbone) -> ArchShape:
-    """The sizes parameter counts depend on, read from the model's q and v projections (GQA: v_out < d)."""
-    _, layers = find_layers(model.base_model.model if hasattr(model, "peft_config") else model)
-    q, v = (layers[0].get_submodule(n) for n in _qv_paths(layers[0], bb))
-    return ArchShape("run", bb.hidden_size, bb.num_layers, q.in_features, q.out_features, v.in_features, v.out_features)
+def method_callbacks(cfg: RunConfig, model: torch.nn.Module, total_steps: int) -> list[TrainerCallback]:
+    """Callbacks a method needs inside the loop (AdaLoRA's rank allocation); most need none."""
+    method = get_method(cfg.adapter.method)
+    make = getattr(method, "callbacks", None)
+    return list(make(model, total_steps)) if make is not None else []
 
 
-def _qv_paths(block: torch.nn.Module, bb: Backbone) -> tuple[str, str]:
-    names = [n for n, _ in block.named_modules()]
-    pick = lambda leaf: next(n for n in names if n.rsplit(".", 1)[-1] == leaf)  # noqa: E731
-    return pick(bb.q_name), pick(bb.v_name)
+def arch_shape(model: torch.nn.Module, bb: Backbone, user_targets: tuple[str, ...] | None = None) -> ArchShape:
+    """The sizes parameter counts depend on: d, the blocks, and the layers each PEFT method family adapts in a block,
+    read from a model (plain or PEFT-wrapped) through PEFT's own target matching."""
+    from lor2c_probe.adapters.shapes import shape_of
+
+    return shape_of(model.base_model.model if hasattr(model, "peft_config") else model, bb, "run", user_targets)
 
 
 def lora_scaling(cfg: RunConfig) -> float:

@@ -248,6 +248,7 @@ class Trainer:
         else:
             self.optimizer.step()
         self.scheduler.step()
+        self._emit("after_optimizer_step")
         self.optimizer.zero_grad(set_to_none=True)
         st.step += 1
         if self.cfg.on_nonfinite == "stop":

@@ -66,6 +66,7 @@ def new_manifest(
             "hidden_size": bb.hidden_size,
             "num_layers": bb.num_layers,
             "layers_path": bb.layers_path,
+            "targets": list(bb.targets),
         },
         "task": {
             "name": spec.name,
@@ -78,9 +79,8 @@ def new_manifest(
         },
         "params": {
             **param_counts(built.model, markers(method.name)),
-            "adapter_params_formula": method.count_params(
-                arch_shape(built.model, bb), cfg.adapter
-            ),
+            "adapter_params_formula": None if cfg.adapter.method == "peft"  # a config file has no formula here
+            else method.count_params(arch_shape(built.model, bb, cfg.adapter.target_modules), cfg.adapter),
         },
         "device": {"type": device.type, "name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu", "threads": torch.get_num_threads()},
         "precision": precision,

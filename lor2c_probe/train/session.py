@@ -22,7 +22,7 @@ from lor2c_probe.record.outputs import check_output, writing
 from lor2c_probe.record.store import MANIFEST, NullStore, RunStore, read_manifest
 from lor2c_probe.train import distributed
 from lor2c_probe.train.batches import encode, encode_causal
-from lor2c_probe.train.build import Built, build_model, make_probes, make_structure, resolve_device
+from lor2c_probe.train.build import Built, build_model, make_probes, make_structure, method_callbacks, resolve_device
 from lor2c_probe.train.checkpoint import load_checkpoint, newest_intact, save_checkpoint
 from lor2c_probe.train.hooks import TrainerCallback
 from lor2c_probe.train.loop import Trainer
@@ -141,6 +141,7 @@ def _train(
         callbacks=make_probes(cfg, built.backbone, train) + make_structure(cfg, built.backbone, len(train), train) + list(callbacks or []),
         progress=progress and distributed.is_main(),
     )
+    trainer.callbacks += method_callbacks(cfg, model, trainer.plan.total_steps)  # e.g. AdaLoRA's rank allocation
     if resume_from is not None:
         state = load_checkpoint(resume_from, model=model, optimizer=trainer.optimizer, scheduler=trainer.scheduler)
         for cb in trainer.callbacks:
@@ -196,6 +197,8 @@ def _train(
             manifest["status"] = "completed"
             manifest["finished"] = now()
             manifest["results"] = results(trainer, built.spec, time.perf_counter() - t0)
+            # re-read: probes bind at their first step (e.g. which tensors the gradient probe could not place)
+            manifest["recording"]["callbacks"] = [e for cb in trainer.callbacks if (e := cb.manifest_entry()) is not None]
             if cfg.train.on_nonfinite == "skip-step":
                 manifest["results"]["skipped_steps"] = trainer.skipped_steps
             if folded:

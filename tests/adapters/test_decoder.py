@@ -112,7 +112,8 @@ def test_weight_and_feature_spectra_on_a_decoder_equal_dense_svds(tiny_llama, ti
     for h in hs:
         h.remove()
     for m in mods:
-        dense = (m.B @ m.A).detach().double()
+        B, A = (m.B, m.A) if m.tuner is None else (m.tuner.lora_B["default"].weight, m.tuner.lora_A["default"].weight)
+        dense = (B @ A).detach().double()
         _close(weights[m.module], torch.linalg.svdvals(cfg.scaling * dense))
         X = captured[m.module][0][mask].double()
         _close(feats[m.module], torch.linalg.svdvals(cfg.scaling * X @ dense.T))
@@ -157,15 +158,16 @@ def test_causal_eval_is_the_token_weighted_mean_loss(tiny_llama, tiny_alpaca):
     assert got["perplexity"] == pytest.approx(math.exp(total / count), rel=1e-5)
 
 
-def test_encoder_with_alpaca_and_decoder_with_classification_are_refused(tiny_llama, tiny_models):
-    with pytest.raises(UserError, match="is a decoder: train it as a causal LM with --task alpaca"):
-        load_model(str(tiny_llama), num_labels=2, problem_type="single_label_classification")
+def test_encoder_with_alpaca_is_refused_and_a_decoder_classifies(tiny_llama, tiny_models):
+    model, tok, bb = load_model(str(tiny_llama), num_labels=2, problem_type="single_label_classification")
+    assert type(model).__name__ == "LlamaForSequenceClassification" and not bb.causal
+    assert model.config.pad_token_id == tok.pad_token_id  # the classifier pools the last non-pad token
     with pytest.raises(UserError, match="--task alpaca trains a causal LM; bert is an encoder"):
         load_model(str(tiny_models["bert"]), num_labels=2, problem_type="x", causal=True)
 
 
-def test_missing_layer_stack_names_the_paths_tried(tiny_llama):
+def test_missing_layer_stack_suggests_the_override(tiny_llama):
     model, _, _ = load_model(str(tiny_llama), num_labels=2, problem_type="x", causal=True)
     del model.model.layers
-    with pytest.raises(UserError, match=r"cannot find the layer stack of LlamaForCausalLM \(llama\); tried: model\.layers, layers"):
+    with pytest.raises(UserError, match=r"cannot find a stack of repeated transformer blocks in LlamaForCausalLM; pass --layers-path"):
         find_layers(model)

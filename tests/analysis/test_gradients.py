@@ -147,10 +147,10 @@ def test_verdict_separates_clear_weak_and_single_layer_trends():
     assert "holds only partly: a clear rise toward lower layers (rho <= -0.5) in 1 of 2 epochs, a weak one in 1" in partly
     # A clear rise carried by the top layer alone: rho = -0.7 with it, -0.4 without (scipy.stats.spearmanr).
     carried = summarize(_surface([[3.1, 3.0, 3.2, 2.9, 0.5]]), **kw)
-    assert "holds: in every epoch" in carried and "the trend is carried by that layer" in carried
+    assert "holds: in every epoch" in carried and "that layer carries the trend" in carried
     # Exactly on the threshold (-0.5 computed as -0.49999999999999994) counts as clear.
     edge = trend_by_epoch(_surface([[3.3, 3.0, 3.2, 2.9, 3.1, 0.4]]))
-    assert "the trend is carried" not in summarize(_surface([[3.3, 3.0, 3.2, 2.9, 3.1, 0.4]]), **kw)
+    assert "carries the trend" not in summarize(_surface([[3.3, 3.0, 3.2, 2.9, 3.1, 0.4]]), **kw)
     assert edge.spearman_rho_without_top.iloc[0] == pytest.approx(-0.5)
     t = trend_by_epoch(_surface([[4, 3, 2, 1.5, 1]]))
     assert t.spearman_rho.iloc[0] == pytest.approx(-1.0) and t.spearman_rho_without_top.iloc[0] == pytest.approx(-1.0)

@@ -71,7 +71,7 @@ def test_existing_output_is_never_replaced_without_overwrite(smoke, tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--shapes", "gpt5"], "unknown shape 'gpt5'; choose from: minilm, roberta-base, tiny"),
     (["--methods", "lora,lora"], "methods must be distinct"),
-    (["--methods", "dora"], "unknown method 'dora'"),
+    (["--methods", "nosuch"], "unknown method 'nosuch'"),
     (["--reps", "1"], "reps must be at least 2"),
     (["--steps", "0"], "steps must be a positive integer; got 0"),
     (["--svd-dims", "768,x"], "--svd-dims must be a comma list of integers"),

@@ -53,7 +53,7 @@ def test_writes_every_output(compared):
     assert {"method", "epoch", "layer", "numerator", "denominator", "ratio", "status"} <= set(surface.columns)
     assert sorted(surface.epoch.unique()) == [0, 1] and sorted(surface.layer.unique()) == [0, 1, 2]
     assert (surface.status == "ok").all() and (surface.method == "lor2c").all()
-    assert "Paper claim (ratio rising toward lower layers)" in output
+    assert "Paper claim (LoR2C's gradient ratio to LoRA rises toward lower layers)" in output
     assert "Paper claim" in (out / "summary.txt").read_text()
 
 
@@ -117,7 +117,7 @@ def test_run_without_grads_table(compared, tiny_models, tiny_data, tmp_path):
 @pytest.mark.parametrize(
     "extra,message",
     [
-        (["--methods", "lor2c,dora"], "unknown method 'dora' in --methods"),
+        (["--methods", "lor2c,nosuch"], "unknown method 'nosuch' in --methods"),
         (["--methods", "lor2c"], "at least two different methods"),
         (["--baseline", "share-lor2c"], "--baseline 'share-lor2c' is not among"),
         (["--stat", "median"], "unknown --stat 'median'"),

@@ -80,7 +80,7 @@ def test_mismatched_layers_for_phi(spec_out, tiny_models, tiny_data, tmp_path):
 @pytest.mark.parametrize(
     "extra,message",
     [(["--ks", "0,8"], "k must be a positive integer; got 0"), (["--ks", "a"], "--ks must be a comma list"),
-     (["--source", "grads"], "unknown --source 'grads'"), (["--methods", "lor2c,dora"], "unknown method 'dora'")],
+     (["--source", "grads"], "unknown --source 'grads'"), (["--methods", "lor2c,nosuch"], "unknown method 'nosuch'")],
 )
 def test_bad_options(tiny_models, tiny_data, tmp_path, extra, message):
     res = runner.invoke(app, tiny(tiny_models["bert"], tiny_data, tmp_path / "o", *extra))

@@ -63,7 +63,7 @@ def test_weight_spectra_equal_dense_svd(tiny_models, method):
     expected_keys = {"lora": qv("lora"), "reslora-ms": qv("reslora"), "reslora-is": qv("reslora")}.get(method, {f"lor2c.{i}" for i in range(3)})
     assert set(got) == expected_keys
     for key, m in mods.items():
-        dense = (m.W if m.W is not None else m.B @ m.A).detach()
+        dense = (m.W if m.W is not None else _BA(m)).detach()
         _close(got[key], torch.linalg.svdvals(cfg.scaling * dense.double()))
 
 
@@ -92,7 +92,7 @@ def test_feature_spectra_equal_svd_of_the_materialised_output(tiny_model_dir, me
     assert bool((~mask).any())  # padding present and excluded
     for m in mods:
         X = captured[m.module][0][mask].double()
-        Y = cfg.scaling * (X @ (m.W.double().T if m.W is not None else m.A.double().T @ m.B.double().T))
+        Y = cfg.scaling * (X @ (m.W.double().T if m.W is not None else _BA(m).double().T))
         _close(got[m.module], torch.linalg.svdvals(Y.detach()))
 
 
@@ -136,3 +136,10 @@ def test_step_interval_and_epoch_end_on_the_same_step_record_once(tiny_models, t
     run_training(cfg, tmp_path / "r", progress=False)
     sfs = read_table(tmp_path / "r", "sfs")
     assert sorted(sfs.step.unique()) == [6, 12] and not sfs.duplicated(["step", "module", "source", "k"]).any()
+
+
+def _BA(m):
+    """B @ A of a module by hand: LoR2C's factors, or a PEFT LoRA layer's own weights."""
+    if m.tuner is None:
+        return m.B @ m.A
+    return m.tuner.lora_B[m.adapter].weight @ m.tuner.lora_A[m.adapter].weight

@@ -60,8 +60,8 @@ def test_loss_on_response_is_recorded_and_changes_the_loss(tiny_llama, tiny_alpa
 
 def test_decoder_bad_input_is_one_line(tiny_llama, tiny_alpaca, tiny_models, tiny_data, tmp_path):
     base = ["train", "--device", "cpu", "--quiet", "--no-report", "--epochs", "1"]
-    assert_user_error(runner.invoke(app, [*base, "--model", str(tiny_llama), "--out", str(tmp_path / "a")]),
-                      "is a decoder: train it as a causal LM with --task alpaca")
+    assert_user_error(runner.invoke(app, [*base, "--model", str(tiny_llama), "--layers-path", "model.nothing", "--out", str(tmp_path / "a")]),
+                      "--layers-path")
     assert_user_error(runner.invoke(app, [*base, "--model", str(tiny_models["bert"]), "--task", "alpaca", "--train-file",
                                           str(tiny_alpaca["train"]), "--out", str(tmp_path / "b")]), "bert is an encoder")
     assert_user_error(runner.invoke(app, [*base, "--task", "alpaca", "--out", str(tmp_path / "c")]), "task 'alpaca' needs --train-file")
