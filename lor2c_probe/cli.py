@@ -118,6 +118,8 @@ def params(
     injections: Annotated[int, typer.Option(help="Injections J: accepted, and parameter-neutral (the count does not change).")] = 0,
     target_modules: Annotated[Optional[str], typer.Option(help="PEFT methods' target modules, comma-separated \\[default: PEFT's for the model type].",
                                                           show_default=False)] = None,
+    layers_path: Annotated[Optional[str], typer.Option(help="Dotted path of the blocks' ModuleList, when discovery cannot tell.",
+                                                       show_default=False)] = None,
     memory: Annotated[bool, typer.Option(help="Also plan training memory per GPU for --method (measured on the CPU at true width; tens of seconds for 7B).")] = False,
     batch_size: Annotated[int, typer.Option(help="--memory: micro-batch per GPU.")] = 1,
     seq_len: Annotated[int, typer.Option(help="--memory: tokens per example.")] = 512,
@@ -128,11 +130,12 @@ def params(
     """Adapter parameter counts from any architecture's config (no weights needed); --memory plans a run."""
     from lor2c_probe.commands.params import run_memory_plan, run_params
 
+    targets = tuple(t.strip() for t in target_modules.split(",") if t.strip()) if target_modules else None
     if memory:
-        run_memory_plan(arch, method, rank, batch_size=batch_size, seq_len=seq_len, precision=precision, base_dtype=base_dtype, gpus=gpus)
+        run_memory_plan(arch, method, rank, batch_size=batch_size, seq_len=seq_len, precision=precision, base_dtype=base_dtype, gpus=gpus,
+                        target_modules=targets, layers_path=layers_path)
     else:
-        targets = tuple(t.strip() for t in target_modules.split(",") if t.strip()) if target_modules else None
-        run_params(arch, method, rank, merges, injections, targets)
+        run_params(arch, method, rank, merges, injections, targets, layers_path)
 
 
 @app.command()

@@ -83,6 +83,21 @@ class AdapterConfig:
     def scaling(self) -> float:
         return self.alpha / self.rank
 
+    def nominal_rank(self) -> int:
+        """The rank r, or a ``--peft-config`` file's own ``r`` (``init_r`` for AdaLoRA): the SFS k of the spectral probe."""
+        if self.method == "peft" and self.peft_config:
+            import json
+            from pathlib import Path
+
+            try:
+                data = json.loads((Path(self.peft_config) / "adapter_config.json" if Path(self.peft_config).is_dir()
+                                   else Path(self.peft_config)).read_text())
+            except (OSError, ValueError):
+                return self.rank
+            r = data.get("r") or data.get("init_r")
+            return int(r) if isinstance(r, int) and r > 0 else self.rank
+        return self.rank
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -258,6 +273,9 @@ class RunConfig:
     def __post_init__(self) -> None:
         _choice("policy", self.policy, list(POLICIES))
         method = METHODS[self.adapter.method]
+        if self.adapter.target_modules and not (method.peft or method.dormant_lora) or (self.adapter.target_modules and method.name == "peft"):
+            raise ConfigError(f"--target-modules sets the layers a PEFT method adapts (and an injected LoRA); {method.name} "
+                              "does not use it" + (": the --peft-config file names its own targets" if method.name == "peft" else ""))
         if self.structure.merges and not method.can_merge:
             able = ", ".join(m.name for m in METHODS.values() if m.can_merge)
             raise ConfigError(f"--merges needs a method that can merge ({able}); got {self.adapter.method}")

@@ -146,6 +146,13 @@ def load_model(
         if getattr(config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
             config.pad_token_id = tokenizer.pad_token_id  # a decoder's classifier reads the last non-pad token
         model = _load(AutoModelForSequenceClassification, source, config=config, dtype=torch_dtype)
-        for name in head_modules(model):  # trainable: fp32 values for AdamW, as the adapters
+        heads = head_modules(model)
+        if not heads:  # a head under another name would stay frozen and random under every method
+            from lor2c_probe.record.naming import HEAD_MODULES
+
+            children = ", ".join(n for n, _ in model.named_children())
+            raise UserError(f"{type(model).__name__}: no classification head among its top-level modules ({children}); lor2c-probe "
+                            f"trains a head named one of {', '.join(sorted(HEAD_MODULES))}")
+        for name in heads:  # trainable: fp32 values for AdamW, as the adapters
             model.get_submodule(name).float()
     return model, tokenizer, backbone_of(model, layers_path=layers_path, targets=targets, causal=causal)

@@ -60,6 +60,8 @@ class MemoryPlan:
     seq_len: int
     precision: str  # compute precision: fp32, or bf16 / fp16 autocast
     weights_dtype: str = "fp32"
+    target_modules: tuple[str, ...] | None = None  # PEFT methods' targets (None: PEFT's default for the model type)
+    layers_path: str | None = None  # the blocks, when discovery cannot tell
 
     def __post_init__(self) -> None:
         from lor2c_probe.adapters import METHODS
@@ -98,12 +100,13 @@ def arch_config(arch: str) -> Any:
                           "or a hub id in the local cache") from None
 
 
-def meta_model(config: Any) -> tuple[Any, Any]:
+def meta_model(config: Any, layers_path: str | None = None, targets: tuple[str, ...] | None = None) -> tuple[Any, Any]:
     """(task model, backbone) at full depth on the meta device: shapes without memory."""
-    return _model(config, config.num_hidden_layers, "meta")
+    return _model(config, config.num_hidden_layers, "meta", layers_path=layers_path, targets=targets)
 
 
-def _model(config: Any, layers: int, device: str, num_labels: int = 2) -> tuple[Any, Any]:
+def _model(config: Any, layers: int, device: str, num_labels: int = 2, *, layers_path: str | None = None,
+           targets: tuple[str, ...] | None = None) -> tuple[Any, Any]:
     """(task model, backbone) with ``layers`` blocks; the causal LM for decoders, a classifier for encoders."""
     import copy
 
@@ -119,7 +122,7 @@ def _model(config: Any, layers: int, device: str, num_labels: int = 2) -> tuple[
         cfg.num_labels = num_labels
     with torch.device(device):
         model = (AutoModelForCausalLM if causal else AutoModelForSequenceClassification).from_config(cfg)
-    return model, backbone_of(model, causal=causal)
+    return model, backbone_of(model, causal=causal, layers_path=layers_path, targets=targets)
 
 
 def _attach(model: Any, backbone: Any, plan: MemoryPlan, device: str) -> Any:
@@ -127,14 +130,15 @@ def _attach(model: Any, backbone: Any, plan: MemoryPlan, device: str) -> Any:
     from lor2c_probe.config import AdapterConfig
 
     with torch.device(device):
-        return get_method(plan.method).attach(model, backbone, AdapterConfig(method=plan.method, rank=plan.rank, alpha=2.0 * plan.rank))
+        return get_method(plan.method).attach(model, backbone, AdapterConfig(method=plan.method, rank=plan.rank, alpha=2.0 * plan.rank,
+                                                                               target_modules=plan.target_modules))
 
 
 def parameter_counts(config: Any, plan: MemoryPlan) -> dict[str, int]:
     """Exact counts from the full model built on the meta device (no memory is allocated)."""
     from lor2c_probe.record.naming import classify, is_head
 
-    model, bb = _model(config, config.num_hidden_layers, "meta")
+    model, bb = _model(config, config.num_hidden_layers, "meta", layers_path=plan.layers_path, targets=plan.target_modules)
     model = _attach(model, bb, plan, "meta")
     trainable = {n: p.numel() for n, p in model.named_parameters() if p.requires_grad}
     head = sum(v for n, v in trainable.items() if is_head(n))
@@ -189,7 +193,7 @@ def activation_fit(config: Any, plan: MemoryPlan) -> dict[str, float]:
 
 def _saved(config: Any, plan: MemoryPlan, layers: int) -> tuple[list[int], list[int] | None]:
     """Saved bytes per TOKENS of a ``layers``-block model (input needing grad), and with block 0's input not."""
-    model, bb = _model(config, layers, "cpu")
+    model, bb = _model(config, layers, "cpu", layers_path=plan.layers_path, targets=plan.target_modules)
     if plan.weights_dtype != "fp32":  # frozen weights stored in half precision: autocast makes no copies
         model.to({"bf16": torch.bfloat16, "fp16": torch.float16}[plan.weights_dtype])
     if layers:

@@ -1,14 +1,20 @@
-"""AdaLoRA's rank allocation inside lor2c-probe's loop: PEFT's ``update_and_allocate`` after every optimizer step.
+"""AdaLoRA inside lor2c-probe's loop: PEFT's ``update_and_allocate`` after every optimizer step, and evaluation
+without its orthogonality penalty.
 
-PEFT asks for it after ``optimizer.step()`` and before ``zero_grad()`` (it reads the gradients for its importance
-scores and masks E); that is the loop's ``after_optimizer_step`` point. ``total_step`` comes from the run's plan,
-with PEFT's documented phases: rank reduction between 10% (tinit) and 80% (total - tfinal) of the steps.
-A resumed run restarts the importance averages (PEFT keeps them in memory only); masked entries of E stay zero.
+PEFT asks for ``update_and_allocate`` after ``optimizer.step()`` and before ``zero_grad()`` (it reads the gradients
+for its importance scores and masks E); that is the loop's ``after_optimizer_step`` point. ``total_step`` comes from
+the run's plan, with PEFT's documented phases: rank reduction between 10% (tinit) and 80% (total - tfinal) of the
+steps. The final rank pattern is checkpointed, so a resumed run re-applies the same masks every step, as PEFT does
+(AdamW would otherwise revive masked entries of E). The importance averages live in PEFT's memory only: a run
+resumed before the final allocation restarts them. A skipped update (``--on-nonfinite skip-step``) allocates nothing.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import torch
 
 from lor2c_probe.train.hooks import TrainerCallback, TrainState
 
@@ -20,26 +26,49 @@ def _tuner(model: Any) -> Any:
     return base
 
 
+def _config(model: Any) -> Any:
+    tuner = _tuner(model)
+    return tuner.peft_config[tuner.trainable_adapter_name]
+
+
 class AdaLoraSchedule(TrainerCallback):
-    def __init__(self, total_steps: int) -> None:
+    def __init__(self, model: Any, total_steps: int) -> None:
         if total_steps < 1:
             raise ValueError(f"total_steps must be a positive integer; got {total_steps}")
         self.total_steps = total_steps
         self.tinit, self.tfinal = total_steps // 10, total_steps // 5
-
-    def on_train_start(self, state: TrainState) -> None:
-        tuner = _tuner(state.model)
-        config = tuner.peft_config[tuner.trainable_adapter_name]
-        config.total_step, config.tinit, config.tfinal = self.total_steps, self.tinit, self.tfinal
+        self._config = _config(model)  # set now: a resumed run never sees on_train_start
+        self._config.total_step, self._config.tinit, self._config.tfinal = self.total_steps, self.tinit, self.tfinal
 
     def after_optimizer_step(self, state: TrainState) -> None:
-        tuner = _tuner(state.model)
-        config = tuner.peft_config[tuner.trainable_adapter_name]
-        step = state.step  # optimizer steps completed before this one (PEFT counts from 0)
-        if step > self.total_steps - self.tfinal and config.rank_pattern is None:
-            return  # resumed after the final allocation: the masks live on in E's zeros
-        tuner.update_and_allocate(step)
+        if state.extras.get("skipped_update"):
+            return  # the loop skipped this update (non-finite): nothing moved, nothing to allocate
+        _tuner(state.model).update_and_allocate(state.step)  # optimizer steps completed before this one (PEFT counts from 0)
+
+    def state_dict(self) -> dict[str, Any]:
+        """PEFT's rank pattern once allocated: per adapted layer, which of its ranks are kept (JSON-able booleans)."""
+        return {"rank_pattern": self._config.rank_pattern}
+
+    def load_state_dict(self, d: dict[str, Any], device: torch.device) -> None:
+        self._config.rank_pattern = d.get("rank_pattern")
 
     def manifest_entry(self) -> dict[str, Any]:
         return {"name": "adalora-schedule", "total_step": self.total_steps, "tinit": self.tinit, "tfinal": self.tfinal,
                 "reads_at": "after_optimizer_step (before zero_grad)"}
+
+
+@contextmanager
+def without_orth_penalty(model: Any) -> Iterator[None]:
+    """AdaLoRA adds orth_reg_weight x ||P^T P - I|| to ``out.loss`` whenever labels are passed; an eval loss comparable
+    with other methods' leaves it out. No-op for any other model."""
+    try:
+        config = _config(model)
+    except TypeError:
+        yield
+        return
+    weight = config.orth_reg_weight
+    config.orth_reg_weight = 0.0
+    try:
+        yield
+    finally:
+        config.orth_reg_weight = weight

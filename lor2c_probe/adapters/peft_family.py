@@ -45,7 +45,7 @@ def wrap(model: nn.Module, config: Any) -> nn.Module:
         warnings.filterwarnings("ignore", message=".*fan_in_fan_out.*", category=UserWarning)  # GPT-2's Conv1D: PEFT sets it
         try:
             return get_peft_model(model, config)
-        except ValueError as e:
+        except (ValueError, TypeError) as e:  # TypeError: a layer type the method does not support (LoHa on Conv1D)
             first = str(e).strip().splitlines()[0]
             hint = "" if getattr(config, "target_modules", None) else " (pass --target-modules NAMES)"
             raise UserError(f"PEFT {type(config).__name__}: {first}{hint}") from None
@@ -128,7 +128,7 @@ class AdaLoraMethod(PeftMethod):
     def callbacks(self, model: nn.Module, total_steps: int) -> list[TrainerCallback]:
         from lor2c_probe.adapters.adalora_schedule import AdaLoraSchedule
 
-        return [AdaLoraSchedule(total_steps)]
+        return [AdaLoraSchedule(model, total_steps)]
 
 
 class VeraMethod(PeftMethod):
@@ -210,6 +210,23 @@ class PeftConfigMethod(PeftMethod):
     def peft_config(self, backbone: Backbone, cfg: AdapterConfig, model: nn.Module) -> Any:
         return load_peft_config(cfg.peft_config, backbone, model)
 
+    def attach(self, model: nn.Module, backbone: Backbone, cfg: AdapterConfig) -> nn.Module:
+        from lor2c_probe.updates import keep_initial_factors
+
+        config = self.peft_config(backbone, cfg, model)
+        peft_model = wrap(model, config)
+        init = getattr(config, "init_lora_weights", True)
+        if isinstance(init, str) and init.split("_")[0] in ("pissa", "olora", "corda"):  # inits that rewrite the frozen W
+            keep_initial_factors(peft_model)
+        return peft_model
+
+    def callbacks(self, model: nn.Module, total_steps: int) -> list[TrainerCallback]:
+        """The file's method's own loop pieces: AdaLoRA's rank allocation."""
+        from peft import AdaLoraConfig
+
+        config = next(iter(model.peft_config.values()))
+        return AdaLoraMethod().callbacks(model, total_steps) if isinstance(config, AdaLoraConfig) else []
+
     def count_params(self, shape: ArchShape, cfg: AdapterConfig) -> int:
         raise UserError("--method peft has no parameter formula: its config can be anything; `lor2c-probe train` reports "
                         "the instantiated count in manifest.json")
@@ -236,6 +253,7 @@ def load_peft_config(path: str | None, backbone: Backbone, model: nn.Module) -> 
     cls: type[PeftConfigMixin] = PEFT_TYPE_TO_CONFIG_MAPPING[kind]
     known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k not in ("peft_type", "base_model_name_or_path")}
     known.setdefault("task_type", "CAUSAL_LM" if backbone.causal else "SEQ_CLS")
+    known["inference_mode"] = False  # a saved adapter's file says true, which would freeze every tensor
     if not backbone.causal and known.get("modules_to_save") is None:
         known["modules_to_save"] = head_modules(model)
     try:
@@ -245,14 +263,4 @@ def load_peft_config(path: str | None, backbone: Backbone, model: nn.Module) -> 
     return config
 
 
-def rank_of(cfg: AdapterConfig) -> int:
-    """The adapter's nominal rank, for the SFS k of the spectral probe (a --peft-config file may carry its own)."""
-    if cfg.method == "peft" and cfg.peft_config:
-        try:
-            data = json.loads(Path(cfg.peft_config).read_text())
-            r = data.get("r") or data.get("init_r")
-            return int(r) if isinstance(r, int) and r > 0 else cfg.rank
-        except (OSError, ValueError):
-            return cfg.rank
-    return cfg.rank
 

@@ -10,15 +10,15 @@ from lor2c_probe.errors import UserError
 
 
 def run_params(arch: str, method: str | None, rank: int, merges: int = 0, injections: int = 0,
-               target_modules: tuple[str, ...] | None = None) -> None:
+               target_modules: tuple[str, ...] | None = None, layers_path: str | None = None) -> None:
     methods = [method] if method else list(METHODS)
     for m in methods:
         if m not in METHODS:
             raise UserError(f"unknown --method {m!r}; choose one of: {', '.join(METHODS)}")
     if injections < 0:
         raise UserError(f"--injections must be a non-negative integer; got {injections}")
-    shape = shape_for(arch, target_modules)
-    counts = count_table(arch, methods, rank, merges, target_modules)
+    shape = shape_for(arch, target_modules, layers_path)
+    counts = count_table(arch, methods, rank, merges, target_modules, layers_path)
     lora = ", ".join(f"{t.name} {t.fan_in}->{t.fan_out}" for t in shape.targets_of("lora")) or "none (pass --target-modules)"
     typer.echo(f"{arch}: d={shape.hidden_size}, layers={shape.num_layers}, rank={rank}" + (f", merges={merges}" if merges else "")
                + (f", injections={injections}" if injections else "") + f"; LoRA-family targets per block: {lora}")
@@ -33,14 +33,16 @@ def _size(b: float) -> str:
     return f"{b / 2**30:10.2f} GiB" if b >= 2**30 else f"{b / 2**20:10.2f} MiB"
 
 
-def run_memory_plan(arch: str, method: str | None, rank: int, *, batch_size: int, seq_len: int, precision: str, base_dtype: str, gpus: int) -> None:
+def run_memory_plan(arch: str, method: str | None, rank: int, *, batch_size: int, seq_len: int, precision: str, base_dtype: str, gpus: int,
+                    target_modules: tuple[str, ...] | None = None, layers_path: str | None = None) -> None:
     from lor2c_probe.planning import CUDA_CONTEXT, GPU_SIZES_GB, MemoryPlan, arch_config, plan_memory, smallest_gpu
 
     if method is None:
         raise UserError("--memory plans one run: give --method")
     if gpus <= 0:
         raise UserError(f"gpus must be a positive integer; got {gpus}")
-    plan = MemoryPlan(method=method, rank=rank, batch_size=batch_size, seq_len=seq_len, precision=precision, weights_dtype=base_dtype)
+    plan = MemoryPlan(method=method, rank=rank, batch_size=batch_size, seq_len=seq_len, precision=precision, weights_dtype=base_dtype,
+                      target_modules=target_modules, layers_path=layers_path)
     config = arch_config(arch)
     res = plan_memory(config, plan, gpus=gpus)
     weights_fp32 = base_dtype == "fp32"

@@ -99,17 +99,24 @@ def unplaced_warning(run: RecordedRun) -> str | None:
 
 
 def _activation_summary(profiles: dict[str, Any], act_ratio: Any, baseline: str) -> str:
+    import math
+
+    n = lambda x: format(x, ".3g") if math.isfinite(x) else "undefined"  # noqa: E731 - a summary never prints nan
     lines = ["Activation gradients ||dL/dh_i|| (epoch mean, last epoch), bottom block input vs encoder output (layer L):"]
     for method, p in profiles.items():
         last = p[p.epoch == p.epoch.max()].set_index("layer")["value"]
         top, bottom = last.index.max(), last.index.min()
-        lines.append(f"  {method}: ||dL/dh_{bottom}|| = {last[bottom]:.3g}, ||dL/dh_{top}|| = {last[top]:.3g} (bottom/top {last[bottom] / last[top]:.3g})")
+        ratio = last[bottom] / last[top] if last[top] != 0 else float("nan")
+        lines.append(f"  {method}: ||dL/dh_{bottom}|| = {n(last[bottom])}, ||dL/dh_{top}|| = {n(last[top])} (bottom/top {n(ratio)})")
     if act_ratio is not None:
         for method, r in act_ratio.groupby("method"):
             last = r[(r.epoch == r.epoch.max()) & (r.status == "ok")]
+            if last.empty:
+                lines.append(f"  {method} / {baseline}: no block input has a defined ratio in the last epoch")
+                continue
             below = int((last.ratio < 1).sum())
             lines.append(
-                f"  {method} / {baseline}: ||dL/dh_i|| ratio {last.ratio.min():.3g} to {last.ratio.max():.3g} across layers in the last epoch; "
+                f"  {method} / {baseline}: ||dL/dh_i|| ratio {n(last.ratio.min())} to {n(last.ratio.max())} across layers in the last epoch; "
                 f"{method} delivers less gradient than {baseline} to {below} of {len(last)} block inputs"
             )
     return "\n".join(lines)

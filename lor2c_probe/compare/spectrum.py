@@ -32,7 +32,8 @@ def compare_spectra(runs: list[RecordedRun], source: str, ks: tuple[int, ...], *
         spectra = spectra[spectra.module.str.startswith("lor2c.")]  # residual maps only (not LoRA's q/v deltas)
         if spectra.empty:
             raise CannotCompare(f"run {r.path} has no LoR2C residual-map spectra (its method is {r.manifest.get('method', {}).get('name')}); "
-                            "analyse runs of the LoR2C family or full-rank-residual")
+                            "analyse runs of the LoR2C family or full-rank-residual (any method's update spectra: the report's "
+                            "update_spectra section)")
         try:
             s, c = low_rank_evidence(spectra, source=source, ks=ks)
         except ValueError as e:

@@ -43,7 +43,7 @@ class ProbeContext:
         return Every(self.cfg.probes.every)
 
 
-_ADAPTERS = frozenset({"lor2c", "lor2c-shared", "lora", "reslora"})
+_ADAPTERS = frozenset({"lor2c", "lor2c-shared", "lora", "reslora", "vera", "ia3", "loha", "lokr"})
 PROBES: dict[str, ProbeSpec] = {s.name: s for s in (
     ProbeSpec("grads", "lor2c_probe.probes.gradients:build", ("grads",), _ADAPTERS),
     ProbeSpec("activations", "lor2c_probe.probes.activations:build", ("activation_grads",)),

@@ -96,7 +96,12 @@ class GradientProbe(TrainerCallback):
             from lor2c_probe.probes.placement import place
 
             placement = place(model, names, self.layers_path)
-            roles, self.unplaced = [placement.roles[n] for n in names], dict(placement.unplaced)
+            roles = [placement.roles[n] for n in names]
+            if placement.unplaced and placement.unplaced != self.unplaced and (line := placement.warning()):
+                from lor2c_probe.notices import notice
+
+                notice(f"gradient probe: {line}")
+            self.unplaced = dict(placement.unplaced)
         self.index = ModuleIndex(names, [p.numel() for _, p in selected], roles)
 
     def stats(self) -> torch.Tensor:

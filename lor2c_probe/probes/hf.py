@@ -32,6 +32,13 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.base_model.model if hasattr(model, "peft_config") else model
 
 
+def _all_markers() -> tuple[str, ...]:
+    """Every registered method's adapter-name markers (LoR2C, ResLoRA and PEFT's tuners)."""
+    from lor2c_probe.adapters import METHODS
+
+    return tuple(dict.fromkeys(m for spec in METHODS.values() for m in spec.markers if m))
+
+
 class ProbeCallback(TrainerCallback):
     """Gradient + activation-gradient probes for ``transformers.Trainer``, recorded into ``out_dir``."""
 
@@ -40,15 +47,18 @@ class ProbeCallback(TrainerCallback):
         out_dir: str | Path,
         *,
         method: str = "custom",
-        markers: tuple[str, ...] = ("lor2c.", "lora_"),
+        markers: tuple[str, ...] | None = None,
         scaling: float = 1.0,
+        layers_path: str | None = None,
         every: int = 1,
         activations: bool = True,
         bottom_every: int = 10,
         flush_every: int = 50,
     ) -> None:
         self.out_dir = Path(out_dir)
-        self.method, self.markers, self.every, self.flush_every = method, tuple(markers), every, flush_every
+        self.method, self.every, self.flush_every = method, every, flush_every
+        self.markers = tuple(markers) if markers is not None else _all_markers()
+        self.layers_path = layers_path  # None: found generically (blocks.find_blocks)
         self.grad_probe = GradientProbe(self.markers, scaling=scaling, schedule=Every(every))
         self.act_probe: ActivationGradProbe | None = None
         self.want_activations, self.bottom_every = activations, bottom_every
@@ -66,6 +76,8 @@ class ProbeCallback(TrainerCallback):
             raise ValueError(f"ProbeCallback: {self.out_dir} is not empty; give each run its own directory")
         self._lock = DirLock(self.out_dir, "run directory", notice).acquire()  # one writer per run directory
         self.store = RunStore(self.out_dir)
+        layers_path, blocks = find_layers(_unwrap(model), self.layers_path)
+        self.grad_probe.layers_path = layers_path  # tensors placed by PEFT's tuner layers in these blocks
         self.grad_probe.bind(model)
         selected = {id(p) for _, p in select_parameters(model, self.markers)}
         trainable = [p for p in model.parameters() if p.requires_grad]
@@ -74,7 +86,6 @@ class ProbeCallback(TrainerCallback):
         self._sel_idx = torch.tensor([i for i, p in enumerate(trainable) if id(p) in selected], device=trainable[0].device)
         for i, p in enumerate(trainable):
             self._handles.append(p.register_post_accumulate_grad_hook(self._snapshot_hook(i)))
-        layers_path, blocks = find_layers(_unwrap(model))
         if self.want_activations:
             self.act_probe = ActivationGradProbe(layers_path, schedule=Every(self.every), bottom_every=self.bottom_every)
             self.act_probe.attach(model)

@@ -119,6 +119,8 @@ class SpectralProbe(TrainerCallback):
         self.ks = tuple(sorted(set(ks)))
         self.every_steps, self.features, self.chunk_size = every_steps, features and probe_data is not None, chunk_size
         self._modules: list[SpectralModule] | None = None
+        self._updates: dict[str, Any] = {}  # module -> updates.Update of a PEFT tuner layer, for one reading
+        self.unmeasured: dict[str, str] = {}  # tuner layers no exact route covers (OFT, an embedding LoRA, ...) -> why
         self._last_step: int | None = None
 
     # -- loop points -----------------------------------------------------------------------------------
@@ -132,11 +134,25 @@ class SpectralProbe(TrainerCallback):
 
     # -- measurement ----------------------------------------------------------------------------------
     def spectra_now(self, model: torch.nn.Module, sources: tuple[str, ...] = ("weights", "features")) -> dict[tuple[str, str], np.ndarray]:
-        """{(source, module): sigma} computed now; modules are rediscovered (structure may have changed)."""
-        self._modules = discover(model, self.layers_path)
-        spectra = {("weights", m.module): self.weight_spectrum(m) for m in self._modules} if "weights" in sources else {}
-        if "features" in sources and self.data is not None:
-            spectra.update({("features", k): v for k, v in self.feature_spectra(model).items()})
+        """{(source, module): sigma} computed now; modules are rediscovered (structure may have changed). A tuner layer
+        with no exact route is left out and named in ``unmeasured`` (the manifest lists it), never a failed run."""
+        from lor2c_probe.updates import update_of
+
+        self._modules, self._updates = [], {}
+        for m in discover(model, self.layers_path):
+            if m.tuner is not None:
+                try:
+                    self._updates[m.module] = update_of(m.tuner, m.adapter)  # fixed for this reading
+                except TypeError as e:
+                    self.unmeasured[m.module] = str(e).splitlines()[0]
+                    continue
+            self._modules.append(m)
+        try:
+            spectra = {("weights", m.module): self.weight_spectrum(m) for m in self._modules} if "weights" in sources else {}
+            if "features" in sources and self.data is not None:
+                spectra.update({("features", k): v for k, v in self.feature_spectra(model).items()})
+        finally:
+            self._updates = {}  # a dense ΔW per module is not kept between readings
         return {k: v.detach().double().cpu().numpy() for k, v in spectra.items()}
 
     def record(self, state: TrainState) -> None:
@@ -156,9 +172,7 @@ class SpectralProbe(TrainerCallback):
     @torch.no_grad()
     def weight_spectrum(self, m: SpectralModule) -> torch.Tensor:
         if m.tuner is not None:
-            from lor2c_probe.updates import update_of
-
-            return update_of(m.tuner, m.adapter).svdvals()
+            return self._updates[m.module].svdvals()
         if m.dense:
             return torch.linalg.svdvals(m.W.float()) * abs(self.scale_of(m))
         return lowrank_svdvals(m.B.float(), m.A.float(), self.scale_of(m))
@@ -168,10 +182,8 @@ class SpectralProbe(TrainerCallback):
         """One pass over the probe batch; per module the output's singular values (non-pad tokens)."""
         assert self.data is not None and self._modules is not None
         blocks = find_block_stack(model, self.layers_path)
-        from lor2c_probe.updates import update_of
-
         mods = {m.module: m for m in self._modules}
-        updates = {m.module: update_of(m.tuner, m.adapter) for m in self._modules if m.tuner is not None}  # fixed for the pass
+        updates = self._updates
         # Reduced inside the hook, so no hidden state outlives its block: (tokens, r) or a d x d Gram per module.
         partial: dict[str, Any] = {m.module: ([] if not m.dense else 0) for m in self._modules}
         mask_box: list[torch.Tensor] = []
@@ -239,6 +251,7 @@ class SpectralProbe(TrainerCallback):
             "tables": ["spectra", "sfs"],
             "reads_at": "on_epoch_end" + (f" and every {self.every_steps} steps" if self.every_steps else ""),
             "sources": ["weights"] + (["features"] if self.features else []),
+            "unmeasured": dict(self.unmeasured),
             "sfs_k": list(self.ks),
             "probe_batch": None if self.data is None else {
                 "examples": len(self.data),
@@ -252,14 +265,8 @@ def build(ctx: ProbeContext) -> SpectralProbe:
     """The registry's factory: spectra of every adapter map at epoch ends (and every ``spectra_every`` steps)."""
     probe_data, idx = probe_batch(ctx.cfg, ctx.train)
     return SpectralProbe(scaling=ctx.scaling, lora_scaling=ctx.lora_scaling, layers_path=ctx.backbone.layers_path, probe_data=probe_data,
-                         ks=(1, 2, 4, _rank(ctx)), every_steps=ctx.cfg.probes.spectra_every, chunk_size=ctx.chunk,
+                         ks=(1, 2, 4, ctx.cfg.adapter.nominal_rank()), every_steps=ctx.cfg.probes.spectra_every, chunk_size=ctx.chunk,
                          probe_indices=idx)
-
-
-def _rank(ctx: ProbeContext) -> int:
-    from lor2c_probe.adapters.peft_family import rank_of
-
-    return rank_of(ctx.cfg.adapter)
 
 
 def probe_batch(cfg: Any, train: Encoded | None) -> tuple[Encoded | None, list[int] | None]:

@@ -3,7 +3,7 @@
 - LoR2C family: ``lor2c.paths.<start>[-<end>].<factor>`` -> module ``lor2c.<start>[-<end>]``, layer = start
   (a merged module covers start..end), factor A, B or W; ``lor2c.shared_A`` -> module ``lor2c.shared``,
   layer -1 (it serves every layer), factor A.
-- LoRA (PEFT): ``...layer.<l>.<...>.{query,value,q_proj,v_proj,...}.lora_{A,B}.<adapter>.weight`` ->
+- LoRA (PEFT): ``...<stack>.<l>.<...>.{query,value,q_proj,v_proj,c_attn,...}.lora_{A,B}.<adapter>.weight`` ->
   module ``lora.<l>`` (the q and v adapters of layer l together), layer l, factor A or B.
 - ResLoRA: ``reslora.adapters.<q|v>.<l>.{A,B}`` -> module ``reslora.<l>`` (q and v of layer l, as for LoRA).
 - Anything else selected: module = the parameter name, layer -1, factor "all".
@@ -41,7 +41,9 @@ def is_head(name: str) -> bool:
 
 _LOR2C = re.compile(r"(?:^|\.)lor2c\.paths\.(\d+)(?:-(\d+))?\.([A-Za-z]+)$")
 _SHARED = re.compile(r"(?:^|\.)lor2c\.shared_A$")
-_LORA = re.compile(r"(?:^|\.)layers?\.(\d+)\..*\.lora_([AB])\.")
+# The first "<name>.<index>." of the path is the block (layer.3, layers.3, GPT-2's h.3); probes place PEFT tensors
+# by PEFT's tuner layers instead (probes/placement.py), this is the name-only fallback for checkpoints and the loop.
+_LORA = re.compile(r"(?:^|\.)[A-Za-z_][A-Za-z0-9_]*\.(\d+)\..*\.lora_([AB])\.")
 _SPAN = re.compile(r"\.(\d+)(?:-(\d+))?$")
 
 

@@ -110,7 +110,7 @@ class StructureCallback(TrainerCallback):
             if chosen is None:
                 return self._skipped(state, event, "no unmerged LoR2C module left")
             m, table = chosen
-            ops.inject(bank, m.split(".", 1)[1], model, state.optimizer, freeze=self.freeze)
+            ops.inject(bank, m.split(".", 1)[1], model, state.optimizer, freeze=self.freeze, layers_path=self.scorer.layers_path)
             self.applied.append({"kind": "inject", "key": m.split(".", 1)[1], "freeze": self.freeze})
             modules, result = [m], f"lora.{m.split('.', 1)[1]}"
             detail.update(rule=f"inject into the module with the {'smallest' if self.policy.inject_rule == 'min' else 'largest'} "

@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 
 from lor2c_probe.adapters.residual import BANK_ATTR, ResidualBank, path_id
-from lor2c_probe.record.naming import classify
 
 
 def remove_from_optimizer(optimizer: torch.optim.Optimizer | None, params: list[torch.nn.Parameter]) -> None:
@@ -51,16 +50,27 @@ def merge(bank: ResidualBank, a: str, b: str, keep: str, optimizer: torch.optim.
     return key
 
 
-def block_lora_params(model: torch.nn.Module, block: int) -> list[torch.nn.Parameter]:
-    return [p for n, p in model.named_parameters() if (r := classify(n)).kind == "lora" and r.layer == block]
+def block_lora_params(model: torch.nn.Module, block: int, layers_path: str | None = None) -> list[torch.nn.Parameter]:
+    """The (dormant) LoRA tensors of one block, found through PEFT's tuner layers in the model's block stack (GPT-2's
+    ``transformer.h.<i>`` as well as ``layer.<i>``)."""
+    from lor2c_probe.blocks import find_blocks
+    from lor2c_probe.probes.placement import tuner_sites
+
+    layers_path, _ = find_blocks(model, layers_path)
+    out = []
+    for site in tuner_sites(model, layers_path):
+        if site.kind == "lora" and site.layer == block:
+            out += [p for n, p in model.get_submodule(site.path).named_parameters() if not n.startswith("base_layer.")]
+    return out
 
 
-def inject(bank: ResidualBank, key: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, *, freeze: bool = False) -> list[torch.nn.Parameter]:
+def inject(bank: ResidualBank, key: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, *, freeze: bool = False,
+           layers_path: str | None = None) -> list[torch.nn.Parameter]:
     """Replace path ``key`` (a single block) by that block's dormant q/v LoRA; returns the LoRA parameters."""
     path = bank.paths[key]
     if path.start != path.end:
         raise ValueError(f"path {key} was merged; only single-block modules can be injected")
-    lora = block_lora_params(model, path.start)
+    lora = block_lora_params(model, path.start, layers_path)
     if not lora:
         raise ValueError(f"block {path.start} has no dormant LoRA to inject (use an inject-capable method)")
     remove_from_optimizer(optimizer, own_params(bank, key))

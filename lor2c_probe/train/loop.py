@@ -248,6 +248,7 @@ class Trainer:
         else:
             self.optimizer.step()
         self.scheduler.step()
+        st.extras["skipped_update"] = skip
         self._emit("after_optimizer_step")
         self.optimizer.zero_grad(set_to_none=True)
         st.step += 1
@@ -330,9 +331,13 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Loss and the task's metrics on the eval split (dropout off)."""
-        if self.spec.causal:
-            return self._evaluate_causal()
+        """Loss and the task's metrics on the eval split (dropout off); the task loss alone (no AdaLoRA penalty)."""
+        from lor2c_probe.adapters.adalora_schedule import without_orth_penalty
+
+        with without_orth_penalty(self.model):
+            return self._evaluate_causal() if self.spec.causal else self._evaluate_classes()
+
+    def _evaluate_classes(self) -> dict[str, float]:
         was_training = self.model.training
         self.model.eval()
         logits, losses = [], []

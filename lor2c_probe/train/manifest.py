@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import platform
 from datetime import datetime, timezone
 from importlib import metadata
@@ -59,14 +61,15 @@ def new_manifest(
             },
         },
         "method": {"name": method.name, "param_marker": markers(method.name)[0], "param_markers": list(markers(method.name)),
-                   "scaling": cfg.adapter.scaling},
+                   "scaling": cfg.adapter.scaling,
+                   **({"peft_config": peft_config_dict(built.model)} if method.name == "peft" else {})},
         "model": {
             "source": cfg.model or EMBEDDED_DEFAULT_NAME,
             "model_type": bb.model_type,
             "hidden_size": bb.hidden_size,
             "num_layers": bb.num_layers,
             "layers_path": bb.layers_path,
-            "targets": list(bb.targets),
+            "targets": adapted_targets(built.model),
         },
         "task": {
             "name": spec.name,
@@ -87,6 +90,24 @@ def new_manifest(
         "seed": cfg.train.seed,
         "versions": versions(),
     }
+
+
+def adapted_targets(model: torch.nn.Module) -> list[str] | str | None:
+    """The modules PEFT adapts in this run (its own defaults, or --target-modules); None when no PEFT tuner is attached."""
+    configs = getattr(model, "peft_config", None)
+    if not configs:
+        return None
+    targets = next(iter(configs.values())).target_modules
+    return sorted(targets) if isinstance(targets, (set, list, tuple)) else targets
+
+
+def peft_config_dict(model: torch.nn.Module) -> dict[str, Any] | None:
+    """The PEFT config as PEFT serialises it (JSON-able), for --method peft's provenance."""
+    configs = getattr(model, "peft_config", None)
+    if not configs:
+        return None
+    d = next(iter(configs.values())).to_dict()
+    return json.loads(json.dumps(d, default=lambda o: sorted(o) if isinstance(o, (set, frozenset)) else str(o)))
 
 
 def structure_fingerprint(model: torch.nn.Module) -> dict[str, Any]:

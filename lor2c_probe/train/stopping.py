@@ -59,6 +59,10 @@ def stopped(e: BaseException, trainer: Trainer, store: RunStore, manifest: dict[
     to raise: a one-line RunStopped, or a bug's own exception (its traceback matters). The manifest never stays
     ``running``: even when the emergency flush fails (a full disk), it ends ``interrupted`` or ``failed`` with the reason."""
     step, epoch = trainer.state.step, trainer.state.epoch
+    try:  # what the probes learned at their first step (e.g. tensors they could not place) belongs to every ending
+        manifest.setdefault("recording", {})["callbacks"] = [x for cb in trainer.callbacks if (x := cb.manifest_entry()) is not None]
+    except Exception:  # noqa: BLE001 - a callback broken by the failure must not hide the failure itself
+        pass
     if not isinstance(e, Diverged) and trainer.diverged_step() is not None:
         # a NaN step before the flush that would have caught it broke something else first (e.g. an SVD of NaN weights)
         try:

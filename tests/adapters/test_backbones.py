@@ -255,3 +255,52 @@ def test_causal_lm(family, method):
     layers = {r.layer for r in probe.index.roles}
     assert layers == set(range(bb.num_layers)) | ({-1} if method == "share-lor2c" else set())
     assert float(probe.stats()[1].sum()) > 0
+
+
+@pytest.mark.parametrize("family", SUPPORTED)
+@pytest.mark.parametrize("method", ["lor2c", "lora"])
+def test_activation_probe_equals_autograd_on_every_family(family, method):
+    """||dL/dh_i|| per block input (and the last block's output) against torch.autograd.grad, rtol 1e-5."""
+    from lor2c_probe.probes.activations import ActivationGradProbe
+    from lor2c_probe.train.hooks import TrainState
+    from tests.probes.test_activations import _reference
+
+    _, model, bb, _, _ = _build(family, method)
+    _perturb(model)
+    model.train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    batch = {**tiny_inputs(model), "labels": torch.tensor([0, 1])}
+    if family in DECODERS:
+        batch["use_cache"] = False
+    rows: list = []
+    state = TrainState(model, None, None, lambda t, r: rows.extend(r), torch.device("cpu"), "x")
+    probe = ActivationGradProbe(bb.layers_path, bottom_every=1)
+    probe.on_train_start(state)
+    probe.on_step_begin(state)
+    model(**batch).loss.backward()
+    probe.before_clip(state)
+    probe.on_flush(state)
+    probe.on_train_end(state)
+    model.zero_grad()
+    ref = _reference(model, [batch])
+    got = {(r["layer"], r["stat"]): r["value"] for r in rows}
+    assert len(got) == 2 * (bb.num_layers + 1)
+    for layer in range(bb.num_layers + 1):
+        sq, _, _ = ref[layer].tolist()
+        assert got[(layer, "l2")] == pytest.approx(sq**0.5, rel=1e-5)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "distilbert"])
+def test_injection_switches_on_the_blocks_lora(family):
+    """IMLoR2C's injection finds the block's dormant LoRA through PEFT's tuner layers (GPT-2: transformer.h.<i>)."""
+    from lor2c_probe.structure.ops import block_lora_params, find_bank, inject
+
+    _, model, bb, _, _ = _build(family, "im-lor2c")
+    dormant = block_lora_params(model, 1)
+    assert len(dormant) == 2 * len(bb.targets) and not any(p.requires_grad for p in dormant)
+    bank = find_bank(model)
+    switched = inject(bank, "1", model, None)
+    assert switched == dormant and all(p.requires_grad for p in dormant)
+    assert "1" not in bank.paths and block_lora_params(model, 0) and not any(p.requires_grad for p in block_lora_params(model, 0))

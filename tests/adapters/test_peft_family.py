@@ -29,7 +29,7 @@ def _lora_config_file(folder, **kw):
 
 
 def test_peft_config_file_trains_end_to_end(tiny_models, tiny_data, tmp_path):
-    cfg_file = _lora_config_file(tmp_path / "cfg", use_dora=True)
+    cfg_file = _lora_config_file(tmp_path / "cfg", use_dora=True, inference_mode=True)  # as a saved adapter says
     out = tmp_path / "r"
     res = runner.invoke(app, tiny_args(tiny_models["bert"], tiny_data, out, "--method", "peft", "--peft-config", str(cfg_file),
                                        "--probes", "grads,spectra"))
@@ -161,3 +161,63 @@ def test_a_missing_config_is_one_line():
         from lor2c_probe.compare.params import shape_for
 
         shape_for("no/such-model")
+
+
+def test_gpt2_im_lor2c_merges_and_injects(tiny_data, tmp_path):
+    """The merge/inject family on a decoder whose blocks are transformer.h: the dormant LoRA on c_attn is found,
+    trained by the optimizer from the start, and switched on by the injection."""
+    save_tiny("gpt2", tmp_path / "gpt2")
+    out = tmp_path / "im"
+    args = tiny_args(tmp_path / "gpt2", tiny_data, out, "--method", "im-lor2c", "--merges", "1", "--injections", "1",
+                     "--schedule", "step", "--probes", "grads,spectra", "--spectra-every", "4")
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    events = read_table(out, "events")
+    assert set(events["kind"]) >= {"merge", "inject"}, events
+    grads = read_table(out, "grads")
+    injected = grads[grads.module.str.startswith("lora.")]
+    assert not injected.empty and (injected[injected.stat == "l2"].value > 0).any()  # the injected LoRA trains
+
+
+def test_refusals_are_one_line(tiny_models, tiny_data, tmp_path):
+    save_tiny("gpt2", tmp_path / "gpt2")
+    assert_user_error(runner.invoke(app, tiny_args(tmp_path / "gpt2", tiny_data, tmp_path / "a", "--method", "loha")),
+                      "PEFT LoHaConfig: Target module")  # PEFT's LoHa has no Conv1D layer
+    assert_user_error(runner.invoke(app, tiny_args(tiny_models["bert"], tiny_data, tmp_path / "b", "--method", "lor2c",
+                                                   "--target-modules", "query")), "lor2c does not use it")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_adalora_rank_pattern_survives_a_checkpoint_and_skipped_steps_allocate_nothing():
+    from lor2c_probe.train.hooks import TrainState
+
+    model = tiny_model("bert")
+    peft_model = get_method("adalora").attach(model, backbone_of(model), AdapterConfig(method="adalora", rank=4, alpha=8.0, dropout=0.0))
+    [cb] = get_method("adalora").callbacks(peft_model, 10)
+    config = peft_model.peft_config["default"]
+    assert (config.total_step, config.tinit, config.tfinal) == (10, 1, 2)  # set at construction: a resume sees it too
+    pattern = {"x": [True, False]}
+    config.rank_pattern = pattern
+    saved = json.loads(json.dumps(cb.state_dict()))
+    config.rank_pattern = None
+    cb.load_state_dict(saved, torch.device("cpu"))
+    assert config.rank_pattern == pattern
+    state = TrainState(peft_model, None, None, lambda *a: None, torch.device("cpu"), "lora_", extras={"skipped_update": True})
+    cb.after_optimizer_step(state)  # would fail on the fake pattern if it allocated
+
+
+def test_tuner_layers_without_an_exact_route_are_named_not_fatal():
+    """LoRA on an embedding has no update route here: the reading goes on and the manifest names the layer."""
+    from peft import LoraConfig, get_peft_model
+
+    from lor2c_probe.probes.spectral import SpectralProbe
+
+    model = tiny_model("bert")
+    bb = backbone_of(model)
+    peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=["query", "word_embeddings"]))
+    probe = SpectralProbe(scaling=1.0, layers_path=bb.layers_path, probe_data=None, ks=(1,))
+    spectra = probe.spectra_now(peft_model, ("weights",))
+    assert {m for _, m in spectra} == {f"lora.{i}.q" for i in range(3)}
+    [(module, why)] = probe.unmeasured.items()
+    assert module.startswith("unplaced:") and "Embedding" in why
+    assert probe.manifest_entry()["unmeasured"] == probe.unmeasured

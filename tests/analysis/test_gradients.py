@@ -154,3 +154,24 @@ def test_verdict_separates_clear_weak_and_single_layer_trends():
     assert edge.spearman_rho_without_top.iloc[0] == pytest.approx(-0.5)
     t = trend_by_epoch(_surface([[4, 3, 2, 1.5, 1]]))
     assert t.spearman_rho.iloc[0] == pytest.approx(-1.0) and t.spearman_rho_without_top.iloc[0] == pytest.approx(-1.0)
+
+
+def test_summary_is_neutral_and_never_prints_nan():
+    """Any pair of methods: the paper's claim only when asked for; undefined numbers in words; missing cells named."""
+    kw = dict(numerator="dora", denominator="lora", stat="mean_abs", factor="all")
+    s = _surface([[1.2, 1.1, 0.0], [1.0, 1.0, 1.0], [0.9, 1.3]])  # a zero top ratio, a constant epoch, two layers only
+    missing = pd.DataFrame([(2, 2, np.nan, 1.0, np.nan, "numerator_missing"), (0, 3, 0.0, 0.0, np.nan, "zero_both")],
+                           columns=s.columns)
+    text = summarize(pd.concat([s, missing], ignore_index=True), **kw)
+    assert "nan" not in text.lower() and "inf" not in text.lower()
+    assert "Paper claim" not in text and "A rise of the dora / lora ratio toward lower layers" in text
+    assert "epoch 0: ratio 1.2 at the lowest layer, 0 at the highest;" in text  # lowest / highest = inf: left out
+    assert "numerator_missing: dora records no module there) at layers [2]" in text
+    assert "zero_both: both statistics are exactly 0) at layers [3]" in text
+    paper = summarize(_surface([[3, 2, 1]]), **{**kw, "numerator": "lor2c"}, paper_claim=True)
+    assert paper.count("Paper claim (LoR2C's gradient ratio to LoRA rises toward lower layers) holds") == 1
+
+
+def test_weak_trends_alone_are_not_called_a_partial_hold():
+    text = summarize(_surface([[2, 3, 1, 4, 0.5], [2, 3, 1, 4, 0.5]]), numerator="a", denominator="b", stat="l2", factor="all")
+    assert "holds" not in text and "is not clear: the ratio rises toward lower layers only weakly" in text
