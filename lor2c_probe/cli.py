@@ -238,6 +238,7 @@ def bench(
     smoke: Annotated[bool, typer.Option(help="Run everything once on the tiny shape (well under a minute); checks the suite, not the goals.")] = False,
     memory_only: Annotated[bool, typer.Option(help="Measure only peak memory, next to what `params --memory` plans (for big shapes).")] = False,
     durability: Annotated[bool, typer.Option(help="Measure only what fsync and the run lock cost (step-time ratio at the default flush interval).")] = False,
+    update_spectra: Annotated[bool, typer.Option(help="Measure only each PEFT method's exact update-spectrum route against a dense SVD at d = 768.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
 ) -> None:
     """Measure the performance goals (probe overhead, spectra, LoR2C vs LoRA, memory, recording) into one JSON."""

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 BIN=${LOR2C_PROBE:-.venv/bin/lor2c-probe}
 studies=("$@")
 if [ ${#studies[@]} -eq 0 ]; then
-  studies=(fig7-gradient-ratio fig2-low-rank sfs-traces table1-methods reference-bugs peft-zoo)
+  studies=(fig7-gradient-ratio fig2-low-rank sfs-traces table1-methods reference-bugs peft-zoo peft-zoo-lr)
 fi
 export HF_HUB_OFFLINE=1
 for s in "${studies[@]}"; do

@@ -44,7 +44,8 @@ def test_train_options_match_the_cli():
 
 
 def test_the_studies_ship():
-    assert {p.stem for p in STUDIES} == {"fig7-gradient-ratio", "fig2-low-rank", "sfs-traces", "table1-methods", "reference-bugs", "peft-zoo"}
+    assert {p.stem for p in STUDIES} == {"fig7-gradient-ratio", "fig2-low-rank", "sfs-traces", "table1-methods", "reference-bugs", "peft-zoo",
+                                          "peft-zoo-lr"}
 
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)

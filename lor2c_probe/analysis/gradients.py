@@ -219,6 +219,9 @@ def summarize(surface: pd.DataFrame, *, numerator: str, denominator: str, stat: 
         verdict = f"is not clear: the ratio rises toward lower layers only weakly (-{CLEAR_RHO} < rho < 0), in {weak} of {n} epochs"
     else:
         verdict = f"holds only partly: a clear rise toward lower layers (rho <= -{CLEAR_RHO}) in {clear} of {n} epochs, a weak one in {weak}"
+    opposite = int((rho > 0).sum())
+    if 0 < opposite < n and clear + weak > 0:  # say how many epochs point the other way, so "partly" is not read as "mostly"
+        verdict += f"; the ratio falls toward lower layers (rho > 0) in {opposite}"
     subject = ("Paper claim (LoR2C's gradient ratio to LoRA rises toward lower layers)" if paper_claim
                else f"A rise of the {numerator} / {denominator} ratio toward lower layers")
     lines.append(f"{subject} {verdict}" + (f"; median rho = {rho.median():+.2f}." if n else "."))

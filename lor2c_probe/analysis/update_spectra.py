@@ -73,13 +73,15 @@ def reading(table: pd.DataFrame) -> str:
         lines.append(f"{r.run}: median effective rank {r.effective_rank_median:.2f} (quartiles {r.effective_rank_q25:.2f}-"
                      f"{r.effective_rank_q75:.2f}) of at most {r.n_max} over {r.modules} modules; the top direction holds "
                      f"{r.energy_top1_median:.0%} of the energy, the top {r.k} {r.energy_topk_median:.0%}.")
-    capped = table[table["n_max"] <= 2 * table["k"]]
-    free = table[table["n_max"] > 2 * table["k"]]
-    if len(free):
-        lines.append(f"Only {', '.join(free['run'])} could show an update of high rank (their route has up to "
-                     f"{int(free['n_max'].max())} values); {', '.join(capped['run']) or 'no other run'} are low rank by construction, "
-                     "so a low effective rank there is not evidence about the data.")
-    else:
-        lines.append("Every run here is low rank by construction (at most 2k values), so these numbers describe how the "
-                     "energy spreads over the allowed directions, not whether the learned update is low rank.")
+    full = int(table["n_max"].max())  # a dense route yields min(out, in) values: the widest cap is the layers' dimension
+    free = table[table["n_max"] == full]
+    capped = table[table["n_max"] < full]
+    if len(capped):
+        lines.append(f"Low rank by construction (their route yields at most the cap, below {full}): "
+                     + ", ".join(f"{r.run} ({r.n_max})" for r in capped.itertuples(index=False))
+                     + "; a low effective rank there is not evidence that the data asks for one.")
+    if len(capped) and len(free):
+        lines.append(f"Only {', '.join(free['run'])} could show an update of full rank ({full} values).")
+    elif not len(capped):
+        lines.append(f"Every run's route yields {full} values, so these effective ranks compare like with like.")
     return "\n".join(lines)

@@ -36,6 +36,7 @@ class BenchConfig:
     memory_only: bool = False  # peak memory (and the planner's figure) only: for shapes too big to time on this machine
     durability: bool = False  # only the cost of fsync + the run lock (step-time ratio at the default flush interval)
     durability_flush_every: int = 50
+    update_spectra: bool = False  # only each PEFT method's exact update-spectrum route against a dense SVD (d = 768)
 
     def __post_init__(self) -> None:
         from lor2c_probe.adapters import METHODS
@@ -55,8 +56,8 @@ class BenchConfig:
             raise ConfigError(f"device must be cpu, cuda or auto; got {self.device!r}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ConfigError(f"precision must be auto, fp32, bf16 or fp16; got {self.precision!r}")
-        if self.memory_only and self.durability:
-            raise ConfigError("--memory-only and --durability each measure one thing; pick one")
+        if sum((self.memory_only, self.durability, self.update_spectra)) > 1:
+            raise ConfigError("--memory-only, --durability and --update-spectra each measure one thing; pick one")
         for name in ("rank", "batch_size", "seq_len", "reps", "steps", "spectra_reps", "memory_reps", "memory_steps", "svd_reps",
                      "durability_flush_every"):
             _pos(name, getattr(self, name))

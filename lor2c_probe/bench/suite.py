@@ -60,10 +60,12 @@ def run_suite(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
                               "config": cfg.to_dict(), "shapes": {}}
     result["svd"] = []
     if not (cfg.memory_only or cfg.durability):
-        log(f"factor-QR vs dense SVD on {device}")
-        result["svd"] = svd_table(cfg, device, log)
+        if not cfg.update_spectra:
+            log(f"factor-QR vs dense SVD on {device}")
+            result["svd"] = svd_table(cfg, device, log)
+        log(f"exact update spectra of PEFT's methods against a dense SVD on {device}")
         result["update_spectra"] = update_spectra_costs(cfg, log)
-    for shape in cfg.shapes:
+    for shape in () if cfg.update_spectra else cfg.shapes:
         log(f"{shape}: {SHAPES[shape].description}")
         if cfg.durability:
             result["shapes"][shape] = {"description": SHAPES[shape].description,

@@ -64,20 +64,24 @@ def ratio_surface_figure(surface: pd.DataFrame, *, denominator: str, stat: str) 
     span = float(np.max(np.abs(np.log10(values)))) if values.size else 1.0
     norm = LogNorm(vmin=10 ** -max(span, 0.05), vmax=10 ** max(span, 0.05))
     zmax = float(values.max()) if values.size else 1.0
-    fig = Figure(figsize=(6.0 * len(methods), 9.0), dpi=120)
+    cols = min(len(methods), 4)  # a zoo of methods wraps into rows of four (surface above, map below)
+    block_rows = -(-len(methods) // cols)
+    fig = Figure(figsize=(6.0 * cols, 9.0 * block_rows), dpi=120)
     image = None
     for i, m in enumerate(methods):
+        top = 2 * (i // cols) * cols + i % cols + 1  # this method's cell in a (2 * block_rows) x cols grid
+        bottom = top + cols
         x, y, z = _grid(surface[surface["method"] == m])
         title = f"{m} / {denominator}: {stat} gradient ratio"
         if len(x) < 2 or len(y) < 2:
-            ax = fig.add_subplot(2, len(methods), i + 1)
+            ax = fig.add_subplot(2 * block_rows, cols, top)
             for j, epoch in enumerate(x):
                 ax.plot(y, z[:, j], marker="o", label=f"epoch {epoch}")
             ax.axhline(1.0, color="grey", lw=0.8, ls="--")
             ax.set(xlabel="layer", ylabel=f"gradient ratio (x {denominator})", title=title)
             ax.legend()
         else:
-            ax = fig.add_subplot(2, len(methods), i + 1, projection="3d")
+            ax = fig.add_subplot(2 * block_rows, cols, top, projection="3d")
             X, Y = np.meshgrid(x, y)
             ax.plot_surface(X, Y, np.ma.masked_invalid(z), cmap="RdBu_r", norm=norm, edgecolor="k", linewidth=0.3, alpha=0.95)
             ax.plot_surface(X, Y, np.ones_like(z), color="grey", alpha=0.15, linewidth=0)
@@ -89,11 +93,11 @@ def ratio_surface_figure(surface: pd.DataFrame, *, denominator: str, stat: str) 
             ax.set_zlabel(f"ratio (x {denominator})")
             ax.view_init(elev=25, azim=-130)
             ax.set_title(title, fontsize=11)
-        ax2 = fig.add_subplot(2, len(methods), len(methods) + i + 1)
+        ax2 = fig.add_subplot(2 * block_rows, cols, bottom)
         image = ax2.imshow(np.where(z > 0, z, np.nan), origin="lower", aspect="auto", cmap="RdBu_r", norm=norm,
                            extent=(x[0] - 0.5, x[-1] + 0.5, y[0] - 0.5, y[-1] + 0.5))
         for (li, ei), v in np.ndenumerate(z):
-            ax2.text(x[ei], y[li], "-" if not np.isfinite(v) else f"{v:.2f}", ha="center", va="center", fontsize=9,
+            ax2.text(x[ei], y[li], "-" if not np.isfinite(v) else f"{v:.2f}" if v >= 0.1 else f"{v:.1g}", ha="center", va="center", fontsize=9,
                      color="white" if np.isfinite(v) and v > 0 and abs(np.log10(v)) > 0.6 * max(span, 0.05) else "black")
         ax2.set_xticks(x)
         ax2.set_yticks(y)
@@ -103,7 +107,8 @@ def ratio_surface_figure(surface: pd.DataFrame, *, denominator: str, stat: str) 
         from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
         cb = fig.colorbar(image, ax=fig.axes[-1], label=f"{stat} gradient ratio (log scale)")
-        ticks = [t for t in (0.1, 0.2, 0.25, 0.5, 1, 2, 4, 5, 10) if norm.vmin <= t <= norm.vmax]
+        candidates = (0.1, 0.2, 0.25, 0.5, 1, 2, 4, 5, 10) if span <= 1 else (0.001, 0.01, 0.1, 0.5, 1, 2, 10, 100, 1000)
+        ticks = [t for t in candidates if norm.vmin <= t <= norm.vmax]  # decades once the span passes one
         cb.ax.yaxis.set_major_locator(FixedLocator(ticks))
         cb.ax.yaxis.set_minor_locator(NullLocator())
         cb.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -122,8 +127,14 @@ def activation_heatmaps_figure(profiles: dict[str, pd.DataFrame], *, stat: str) 
     values = np.concatenate([p["value"].to_numpy(dtype=float) for p in profiles.values()])
     positive = values[values > 0]
     norm = LogNorm(vmin=positive.min(), vmax=positive.max()) if positive.size else None
-    fig = Figure(figsize=(3.2 * len(profiles) + 1.2, 4.6), dpi=120)
-    axes = fig.subplots(1, len(profiles), squeeze=False)[0]
+    cols = min(len(profiles), 5)  # many methods wrap into rows of five
+    rows = -(-len(profiles) // cols)
+    fig = Figure(figsize=(3.2 * cols + 1.2, 4.6 * rows), dpi=120)
+    grid = fig.subplots(rows, cols, squeeze=False)
+    axes = list(grid.flat)
+    for extra in axes[len(profiles):]:
+        extra.set_visible(False)
+    axes = axes[: len(profiles)]
     image = None
     for k, (ax, (method, p)) in enumerate(zip(axes, profiles.items())):
         x, y, z = _grid(p, "value")
@@ -134,9 +145,9 @@ def activation_heatmaps_figure(profiles: dict[str, pd.DataFrame], *, stat: str) 
         ax.set_xlabel("epoch")
         ax.set_xticks(x)
         ax.set_yticks(y)
-        if k == 0:
+        if k % cols == 0:
             ax.set_ylabel("block input i (top = encoder output)")
     if image is not None:
-        fig.colorbar(image, ax=list(axes), label=f"||dL/dh_i|| ({stat}, epoch mean, log scale)")
+        fig.colorbar(image, ax=list(grid.flat), label=f"||dL/dh_i|| ({stat}, epoch mean, log scale)")
     fig.suptitle("Gradient reaching each block's input", fontsize=12)
     return fig

@@ -36,7 +36,8 @@ def test_reading_separates_capped_from_free_routes():
     dense = _spectra([(1, "ia3.0.k", list(np.linspace(2, 0.1, 32)))])
     t = by_run(pd.concat([per_module(low, "lora", 8), per_module(dense, "ia3", 8)]))
     text = reading(t)
-    assert "Only ia3 could show an update of high rank" in text and "lora are low rank by construction" in text
+    assert "Only ia3 could show an update of full rank (32 values)" in text
+    assert "Low rank by construction (their route yields at most the cap, below 32): lora (2)" in text
 
 
 @pytest.mark.parametrize("module,layer", [("lora.3.q", 3), ("lor2c.2-4", 2), ("ia3.0.attention.output.dense", 0), ("lor2c.shared", -1)])
