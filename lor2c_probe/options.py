@@ -103,7 +103,7 @@ TRAINING: tuple[Option, ...] = (
     Option("flush_every", int, "Optimizer steps between writes of the run store.", _default(T, "flush_every")),
     Option("on_nonfinite", str, "A non-finite loss or gradient norm: stop (the run ends as diverged) or skip-step (skip that update, "
            "as AMP's loss scaler does; one host sync per step).", _default(T, "on_nonfinite"), choices=ON_NONFINITE),
-    Option("probes", str, "Probes to record: a comma list of grads, activations, spectra, or none.", "grads,activations,spectra"),
+    Option("probes", str, "Probes to record: a comma list of grads, activations, spectra, histograms, or none.", "grads,activations,spectra"),
     Option("probe_every", int, "Record the probes every N optimizer steps.", _default(P, "every")),
     Option("spectra_every", int, "Spectra also every N optimizer steps, besides each epoch end (0 = epoch ends only).",
            _default(P, "spectra_every")),

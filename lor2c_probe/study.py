@@ -36,7 +36,7 @@ from lor2c_probe.options import NAMES
 # Every `lor2c-probe train` option a study may set: the one declaration in lor2c_probe.options.
 TRAIN_OPTIONS = NAMES
 TOP_KEYS = ("name", "title", "paper", "claim", "seeds", "analyses", "baseline", "train", "runs")
-ANALYSES = ("training", "comparison", "gradients", "activations", "low_rank", "sfs", "events", "update_spectra")
+ANALYSES = ("training", "comparison", "gradients", "activations", "low_rank", "sfs", "events", "update_spectra", "histograms")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -156,6 +156,7 @@ def validate(study: Study) -> None:
         "activations": (any(p.activations for p in probes), "a run recording the activations probe"),
         "low_rank": (any(p.spectra for p in probes), "a run recording the spectra probe"),
         "update_spectra": (any(p.spectra for p in probes), "a run recording the spectra probe"),
+        "histograms": (any(p.spectra or "histograms" in p.extra for p in probes), "a run recording the histograms or spectra probe"),
         "sfs": (any(c.probes.spectra for c in structured), "a run with merges or injections recording spectra"),
         "events": (bool(structured), "a run with merges or injections"),
         "comparison": (len(study.runs) >= 2, "two runs"),

@@ -66,6 +66,7 @@ def test_every_probe_covers_every_method_it_claims(tiny_models, tiny_data, metho
     """The ResLoRA gap (the spectral probe silently recorded nothing for it) cannot come back unnoticed."""
     from lor2c_probe.options import config_from_options
     from lor2c_probe.probes.gradients import GradientProbe
+    from lor2c_probe.probes.histograms import HistogramProbe
     from lor2c_probe.probes.spectral import SpectralProbe, discover
 
     model, bb = _attached(tiny_models["bert"], method)
@@ -76,7 +77,10 @@ def test_every_probe_covers_every_method_it_claims(tiny_models, tiny_data, metho
         if spec.covers is None or not (METHODS[method].kinds & spec.covers):
             continue
         [probe] = build_probes((spec.name,), ctx)
-        if isinstance(probe, GradientProbe):
+        if isinstance(probe, HistogramProbe):
+            probe.bind(model)
+            assert {m for m, _ in probe.modules} == {r.module for r in roles}, spec.name
+        elif isinstance(probe, GradientProbe):
             probe.bind(model)
             assert {r.module for r in probe.index.roles} == {r.module for r in roles}, spec.name
         elif isinstance(probe, SpectralProbe):

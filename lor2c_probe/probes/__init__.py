@@ -48,6 +48,7 @@ PROBES: dict[str, ProbeSpec] = {s.name: s for s in (
     ProbeSpec("grads", "lor2c_probe.probes.gradients:build", ("grads",), _ADAPTERS),
     ProbeSpec("activations", "lor2c_probe.probes.activations:build", ("activation_grads",)),
     ProbeSpec("spectra", "lor2c_probe.probes.spectral:build", ("spectra", "sfs"), _ADAPTERS),
+    ProbeSpec("histograms", "lor2c_probe.probes.histograms:build", ("histograms", "updates"), _ADAPTERS),
 )}
 
 

@@ -48,6 +48,14 @@ TABLES: dict[str, pa.Schema] = {
             ("value", pa.float64()),
         ]
     ),
+    "histograms": pa.schema(
+        [("step", pa.int64()), ("epoch", pa.int64()), ("module", pa.string()), ("layer", pa.int64()), ("source", pa.string()),
+         ("bin", pa.int64()), ("lo", pa.float64()), ("hi", pa.float64()), ("count", pa.int64())]
+    ),
+    "updates": pa.schema(
+        [("step", pa.int64()), ("epoch", pa.int64()), ("module", pa.string()), ("layer", pa.int64()), ("stat", pa.string()),
+         ("value", pa.float64())]
+    ),
     "events": pa.schema(
         [("step", pa.int64()), ("epoch", pa.int64()), ("kind", pa.string()), ("modules", pa.string()), ("detail_json", pa.string())]
     ),

@@ -327,6 +327,42 @@ def update_spectra_section(runs: list[RecordedRun], opts: Options) -> Section:
     return s
 
 
+def histograms_section(runs: list[RecordedRun], opts: Options) -> Section:
+    """Gradient and weight histograms, update-to-weight ratios, and each module's ||ΔW|| over the spectral readings."""
+    from lor2c_probe.analysis.histograms import last_histograms, reading, update_norms, update_ratio_table
+    from lor2c_probe.plots.histograms import histograms_figure, update_norm_figure
+
+    s = Section("histograms", "Histograms, update-to-weight ratios and update norms")
+    ratios, norms = {}, {}
+    for r in runs:
+        try:
+            if r.has("updates"):
+                ratios[r.label] = update_ratio_table(r.table("updates"))
+                last = last_histograms(r.table("histograms")) if r.has("histograms") else last_histograms(pd.DataFrame())
+                updates = r.table("updates")
+                s.blocks.append(Fig(f"histograms-{r.label}", f"{r.label}: |gradient| and |weight| histograms per layer at the last "
+                                    "histogram step, and ||Δθ|| / ||θ|| per step.",
+                                    lambda last=last, updates=updates, label=r.label: histograms_figure(last, updates, title=label)))
+            if r.has("spectra"):
+                n = update_norms(r.table("spectra"))
+                if not n.empty:
+                    norms[r.label] = n
+        except StorageError as e:
+            s.blocks.append(f"{r.label}: {e}")
+    if not ratios and not norms:
+        s.note = "no run recorded the histograms probe or spectra; record runs with `--probes ...,histograms` (or spectra)"
+        return s
+    if norms:
+        s.blocks.append(Fig("update_norms", "||ΔW||_F = sqrt(Σσ²) of every module's update at each spectral reading.",
+                            lambda: update_norm_figure(norms, title="Size of each learned update over training")))
+    if ratios:
+        table = pd.concat([t.assign(run=label) for label, t in ratios.items()], ignore_index=True)
+        s.blocks.append(Table(table[["run", "epoch", "layer", "update_ratio_median"]], "Median ||Δθ|| / ||θ|| per epoch and layer.",
+                              data="update_ratios"))
+        s.blocks.append(Pre(reading(ratios)))
+    return s
+
+
 def sfs_section(runs: list[RecordedRun], opts: Options) -> Section:
     from lor2c_probe.compare.sfs import sfs_trace
     from lor2c_probe.plots.spectra import sfs_traces_figure, sfs_traces_plotly
@@ -400,7 +436,7 @@ SECTIONS: list[SectionSpec] = [
     SectionSpec("runs", runs_section), SectionSpec("params", params_section), SectionSpec("training", training_section),
     SectionSpec("comparison", comparison_section), SectionSpec("gradients", gradients_section),
     SectionSpec("activations", activations_section), SectionSpec("low_rank", low_rank_section), SectionSpec("sfs", sfs_section),
-    SectionSpec("update_spectra", update_spectra_section),
+    SectionSpec("update_spectra", update_spectra_section), SectionSpec("histograms", histograms_section),
     SectionSpec("events", events_section),
 ]
 

@@ -115,7 +115,7 @@ def test_missing_tables_give_notes_not_failures(recorded, tmp_path):
     parse(html)
     meta = json.loads((tmp_path / "r" / "report.json").read_text())
     missing = {k for k, v in meta["sections"].items() if v != "drawn"}
-    assert missing == {"comparison", "gradients", "activations", "low_rank", "sfs", "events", "update_spectra"}
+    assert missing == {"comparison", "gradients", "activations", "low_rank", "sfs", "events", "update_spectra", "histograms"}
     assert "needs two runs with a `grads` table" in html and "--probes" in html
     assert html.count('class="note"') == len(missing)
     assert "section gradients not drawn" in res.output
