@@ -247,6 +247,19 @@ def bench(
     run_bench(dict(locals()))
 
 
+@app.command()
+@user_errors
+def export(
+    run: Annotated[Path, typer.Argument(help="A run directory (manifest.json and tables/).")],
+    to: Annotated[str, typer.Option(help="The format: tensorboard.")] = "tensorboard",
+    out: Annotated[Path, typer.Option(help="An empty or new folder for the exported files.")] = Path("runs/export"),
+) -> None:
+    """Export a recorded run to TensorBoard event files (scalars and histograms), after the fact."""
+    from lor2c_probe.commands.export import run_export
+
+    run_export(run, to, out)
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m lor2c_probe`
     app(prog_name="lor2c-probe")
 
