@@ -38,7 +38,9 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def _strip(path: str) -> str:
-    return path[len(PEFT_PREFIX):] if path.startswith(PEFT_PREFIX) else path
+    from lor2c_probe.record.naming import strip_wrappers
+
+    return strip_wrappers(path)
 
 
 def _model_name(model: nn.Module) -> str:

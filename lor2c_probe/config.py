@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lor2c_probe.adapters import METHODS
@@ -83,15 +84,20 @@ class AdapterConfig:
     def scaling(self) -> float:
         return self.alpha / self.rank
 
+    def peft_config_file(self) -> Path | None:
+        """The --peft-config JSON: the file given, or adapter_config.json inside the folder given."""
+        if self.peft_config is None:
+            return None
+        p = Path(self.peft_config)
+        return p / "adapter_config.json" if p.is_dir() else p
+
     def nominal_rank(self) -> int:
         """The rank r, or a ``--peft-config`` file's own ``r`` (``init_r`` for AdaLoRA): the SFS k of the spectral probe."""
         if self.method == "peft" and self.peft_config:
             import json
-            from pathlib import Path
 
             try:
-                data = json.loads((Path(self.peft_config) / "adapter_config.json" if Path(self.peft_config).is_dir()
-                                   else Path(self.peft_config)).read_text())
+                data = json.loads(self.peft_config_file().read_text())
             except (OSError, ValueError):
                 return self.rank
             r = data.get("r") or data.get("init_r")

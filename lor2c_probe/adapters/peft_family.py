@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torch import nn
@@ -208,7 +207,7 @@ class PeftConfigMethod(PeftMethod):
     name = "peft"
 
     def peft_config(self, backbone: Backbone, cfg: AdapterConfig, model: nn.Module) -> Any:
-        return load_peft_config(cfg.peft_config, backbone, model)
+        return load_peft_config(cfg, backbone, model)
 
     def attach(self, model: nn.Module, backbone: Backbone, cfg: AdapterConfig) -> nn.Module:
         from lor2c_probe.updates import keep_initial_factors
@@ -232,17 +231,15 @@ class PeftConfigMethod(PeftMethod):
                         "the instantiated count in manifest.json")
 
 
-def load_peft_config(path: str | None, backbone: Backbone, model: nn.Module) -> Any:
-    """The PEFT config in ``path`` (a JSON file, or a folder holding adapter_config.json), with the task head set."""
+def load_peft_config(cfg: AdapterConfig, backbone: Backbone, model: nn.Module) -> Any:
+    """The PEFT config of ``--peft-config`` (a JSON file, or a folder holding adapter_config.json), with the task head set."""
     from peft import PeftConfig
     from peft.config import PeftConfigMixin
     from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
 
-    if path is None:
+    p, path = cfg.peft_config_file(), cfg.peft_config
+    if p is None:
         raise ConfigError("--method peft needs --peft-config FILE.json")
-    p = Path(path)
-    if p.is_dir():
-        p = p / "adapter_config.json"
     try:
         data = json.loads(p.read_text())
     except (OSError, ValueError) as e:

@@ -91,17 +91,15 @@ class GradientProbe(TrainerCallback):
             raise ValueError(f"gradient probe: no trainable parameter name contains any of {self.markers}")
         self._params = [p for _, p in selected]
         names = [n for n, _ in selected]
-        roles = None
-        if self.layers_path is not None:
-            from lor2c_probe.probes.placement import place
+        from lor2c_probe.probes.placement import roles_of
 
-            placement = place(model, names, self.layers_path)
-            roles = [placement.roles[n] for n in names]
-            if placement.unplaced and placement.unplaced != self.unplaced and (line := placement.warning()):
-                from lor2c_probe.notices import notice
+        placement = roles_of(model, names, self.layers_path)
+        roles = [placement.roles[n] for n in names]
+        if placement.unplaced and placement.unplaced != self.unplaced and (line := placement.warning()):
+            from lor2c_probe.notices import notice
 
-                notice(f"gradient probe: {line}")
-            self.unplaced = dict(placement.unplaced)
+            notice(f"gradient probe: {line}")
+        self.unplaced = dict(placement.unplaced)
         self.index = ModuleIndex(names, [p.numel() for _, p in selected], roles)
 
     def stats(self) -> torch.Tensor:

@@ -24,7 +24,6 @@ import torch
 from lor2c_probe.analysis.histograms import DECADES, EDGES, N_BINS, PER_DECADE, bin_bounds
 from lor2c_probe.probes.gradients import select_parameters
 from lor2c_probe.probes.schedule import Every
-from lor2c_probe.record.naming import classify
 from lor2c_probe.train.hooks import TrainerCallback, TrainState
 
 if TYPE_CHECKING:
@@ -46,15 +45,11 @@ class HistogramProbe(TrainerCallback):
         self._pending: list[tuple[int, int, str, torch.Tensor]] = []  # (step, epoch, what, tensor on device)
 
     def bind(self, model: torch.nn.Module) -> None:
-        selected = select_parameters(model, self.markers)
-        names = [n for n, _ in selected]
-        if self.layers_path is not None:
-            from lor2c_probe.probes.placement import place
+        from lor2c_probe.probes.placement import roles_of
 
-            roles = place(model, names, self.layers_path).roles
-            modules = [(roles[n].module, roles[n].layer) for n in names]
-        else:
-            modules = [(classify(n).module, classify(n).layer) for n in names]
+        selected = select_parameters(model, self.markers)
+        roles = roles_of(model, [n for n, _ in selected], self.layers_path).roles
+        modules = [(roles[n].module, roles[n].layer) for n, _ in selected]
         self.modules = sorted(set(modules), key=lambda ml: (ml[1], ml[0]))
         index = {m: i for i, m in enumerate(self.modules)}
         self._params = [p for _, p in selected]
@@ -79,6 +74,8 @@ class HistogramProbe(TrainerCallback):
     def before_clip(self, state: TrainState) -> None:
         version = state.extras.get("structure_version", 0)
         if self._params is None or version != self._version:
+            if self._params is not None:
+                self.on_flush(state)  # rows of the old structure first: pending counts are indexed by its modules
             self.bind(state.model)
             self._version = version
         recorded, hist = self._due(state.step + 1)

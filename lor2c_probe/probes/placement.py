@@ -93,6 +93,13 @@ def tuner_sites(model: torch.nn.Module, layers_path: str) -> list[TunerSite]:
     return out
 
 
+def roles_of(model: torch.nn.Module, names: list[str], layers_path: str | None) -> Placement:
+    """``place`` inside the block stack at ``layers_path``; by names alone (``classify``) when there is none."""
+    if layers_path is None:
+        return Placement(roles={n: classify(n) for n in names})
+    return place(model, names, layers_path)
+
+
 def place(model: torch.nn.Module, names: list[str], layers_path: str) -> Placement:
     """Roles of the named (selected, trainable) tensors of ``model``."""
     owner: dict[str, tuple[TunerSite, str]] = {}

@@ -24,18 +24,23 @@ HEAD_MODULES = {"classifier", "score", "pre_classifier", "pooler"}
 _WRAPPERS = ("base_model.model.", "module.", "_orig_mod.")  # PEFT, DDP and torch.compile prefixes
 
 
-def is_head(name: str) -> bool:
-    """Trainable head parameters: plain (classifier.weight) or PEFT's copy (classifier.modules_to_save...).
-
-    PEFT also keeps the frozen original under ``classifier.original_module``; that one is not the head.
-    """
+def strip_wrappers(name: str) -> str:
+    """A parameter or module path without PEFT's, DDP's and torch.compile's prefixes (in any nesting)."""
     stripped = True
     while stripped:
         stripped = False
         for w in _WRAPPERS:
             if name.startswith(w):
                 name, stripped = name[len(w):], True
-    parts = name.split(".")
+    return name
+
+
+def is_head(name: str) -> bool:
+    """Trainable head parameters: plain (classifier.weight) or PEFT's copy (classifier.modules_to_save...).
+
+    PEFT also keeps the frozen original under ``classifier.original_module``; that one is not the head.
+    """
+    parts = strip_wrappers(name).split(".")
     return parts[0] in HEAD_MODULES and "original_module" not in parts
 
 

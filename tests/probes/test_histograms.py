@@ -94,3 +94,24 @@ def test_histograms_only_every_nth_recorded_step_and_zeros_land_in_bin_0():
     zeros = [torch.zeros_like(p) for p in probe._params]  # e.g. LoRA's B before the first step
     counts = probe._counts(zeros)
     assert (counts[:, 0] > 0).all() and int(counts[:, 1:].sum()) == 0  # every zero lands in bin 0
+
+
+def test_a_structural_change_flushes_the_old_modules_rows_first():
+    """Pending counts are indexed by the modules of the binding they were taken under: a rebind writes them first."""
+    model = tiny_model("bert")
+    bb = backbone_of(model)
+    model = get_method("lora").attach(model, bb, AdapterConfig(method="lora", rank=2, alpha=4.0, dropout=0.0))
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    rows: dict[str, list] = {}
+    state = TrainState(model, opt, None, lambda t, r: rows.setdefault(t, []).extend(r), torch.device("cpu"), "x")
+    probe = HistogramProbe(("lora_",), layers_path=bb.layers_path, schedule=Every(1))
+    model(**tiny_inputs(model), labels=torch.tensor([0, 1])).loss.backward()
+    probe.before_clip(state)
+    probe.before_optimizer_step(state)
+    opt.step()
+    state.step = 1
+    probe.on_step_end(state)
+    assert rows == {}
+    state.extras["structure_version"] = 1  # e.g. a merge or an injection
+    probe.before_clip(state)
+    assert {r["step"] for r in rows["updates"]} == {1} and {r["module"] for r in rows["histograms"]} == {f"lora.{i}" for i in range(3)}
