@@ -239,6 +239,7 @@ def bench(
     memory_only: Annotated[bool, typer.Option(help="Measure only peak memory, next to what `params --memory` plans (for big shapes).")] = False,
     durability: Annotated[bool, typer.Option(help="Measure only what fsync and the run lock cost (step-time ratio at the default flush interval).")] = False,
     update_spectra: Annotated[bool, typer.Option(help="Measure only each PEFT method's exact update-spectrum route against a dense SVD at d = 768.")] = False,
+    probe_sets: Annotated[bool, typer.Option(help="Measure only every probe and each live sink (tensorboard, wandb, mlflow) against no probes, at the default flush interval.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
 ) -> None:
     """Measure the performance goals (probe overhead, spectra, LoR2C vs LoRA, memory, recording) into one JSON."""
@@ -251,10 +252,10 @@ def bench(
 @user_errors
 def export(
     run: Annotated[Path, typer.Argument(help="A run directory (manifest.json and tables/).")],
-    to: Annotated[str, typer.Option(help="The format: tensorboard.")] = "tensorboard",
+    to: Annotated[str, typer.Option(help="The format: tensorboard, wandb (offline run files) or mlflow (a local file store).")] = "tensorboard",
     out: Annotated[Path, typer.Option(help="An empty or new folder for the exported files.")] = Path("runs/export"),
 ) -> None:
-    """Export a recorded run to TensorBoard event files (scalars and histograms), after the fact."""
+    """Export a recorded run to TensorBoard, W&B (offline) or MLflow (local store), after the fact: scalars, histograms, figures."""
     from lor2c_probe.commands.export import run_export
 
     run_export(run, to, out)

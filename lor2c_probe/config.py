@@ -210,8 +210,15 @@ class ProbeConfig:
     spectra_examples: int = 64  # probe batch: this many training examples ...
     spectra_seed: int = 0  # ... drawn with this seed (kept apart from the training seed)
     extra: tuple[str, ...] = ()  # registered probes beyond the built-in three (lor2c_probe.probes.register)
+    log_to: tuple[str, ...] = ()  # live sinks fed at every flush (lor2c_probe.sinks.SINKS): tensorboard, wandb, mlflow
 
     def __post_init__(self) -> None:
+        from lor2c_probe.sinks import SINKS
+
+        object.__setattr__(self, "log_to", tuple(dict.fromkeys(s.strip() for s in self.log_to if s.strip())))
+        bad = [s for s in self.log_to if s not in SINKS]
+        if bad:
+            raise ConfigError(f"unknown --log-to sink {bad[0]!r}; choose from: {', '.join(SINKS)}")
         _positive_int("probe every", self.every)
         _positive_int("bottom_every", self.bottom_every)
         _positive_int("spectra_examples", self.spectra_examples)

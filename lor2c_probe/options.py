@@ -105,6 +105,8 @@ TRAINING: tuple[Option, ...] = (
            "as AMP's loss scaler does; one host sync per step).", _default(T, "on_nonfinite"), choices=ON_NONFINITE),
     Option("probes", str, "Probes to record: a comma list of grads, activations, spectra, histograms, or none.", "grads,activations,spectra"),
     Option("probe_every", int, "Record the probes every N optimizer steps.", _default(P, "every")),
+    Option("log_to", str, "Also stream every flush live to these sinks: a comma list of tensorboard, wandb (offline), mlflow "
+           "(a local store); written under the run directory."),
     Option("spectra_every", int, "Spectra also every N optimizer steps, besides each epoch end (0 = epoch ends only).",
            _default(P, "spectra_every")),
     Option("merges", int, "Merges M (merge-lor2c, im-lor2c, im-share-lor2c).", _default(S, "merges")),
@@ -178,6 +180,8 @@ def config_from_options(o: dict[str, Any]) -> tuple[RunConfig, dict[str, str]]:
     probes = ProbeConfig.parse(o.get("probes") or BY_NAME["probes"].default, o.get("probe_every") or _default(P, "every"))
     if o.get("spectra_every") is not None:
         probes = replace(probes, spectra_every=o["spectra_every"])
+    if o.get("log_to"):
+        probes = replace(probes, log_to=tuple(o["log_to"].split(",")))
     run = RunConfig(model=o.get("model"), layers_path=o.get("layers_path") or None, adapter=adapter, train=train, data=data, policy=policy, probes=probes, structure=structure)
     run.structure_policy()  # validates the policy overrides now
     return run, sources

@@ -1,6 +1,7 @@
 """The import graph of lor2c_probe, built from the source with ast: no cycle, and no layer imports a layer above it.
 
-Layers, top to bottom: cli -> commands -> {report, study, train, bench} -> compare -> {analysis, plots} -> record -> config.
+Layers, top to bottom: cli -> commands -> {report, study, train, bench, recorder, integrations} -> compare -> {analysis, plots}
+-> record -> config.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ import ast
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "lor2c_probe"
-LAYERS = [("cli",), ("commands",), ("report", "study", "train", "bench"), ("compare",), ("analysis", "plots"), ("record",), ("config",)]
+LAYERS = [("cli",), ("commands",), ("report", "study", "train", "bench", "recorder", "integrations"), ("compare",), ("analysis", "plots"),
+          ("record",), ("config",)]
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:

@@ -71,7 +71,9 @@ def test_every_probe_covers_every_method_it_claims(tiny_models, tiny_data, metho
 
     model, bb = _attached(tiny_models["bert"], method)
     cfg, _ = config_from_options({"method": method, "rank": 2, "task": "custom", "train_file": str(tiny_data["train"])})
-    ctx = ProbeContext(cfg, bb, None, cfg.adapter.scaling, cfg.adapter.scaling, 2)
+    from lor2c_probe.adapters import markers
+
+    ctx = ProbeContext(markers(method), bb.layers_path, cfg.adapter.scaling, cfg.adapter.scaling, chunk=2)
     roles = list(_roles(model, bb, [n for n, p in model.named_parameters() if p.requires_grad and not is_head(n)]).values())
     for spec in PROBES.values():
         if spec.covers is None or not (METHODS[method].kinds & spec.covers):

@@ -37,6 +37,8 @@ class BenchConfig:
     durability: bool = False  # only the cost of fsync + the run lock (step-time ratio at the default flush interval)
     durability_flush_every: int = 50
     update_spectra: bool = False  # only each PEFT method's exact update-spectrum route against a dense SVD (d = 768)
+    probe_sets: bool = False  # only every probe and live sink against no probes, at the default flush interval
+    probe_flush_every: int = 50
 
     def __post_init__(self) -> None:
         from lor2c_probe.adapters import METHODS
@@ -56,10 +58,10 @@ class BenchConfig:
             raise ConfigError(f"device must be cpu, cuda or auto; got {self.device!r}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ConfigError(f"precision must be auto, fp32, bf16 or fp16; got {self.precision!r}")
-        if sum((self.memory_only, self.durability, self.update_spectra)) > 1:
-            raise ConfigError("--memory-only, --durability and --update-spectra each measure one thing; pick one")
+        if sum((self.memory_only, self.durability, self.update_spectra, self.probe_sets)) > 1:
+            raise ConfigError("--memory-only, --durability, --update-spectra and --probe-sets each measure one thing; pick one")
         for name in ("rank", "batch_size", "seq_len", "reps", "steps", "spectra_reps", "memory_reps", "memory_steps", "svd_reps",
-                     "durability_flush_every"):
+                     "durability_flush_every", "probe_flush_every"):
             _pos(name, getattr(self, name))
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
             raise ConfigError(f"warmup must be a non-negative integer; got {self.warmup!r}")
@@ -76,7 +78,8 @@ class BenchConfig:
     def smoke_preset(cls, **overrides: Any) -> BenchConfig:
         """Everything once, on the tiny random shape: checks the suite runs, in well under a minute."""
         base = cls(shapes=("tiny",), warmup=1, reps=2, steps=2, spectra_reps=1, memory_reps=1, memory_steps=1,
-                   svd_dims=(768,), svd_ranks=(8,), svd_reps=3, smoke=True, durability_flush_every=5)
+                   svd_dims=(768,), svd_ranks=(8,), svd_reps=3, smoke=True, durability_flush_every=5,
+                   probe_flush_every=3)
         return replace(base, **overrides)
 
     def to_dict(self) -> dict[str, Any]:

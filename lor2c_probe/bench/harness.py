@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,6 +49,7 @@ class Bench:
     cfg: RunConfig
     backbone: Backbone
     probe_data: Encoded
+    sinks: Any = None  # live sinks attached to the store (bench/probe_sets.py)
 
     def steps(self, n: int) -> None:
         for _ in range(n):
@@ -64,7 +66,7 @@ class Bench:
         self.trainer.flush()
 
 
-def make_bench(shape: str, method: str, probes: str, store_dir: Path, *, device: torch.device, precision: str,
+def make_bench(shape: str, method: str, probes: str | ProbeConfig, store_dir: Path, *, device: torch.device, precision: str,
                rank: int, batch_size: int, seq_len: int, seed: int = 0) -> Bench:
     """Identically initialised for a given (shape, method, seed), whatever the probe set."""
     from lor2c_probe.adapters import get_method
@@ -73,7 +75,7 @@ def make_bench(shape: str, method: str, probes: str, store_dir: Path, *, device:
     cfg = RunConfig(adapter=AdapterConfig(method=method, rank=rank, alpha=2.0 * rank),
                     train=TrainConfig(batch_size=batch_size, lr=1e-4, device=device.type, precision=precision,
                                       flush_every=10**9, seed=seed),
-                    probes=PROBE_SETS[probes])
+                    probes=PROBE_SETS[probes] if isinstance(probes, str) else probes)
     seed_everything(seed)
     model, backbone = load_shape(shape)
     model = get_method(method).attach(model, backbone, cfg.adapter).to(device)

@@ -33,6 +33,9 @@ GOALS = (
     Goal("lor2c_vs_lora_step", "LoR2C train step vs PEFT LoRA q,v step (same model, batch, rank)", 1.00, "<=", "PEFT LoRA"),
     Goal("peak_memory", "peak memory with all probes vs without", 1.02, "<=", "-"),
     Goal("recording_volume", "recording volume, bytes per module per logged step", 1024.0, "<=", "-"),
+    Goal("probes_and_sinks", "every probe + a live sink at the default flush interval, spectra amortized over an epoch: step-time "
+         "ratio vs no probes", 1.05, "<=", "wandb.watch / TensorBoard histogram logging"),
+    Goal("recording_volume_histograms", "recording volume with histograms, bytes per module per logged step", 1024.0, "<=", "-"),
     Goal("durability", "fsync of shards, manifests and checkpoints + the run lock: step-time ratio at flush every 50, "
          "amortized over an epoch", 1.01, "<=", "the same run without fsync or lock"),
 )
@@ -59,6 +62,17 @@ def run_suite(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     result: dict[str, Any] = {"benchmark": "lor2c-probe bench", "environment": environment(device, precision),
                               "config": cfg.to_dict(), "shapes": {}}
     result["svd"] = []
+    if cfg.probe_sets:
+        from lor2c_probe.bench.probe_sets import measure_probe_sets
+
+        for shape in cfg.shapes:
+            log(f"{shape}: every probe and live sink vs no probes ({cfg.methods[0]}, flush every {cfg.probe_flush_every})")
+            result["shapes"][shape] = {"description": SHAPES[shape].description, "probe_sets": measure_probe_sets(
+                shape, cfg.methods[0], device, precision, rank=cfg.rank, batch_size=cfg.batch_size, seq_len=cfg.seq_len,
+                flush_every=cfg.probe_flush_every, reps=cfg.reps, epoch_reps=max(2, cfg.spectra_reps // 2), epoch_steps=_epoch(cfg), log=log)}
+        result["goals"] = goals_table(cfg, result)
+        result["seconds"] = time.perf_counter() - t_start
+        return result
     if not (cfg.memory_only or cfg.durability):
         if not cfg.update_spectra:
             log(f"factor-QR vs dense SVD on {device}")
@@ -119,6 +133,15 @@ def goals_table(cfg: BenchConfig, result: dict[str, Any]) -> list[dict[str, Any]
     epoch = str(DEFAULT_EPOCH_STEPS) if DEFAULT_EPOCH_STEPS in cfg.epoch_steps else str(max(cfg.epoch_steps))
     base = cfg.methods[0]
     for shape, r in result["shapes"].items():
+        if "probe_sets" in r:
+            ps = r["probe_sets"]
+            for v, e in ps["variants"].items():
+                if v.startswith("all"):
+                    add("probes_and_sinks", e["amortized_ratio"]["median"], shape, f"{ps['method']} {v}",
+                        f"flush every {ps['flush_every']}; epoch of {ps['epoch_steps']} steps")
+                if "recording" in e and v == "all":
+                    add("recording_volume_histograms", e["recording"]["bytes_per_module_step"], shape, ps["method"], "every per-step table on disk")
+            continue
         if "durability" in r:
             d = r["durability"]
             add("durability", d["amortized_ratio"], shape, d["method"], f"{d['probes']} probes; epoch of {d['epoch_steps']} steps")

@@ -37,7 +37,7 @@ def bench_config(options: dict[str, Any]):
     for key in ("device", "precision", "rank", "batch_size", "seq_len", "reps", "steps", "warmup", "memory_reps"):
         if options.get(key) is not None:
             given[key] = options[key]
-    for flag in ("memory_only", "durability", "update_spectra"):
+    for flag in ("memory_only", "durability", "update_spectra", "probe_sets"):
         if options.get(flag):
             given[flag] = True
     base = BenchConfig.smoke_preset() if options.get("smoke") else BenchConfig()

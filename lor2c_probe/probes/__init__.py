@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lor2c_probe.config import RunConfig
-    from lor2c_probe.models import Backbone
     from lor2c_probe.train.batches import Encoded
     from lor2c_probe.train.hooks import TrainerCallback
 
@@ -28,19 +26,25 @@ class ProbeSpec:
 
 @dataclass(frozen=True)
 class ProbeContext:
-    """What a probe's ``build`` gets: the run's configuration and what the session has built for it."""
+    """What a probe's ``build`` gets: where the adapters are and how often to read them. Built from a run's
+    configuration by ``train.build.make_probes`` and from its arguments by ``lor2c_probe.Recorder``."""
 
-    cfg: RunConfig
-    backbone: Backbone
-    train: Encoded | None  # the encoded training set (the spectral probe draws its batch from it)
-    scaling: float  # s = alpha / r of the LoR2C-family modules and ResLoRA
-    lora_scaling: float  # s of the LoRA modules (r/2 for an injected LoRA)
-    chunk: int  # examples per forward of an extra no-grad pass (at most a training micro-batch)
+    markers: tuple[str, ...]  # adapter parameters' names contain one of these
+    layers_path: str | None  # the block stack (None: the probe finds it, or places by names only)
+    scaling: float = 1.0  # s = alpha / r of the LoR2C-family modules and ResLoRA
+    lora_scaling: float = 1.0  # s of lor2c-probe's injected LoRA modules (r/2 when injected)
+    every: int = 1  # optimizer steps between recorded steps
+    bottom_every: int = 10  # activations: dL/dh_0 on every N-th recorded step
+    spectra_every: int = 0  # spectra: also every N steps (0: epoch ends only)
+    probe_data: Encoded | None = None  # spectra: the fixed batch whose features are measured (None: weights only)
+    probe_indices: list[int] | None = None  # where probe_data came from in the training set (manifest)
+    ks: tuple[int, ...] = (1, 2, 4)  # SFS_k
+    chunk: int = 16  # examples per forward of an extra no-grad pass (at most a training micro-batch)
 
     def schedule(self) -> Any:
         from lor2c_probe.probes.schedule import Every
 
-        return Every(self.cfg.probes.every)
+        return Every(self.every)
 
 
 _ADAPTERS = frozenset({"lor2c", "lor2c-shared", "lora", "reslora", "vera", "ia3", "loha", "lokr"})

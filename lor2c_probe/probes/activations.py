@@ -140,14 +140,16 @@ class ActivationGradProbe(TrainerCallback):
 
     def before_clip(self, state: TrainState) -> None:
         if self._armed and self._acc is not None:
-            if distributed.enabled():
-                # Sum the ranks' parts of the global batch; each rank's gradients are grad_scale times the
-                # global loss's (DDP averaging), so squares scale by grad_scale^2 and |g| by grad_scale.
-                acc = distributed.all_reduce_sum_(self._acc)
-                k = float(getattr(state, "grad_scale", 1.0))
+            acc = self._acc
+            if distributed.enabled():  # sum the ranks' parts of the global batch
+                acc = distributed.all_reduce_sum_(acc)
+            # Each rank's gradients are grad_scale times the global loss's (DDP averaging) and carry AMP's loss scale:
+            # squares scale by k^2, |g| by k.
+            k = float(getattr(state, "grad_scale", 1.0)) * getattr(state, "loss_scale", 1.0)
+            if not (isinstance(k, float) and k == 1.0):
                 acc[:, 0] /= k * k
                 acc[:, 1] /= k
-            self._pending.append((state.step + 1, state.epoch, self._acc))
+            self._pending.append((state.step + 1, state.epoch, acc))
         self._armed, self._acc = False, None
 
     def on_flush(self, state: TrainState) -> None:
@@ -181,4 +183,4 @@ class ActivationGradProbe(TrainerCallback):
 
 def build(ctx: ProbeContext) -> ActivationGradProbe:
     """The registry's factory: dL/dh_i at the input of every block of the stack."""
-    return ActivationGradProbe(ctx.backbone.layers_path, schedule=ctx.schedule(), bottom_every=ctx.cfg.probes.bottom_every)
+    return ActivationGradProbe(ctx.layers_path, schedule=ctx.schedule(), bottom_every=ctx.bottom_every)

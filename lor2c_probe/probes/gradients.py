@@ -20,7 +20,7 @@ import torch
 
 from lor2c_probe.record.naming import ParamRole, classify, is_head
 from lor2c_probe.probes.schedule import Every
-from lor2c_probe.train.hooks import TrainerCallback, TrainState
+from lor2c_probe.train.hooks import TrainerCallback, TrainState, param_grad_scale
 
 STATS = ("mean_abs", "l2", "max_abs")
 
@@ -126,7 +126,8 @@ class GradientProbe(TrainerCallback):
             return
         step = state.step + 1  # the optimizer step these gradients are for
         if self.schedule(step):
-            self._pending.append((step, state.epoch, self.stats()))
+            stats, scale = self.stats(), param_grad_scale(state)
+            self._pending.append((step, state.epoch, stats if scale is None else stats / scale))
 
     def before_optimizer_step(self, state: TrainState) -> None:
         """The global pre-clip norm (computed by the loop's clip) and the clip coefficient it implies."""
@@ -172,12 +173,10 @@ class GradientProbe(TrainerCallback):
 def build(ctx: ProbeContext) -> GradientProbe:
     """The registry's factory: every adapter module of the run's method, placed by PEFT's tuner layers and the block
     stack; each module's ``scaling`` is its method's (LoRA's alpha/r, r/2 when injected; 1 for VeRA and IA3)."""
-    from lor2c_probe.adapters import markers
-
     s, s_lora = ctx.scaling, ctx.lora_scaling
     unscaled = ("vera.", "ia3.")
 
     def scaling(module: str) -> float:
         return s_lora if module.startswith("lora.") else 1.0 if module.startswith(unscaled) else s
 
-    return GradientProbe(markers(ctx.cfg.adapter.method), scaling=scaling, schedule=ctx.schedule(), layers_path=ctx.backbone.layers_path)
+    return GradientProbe(ctx.markers, scaling=scaling, schedule=ctx.schedule(), layers_path=ctx.layers_path)

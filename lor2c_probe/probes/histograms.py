@@ -24,7 +24,7 @@ import torch
 from lor2c_probe.analysis.histograms import DECADES, EDGES, N_BINS, PER_DECADE, bin_bounds
 from lor2c_probe.probes.gradients import select_parameters
 from lor2c_probe.probes.schedule import Every
-from lor2c_probe.train.hooks import TrainerCallback, TrainState
+from lor2c_probe.train.hooks import TrainerCallback, TrainState, param_grad_scale
 
 if TYPE_CHECKING:
     from lor2c_probe.probes import ProbeContext
@@ -39,7 +39,6 @@ class HistogramProbe(TrainerCallback):
         self.markers, self.layers_path, self.schedule, self.hist_every = tuple(markers), layers_path, schedule, hist_every
         self._params: list[torch.nn.Parameter] | None = None
         self._version = 0
-        self._recorded = 0
         self._before: list[torch.Tensor] | None = None
         self._grad_hist: torch.Tensor | None = None
         self._pending: list[tuple[int, int, str, torch.Tensor]] = []  # (step, epoch, what, tensor on device)
@@ -68,7 +67,7 @@ class HistogramProbe(TrainerCallback):
         """(this step is recorded, it also gets histograms)."""
         if not self.schedule(step):
             return False, False
-        return True, self._recorded % self.hist_every == 0
+        return True, (step // self.schedule.n - 1) % self.hist_every == 0  # from the step alone: a resume keeps the cadence
 
     # -- loop points ------------------------------------------------------------------------------------
     def before_clip(self, state: TrainState) -> None:
@@ -81,8 +80,9 @@ class HistogramProbe(TrainerCallback):
         recorded, hist = self._due(state.step + 1)
         self._grad_hist = None
         if recorded and hist and self._params:
-            zeros = [torch.zeros(1, device=p.device) if p.grad is None else p.grad for p in self._params]
-            self._grad_hist = self._counts(zeros)
+            grads = [torch.zeros(1, device=p.device) if p.grad is None else p.grad for p in self._params]
+            scale = param_grad_scale(state)
+            self._grad_hist = self._counts(grads if scale is None else [g / scale for g in grads])
 
     def before_optimizer_step(self, state: TrainState) -> None:
         recorded, _ = self._due(state.step + 1)
@@ -104,7 +104,6 @@ class HistogramProbe(TrainerCallback):
             if self._grad_hist is not None:
                 self._pending.append((step, state.epoch, "grad", self._grad_hist))
             self._pending.append((step, state.epoch, "weight", self._counts(after)))
-        self._recorded += 1
         self._before, self._grad_hist = None, None
 
     def on_flush(self, state: TrainState) -> None:
@@ -145,6 +144,4 @@ class HistogramProbe(TrainerCallback):
 
 def build(ctx: ProbeContext) -> HistogramProbe:
     """The registry's factory: the run method's adapter modules, placed in the backbone's blocks."""
-    from lor2c_probe.adapters import markers
-
-    return HistogramProbe(markers(ctx.cfg.adapter.method), layers_path=ctx.backbone.layers_path, schedule=ctx.schedule())
+    return HistogramProbe(ctx.markers, layers_path=ctx.layers_path, schedule=ctx.schedule())

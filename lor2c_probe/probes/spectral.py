@@ -263,10 +263,8 @@ class SpectralProbe(TrainerCallback):
 
 def build(ctx: ProbeContext) -> SpectralProbe:
     """The registry's factory: spectra of every adapter map at epoch ends (and every ``spectra_every`` steps)."""
-    probe_data, idx = probe_batch(ctx.cfg, ctx.train)
-    return SpectralProbe(scaling=ctx.scaling, lora_scaling=ctx.lora_scaling, layers_path=ctx.backbone.layers_path, probe_data=probe_data,
-                         ks=(1, 2, 4, ctx.cfg.adapter.nominal_rank()), every_steps=ctx.cfg.probes.spectra_every, chunk_size=ctx.chunk,
-                         probe_indices=idx)
+    return SpectralProbe(scaling=ctx.scaling, lora_scaling=ctx.lora_scaling, layers_path=ctx.layers_path, probe_data=ctx.probe_data,
+                         ks=ctx.ks, every_steps=ctx.spectra_every, chunk_size=ctx.chunk, probe_indices=ctx.probe_indices)
 
 
 def probe_batch(cfg: Any, train: Encoded | None) -> tuple[Encoded | None, list[int] | None]:

@@ -41,7 +41,7 @@ class OutputKind:
 
 _ANALYSIS = ("summary.txt", "runs")
 KINDS: dict[str, OutputKind] = {k.name: k for k in (
-    OutputKind("run", "manifest.json", ("manifest.json", "tables", "checkpoints", "superseded", "report"),
+    OutputKind("run", "manifest.json", ("manifest.json", "tables", "checkpoints", "superseded", "report", "tensorboard", "wandb", "mlruns"),
                runs=("manifest.json",), legacy_keys=("schema_version", "config", "versions")),
     OutputKind("report", "report.json", ("report.json", "report.html", "figures", "data"),
                trees={"figures": ("*.png", "*.svg"), "data": ("*.parquet",)}, legacy_keys=("title", "runs", "sections")),

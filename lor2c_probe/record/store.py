@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 import pyarrow as pa
@@ -47,14 +47,16 @@ def read_table(root: str | Path, table: str) -> pd.DataFrame:
     shards = shard_paths(Path(root), table)
     if not shards:
         return TABLES[table].empty_table().to_pandas()
-    frames = []
-    for _, p in shards:
-        try:
-            frames.append(pq.read_table(p, schema=TABLES[table]).to_pandas())
-        except (pa.ArrowException, OSError) as e:
-            raise StorageError(f"{p}: damaged Parquet shard of table {table!r} ({str(e).splitlines()[0]}); "
-                               "move it out of the run folder to read the other shards") from None
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat([read_table_shard(p, table) for _, p in shards], ignore_index=True)
+
+
+def read_table_shard(p: Path, table: str) -> pd.DataFrame:
+    """One shard's rows; a damaged one is a StorageError naming the file."""
+    try:
+        return pq.read_table(p, schema=TABLES[table]).to_pandas()
+    except (pa.ArrowException, OSError) as e:
+        raise StorageError(f"{p}: damaged Parquet shard of table {table!r} ({str(e).splitlines()[0]}); "
+                           "move it out of the run folder to read the other shards") from None
 
 
 def read_manifest(root: str | Path) -> dict[str, Any]:
@@ -73,6 +75,9 @@ class RunStore:
         self._buffers: dict[str, list[dict[str, Any]]] = {t: [] for t in TABLES}  # tables registered later get one on append
         existing = [seq for t in TABLES for seq, _ in shard_paths(self.root, t)]
         self.next_seq = max(existing, default=-1) + 1
+        # Called with {table: rows} at each flush, after the shards are written (live sinks: TensorBoard, W&B, MLflow).
+        # A listener must not raise (sinks.live catches its sinks' errors): the run store is the record.
+        self.listeners: list[Callable[[dict[str, list[dict[str, Any]]]], None]] = []
 
     def append(self, table: str, rows: list[dict[str, Any]]) -> None:
         """Buffer ``rows``; each must have exactly the schema's columns (pyarrow would fill a misspelled one with nulls)."""
@@ -92,6 +97,7 @@ class RunStore:
         return len(self._buffers.get(table, []))
 
     def flush(self) -> None:
+        flushed = {t: list(rows) for t, rows in self._buffers.items() if rows} if self.listeners else {}
         for table, rows in self._buffers.items():
             if not rows:
                 continue
@@ -106,6 +112,34 @@ class RunStore:
             write_atomic(folder / f"part-{self.next_seq:06d}.parquet", sink.getvalue().to_pybytes())
             self.next_seq += 1
             rows.clear()
+        if flushed:
+            for listener in self.listeners:
+                listener(flushed)
+
+    def truncate_after(self, step: int, label: str) -> int:
+        """Resume from optimizer step ``step``: every shard holding a row of a later step moves to ``superseded/<label>/``
+        (kept, never deleted) and its rows up to ``step`` are written back as a new shard. Returns the shards moved."""
+        moved = 0
+        for table in list(TABLES):
+            for _, p in shard_paths(self.root, table):
+                df = read_table_shard(p, table)
+                if "step" not in df.columns or not (df["step"] > step).any():
+                    continue
+                dest = self.root / "superseded" / label / table
+                dest.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(p), dest / p.name)
+                fsync_dir(p.parent)
+                fsync_dir(dest)
+                moved += 1
+                kept = df[df["step"] <= step]
+                if len(kept):
+                    self._buffers.setdefault(table, []).extend(kept.to_dict("records"))
+        listeners, self.listeners = self.listeners, []  # rows already seen, not new ones
+        try:
+            self.flush()
+        finally:
+            self.listeners = listeners
+        return moved
 
     def supersede_from(self, seq: int, label: str) -> int:
         """Move shards numbered >= ``seq`` to ``superseded/<label>/`` (rows a resume recomputes). Returns count."""
@@ -149,6 +183,9 @@ class NullStore(RunStore):
 
     def supersede_from(self, seq: int, label: str) -> int:
         self.next_seq = seq
+        return 0
+
+    def truncate_after(self, step: int, label: str) -> int:
         return 0
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:

@@ -1,77 +1,63 @@
-"""A recorded run as TensorBoard event files: every scalar table as scalars, the histograms table as histograms.
+"""TensorBoard event files: scalars, the histograms table as TensorBoard histograms, figures as images.
 
-Tags (step = the run's optimizer step):
-- ``metrics/<split>/<name>`` from ``metrics`` (train loss, lr, grad_norm, eval accuracy, ...);
-- ``grads/<module>/<stat>`` from ``grads`` (factor ``all``; the global pre-clip norm as ``grads/global/l2``);
-- ``activation_grads/layer_<i>/<stat>``; ``sfs/<source>/<module>/k<k>``; ``updates/<module>/<stat>``;
-- ``histograms/<source>/<module>``: the fixed log-spaced bins as TensorBoard buckets. Its sum and sum of squares
-  are estimated from the bin midpoints (the run store keeps counts, not values); the counts are exact.
-
-Needs the ``tensorboard`` package (``pip install 'lor2c-probe[tensorboard]'``).
+Histogram sums and sums of squares are estimated from the bin midpoints (the run store keeps counts, not values);
+the counts are exact. Needs the ``tensorboard`` package (``pip install 'lor2c-probe[tensorboard]'``).
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from lor2c_probe.errors import UserError
-from lor2c_probe.record.store import read_table
-
-SCALAR_TABLES = ("metrics", "grads", "activation_grads", "sfs", "updates")
+from lor2c_probe.sinks.base import histogram_groups, missing
 
 
-def scalar_rows(table: str, df: pd.DataFrame) -> pd.DataFrame:
-    """(tag, step, value) of one recorded table."""
-    if df.empty:
-        return pd.DataFrame(columns=["tag", "step", "value"])
-    if table == "metrics":
-        tags = "metrics/" + df["split"] + "/" + df["name"]
-    elif table == "grads":
-        df = df[df["factor"] == "all"]
-        tags = "grads/" + df["module"] + "/" + df["stat"]
-    elif table == "activation_grads":
-        tags = "activation_grads/layer_" + df["layer"].astype(str) + "/" + df["stat"]
-    elif table == "sfs":
-        tags = "sfs/" + df["source"] + "/" + df["module"] + "/k" + df["k"].astype(str)
-    elif table == "updates":
-        tags = "updates/" + df["module"] + "/" + df["stat"]
-    else:
-        raise ValueError(f"no scalar tags for table {table!r}")
-    out = pd.DataFrame({"tag": tags.to_numpy(), "step": df["step"].to_numpy(), "value": df["value"].to_numpy(dtype=float)})
-    return out[np.isfinite(out["value"])]
+class TensorBoardSink:
+    name = "tensorboard"
 
+    def __init__(self, folder: Path, *, run_name: str, config: dict[str, Any], start_step: int = 0, previous: dict[str, Any] | None = None) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise missing("tensorboard", "tensorboard") from None
+        self.folder = folder
+        # A resumed run: TensorBoard drops the earlier session's events from start_step on (they were superseded).
+        self.writer = SummaryWriter(log_dir=str(folder), purge_step=start_step or None)
+        if not start_step and config:
+            self.writer.add_text("config", "```\n" + "\n".join(f"{k} = {v}" for k, v in sorted(config.items())) + "\n```", 0)
 
-def _writer(out: Path) -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise UserError("exporting to TensorBoard needs the tensorboard package: pip install 'lor2c-probe[tensorboard]'") from None
-    return SummaryWriter(log_dir=str(out))
+    def scalars(self, frame: pd.DataFrame) -> None:
+        """One event per step holding all of that step's values (15x cheaper than an ``add_scalar`` per value, which
+        builds and queues an event each: the difference between 1% and 9% of a MiniLM step at the default flush)."""
+        from tensorboard.compat.proto.summary_pb2 import Summary
 
+        writer = self.writer._get_file_writer()
+        for step, g in frame.groupby("step", sort=True):
+            values = [Summary.Value(tag=t, simple_value=float(v)) for t, v in zip(g["tag"], g["value"])]
+            writer.add_summary(Summary(value=values), int(step))
 
-def export_run(run: Path, out: Path) -> dict[str, int]:
-    """Write ``run``'s tables as TensorBoard events under ``out``; returns how many scalars and histograms were written."""
-    writer = _writer(out)
-    n_scalars = n_hist = 0
-    try:
-        for table in SCALAR_TABLES:
-            for r in scalar_rows(table, read_table(run, table)).itertuples(index=False):
-                writer.add_scalar(r.tag, r.value, global_step=int(r.step))
-                n_scalars += 1
-        hist = read_table(run, "histograms")
-        for (source, module, step), g in hist.groupby(["source", "module", "step"]) if not hist.empty else ():
-            g = g.sort_values("bin")
-            hi = np.where(np.isfinite(g["hi"]), g["hi"], g["lo"] * 10)  # TensorBoard wants finite bucket limits
-            mid = np.where(g["lo"] > 0, np.sqrt(g["lo"] * hi), 0.0)
-            counts = g["count"].to_numpy(dtype=float)
-            writer.add_histogram_raw(f"histograms/{source}/{module}", min=float(g["lo"].iloc[0]), max=float(hi[-1]),
-                                     num=int(counts.sum()), sum=float((mid * counts).sum()), sum_squares=float((mid**2 * counts).sum()),
-                                     bucket_limits=hi.tolist(), bucket_counts=counts.tolist(), global_step=int(step))
-            n_hist += 1
-    finally:
-        writer.close()
-    return {"scalars": n_scalars, "histograms": n_hist}
+    def histograms(self, frame: pd.DataFrame) -> None:
+        for tag, step, lo, hi, counts in histogram_groups(frame):
+            mid = np.where(lo > 0, np.sqrt(np.maximum(lo, 1e-300) * hi), 0.0)
+            self.writer.add_histogram_raw(tag, min=float(lo[0]), max=float(hi[-1]), num=int(counts.sum()), sum=float((mid * counts).sum()),
+                                          sum_squares=float((mid**2 * counts).sum()), bucket_limits=hi.tolist(),
+                                          bucket_counts=counts.tolist(), global_step=step)
+
+    def image(self, tag: str, png: bytes, step: int) -> None:
+        from PIL import Image
+
+        img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+        self.writer.add_image(tag, img, global_step=step, dataformats="HWC")
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def info(self) -> dict[str, Any]:
+        return {"logdir": str(self.folder)}
+
+    def close(self) -> None:
+        self.writer.close()

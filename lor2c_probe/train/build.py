@@ -95,10 +95,16 @@ def probe_chunk(train: TrainConfig) -> int:
 
 def make_probes(cfg: RunConfig, backbone: Backbone, train: Encoded | None = None) -> list[TrainerCallback]:
     """The probes ``cfg.probes`` names, built by their registry entries (lor2c_probe.probes.PROBES)."""
+    from lor2c_probe.adapters import markers
     from lor2c_probe.probes import ProbeContext, build_probes
+    from lor2c_probe.probes.spectral import probe_batch
 
-    ctx = ProbeContext(cfg, backbone, train, cfg.adapter.scaling, lora_scaling(cfg), probe_chunk(cfg.train))
-    return build_probes(cfg.probes.names, ctx)
+    data, idx = probe_batch(cfg, train)
+    p = cfg.probes
+    ctx = ProbeContext(markers(cfg.adapter.method), backbone.layers_path, cfg.adapter.scaling, lora_scaling(cfg), every=p.every,
+                       bottom_every=p.bottom_every, spectra_every=p.spectra_every, probe_data=data, probe_indices=idx,
+                       ks=(1, 2, 4, cfg.adapter.nominal_rank()), chunk=probe_chunk(cfg.train))
+    return build_probes(p.names, ctx)
 
 
 def make_structure(cfg: RunConfig, backbone: Backbone, n_train: int, train: Encoded | None = None) -> list[TrainerCallback]:

@@ -34,7 +34,18 @@ class TrainState:
     # How much larger this rank's backward gradients are than the global batch's: the world size under
     # DDP (each rank's loss is scaled so that DDP's average of parameter gradients is the global one).
     grad_scale: float = 1.0
+    # AMP: what the backward's loss was multiplied by (GradScaler's scale, a tensor on the device). Block-input
+    # gradients always carry it; parameter gradients carry it until the scaler unscales them (grads_unscaled).
+    loss_scale: torch.Tensor | float = 1.0
+    grads_unscaled: bool = True
     extras: dict[str, Any] = field(default_factory=dict)
+
+
+def param_grad_scale(state: Any) -> torch.Tensor | float | None:
+    """The factor the parameters' ``.grad`` still carries at ``before_clip`` (None: they are the true gradients)."""
+    if getattr(state, "grads_unscaled", True):
+        return None
+    return getattr(state, "loss_scale", 1.0)
 
 
 class TrainerCallback:

@@ -20,6 +20,7 @@ from lor2c_probe.record.naming import classify, is_head
 from lor2c_probe.record.store import RunStore
 from lor2c_probe.train import distributed
 from lor2c_probe.train.batches import Encoded, batches, collate, epoch_order
+from lor2c_probe.train.driver import ProbeDriver
 from lor2c_probe.train.hooks import TrainerCallback, TrainState
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -38,11 +39,13 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Ada
 
 
 def linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warmup over ``warmup`` steps, then linear decay to 0 at ``total``."""
+    """Linear warmup from 0 over ``warmup`` steps, then linear decay to 0 at ``total``: the factor of
+    ``transformers.get_linear_schedule_with_warmup``, so a Trainer run with the same settings gets the same lr at every
+    step (a test compares them)."""
 
     def factor(step: int) -> float:
         if step < warmup:
-            return (step + 1) / (warmup + 1)  # never 0, so the first step already learns
+            return step / max(1, warmup)
         return max(0.0, (total - step) / max(1, total - warmup))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
@@ -102,9 +105,9 @@ class Trainer:
             model, self.optimizer, self.scheduler, self._record, device, param_marker, max_grad_norm=cfg.max_grad_norm
         )
         self.state.grad_scale = float(self.world)
+        self.driver = ProbeDriver(self.state, self.callbacks, store)
         self._ddp: Any = None  # the DDP wrapper of a distributed launch, rebuilt when merges/injections change the parameters
         self._ddp_version = -1
-        self._scalars: list[tuple[int, int, str, str, Any]] = []  # deferred so the step never syncs
         self.step_times: list[float] = []
         self.eval_history: list[dict[str, float]] = []
         self.last_loss: float | None = None  # host copy of the latest flushed training loss (progress bar)
@@ -118,7 +121,7 @@ class Trainer:
         self.store.append(table, rows)
 
     def _scalar(self, split: str, name: str, value: Any) -> None:
-        self._scalars.append((self.state.step, self.state.epoch, split, name, value))
+        self.driver.scalar(split, name, value)  # deferred so the step never syncs
 
     def record_eval(self, split: str, results: dict[str, float]) -> None:
         """Queue an evaluation's metrics under ``split`` (written at the next flush), e.g. a folded-model eval."""
@@ -129,18 +132,9 @@ class Trainer:
         """Let callbacks hand over their rows, move deferred scalars to host in one transfer, write every table.
         A non-finite loss or gradient norm since the last flush ends here: rows up to that step are written, the
         later ones dropped, and Diverged is raised."""
-        self._emit("on_flush")
-        if self._scalars:
-            tensors = [v.detach().float().reshape(()) for *_, v in self._scalars if torch.is_tensor(v)]
-            host = iter(torch.stack(tensors).tolist()) if tensors else iter(())
-            rows = []
-            for step, epoch, split, name, v in self._scalars:
-                value = next(host) if torch.is_tensor(v) else float(v)
-                rows.append({"step": step, "epoch": epoch, "split": split, "name": name, "value": value})
-                if (split, name) == ("train", "loss"):
-                    self.last_loss = value
-            self.store.append("metrics", rows)
-            self._scalars.clear()
+        for row in self.driver.hand_over():
+            if (row["split"], row["name"]) == ("train", "loss"):
+                self.last_loss = row["value"]
         self._stop_if_diverged()
         if self.world == 1:
             self.store.flush()
@@ -184,8 +178,7 @@ class Trainer:
         return nullcontext()
 
     def _emit(self, point: str) -> None:
-        for cb in self.callbacks:
-            getattr(cb, point)(self.state)
+        self.driver.emit(point)
 
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
@@ -229,6 +222,8 @@ class Trainer:
             self._emit("after_backward")
         st.loss = distributed.all_reduce_sum_(total)  # the global batch's mean loss on every rank
         if self.scaler:
+            scale = getattr(self.scaler, "_scale", None)  # a device tensor: reading it does not sync
+            st.loss_scale = scale if scale is not None else self.scaler.get_scale()
             self.scaler.unscale_(self.optimizer)
         self._emit("before_clip")
         max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm is not None else float("inf")

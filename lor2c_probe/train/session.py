@@ -6,7 +6,7 @@ Everything that can fail on user input is checked before the run directory is to
 from __future__ import annotations
 
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +153,10 @@ def _train(
         trainer.eval_history = state["eval_history"]
         trainer.skipped_steps = state.get("skipped_steps", 0)
         start_epoch = state["epoch"] + 1
+    from lor2c_probe.sinks.live import attach_sinks
+
+    start_step = state["step"] if resume_from is not None else 0
+    live = attach_sinks(store, cfg.probes.log_to, out, manifest, start_step=start_step) if distributed.is_main() else None
     manifest["schedule"] = {
         "steps_per_epoch": trainer.plan.steps_per_epoch,
         "total_steps": trainer.plan.total_steps,
@@ -183,7 +187,7 @@ def _train(
         distributed.raise_from_main(_check(save) if distributed.is_main() else None)
 
     t0 = time.perf_counter()
-    with sigterm_as_interrupt():
+    with sigterm_as_interrupt(), _closing(live):
         try:
             if start_epoch < cfg.train.epochs:
                 trainer.fit(start_epoch, on_epoch_done)
@@ -213,6 +217,16 @@ def _train(
     trainer.close()
     distributed.finish()
     return manifest
+
+
+@contextmanager
+def _closing(live: Any):
+    """Close the live sinks however the run ends (their files are complete up to the last flush)."""
+    try:
+        yield
+    finally:
+        if live is not None:
+            live.close()
 
 
 def _folded_evals(trainer: Trainer, model: torch.nn.Module, method: str) -> dict[str, dict[str, float]]:

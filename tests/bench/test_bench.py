@@ -46,7 +46,7 @@ def test_smoke_run_writes_valid_json_with_every_goal(smoke):
     env = data["environment"]
     assert env["device"] == "cpu" and env["versions"]["torch"] == torch.__version__ and env["torch_threads"] >= 1
     assert data["config"]["smoke"] is True and data["config"]["shapes"] == ["tiny"]
-    assert {r["goal"] for r in data["goals"]} == {g.key for g in GOALS}
+    assert {r["goal"] for r in data["goals"]} == {g.key for g in GOALS} - PROBE_SET_GOALS  # those: --probe-sets alone
     assert all(r["value"] is not None and r["value"] > 0 and r["met"] is None for r in data["goals"])  # smoke: not judged
     tiny = data["shapes"]["tiny"]
     assert set(tiny["steps"]["methods"]) == {"lora", "lor2c"}
@@ -59,6 +59,27 @@ def test_smoke_run_writes_valid_json_with_every_goal(smoke):
         assert tiny["memory"][m]["plan_bytes"] > 0 and tiny["memory"][m]["plan_over_measured"] > 0  # the planner, side by side
     assert all(math.isfinite(x) for x in _finite_numbers(data))
     assert "smoke mode" in output and f"wrote {out}" in output
+
+
+PROBE_SET_GOALS = {"probes_and_sinks", "recording_volume_histograms"}
+
+
+def test_probe_sets_times_every_probe_and_sink_against_none(tmp_path):
+    from lor2c_probe.bench.probe_sets import VARIANTS
+
+    out = tmp_path / "ps.json"
+    res = runner.invoke(app, ["bench", "--smoke", "--probe-sets", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    ps = data["shapes"]["tiny"]["probe_sets"]
+    assert set(ps["variants"]) == set(VARIANTS) and ps["flush_every"] == 3
+    for v, e in ps["variants"].items():
+        assert len(e["seconds_per_step"]["all"]) == 2 and e["amortized_ratio"]["median"] > 0, v
+        assert (e["epoch_end_seconds"] is not None) == VARIANTS[v][0].spectra, v
+    assert ps["variants"]["all"]["recording"]["bytes"]["histograms"] > 0
+    assert {r["goal"] for r in data["goals"]} == PROBE_SET_GOALS
+    assert [r["method"] for r in data["goals"] if r["goal"] == "probes_and_sinks"] == [
+        "lora all", "lora all+tensorboard", "lora all+wandb", "lora all+mlflow"]
 
 
 def test_existing_output_is_never_replaced_without_overwrite(smoke, tmp_path):

@@ -34,22 +34,24 @@ class PoisonGrad(TrainerCallback):
 
 
 def test_huge_lr_without_clipping_ends_diverged(tiny_models, tiny_data, tmp_path):
-    """The observed case: --lr 1e30 --max-grad-norm 0 used to end `completed` with NaN checkpoints and 'final 0.5000'."""
+    """The observed case: --lr 1e30 --max-grad-norm 0 used to end `completed` with NaN checkpoints and 'final 0.5000'.
+    The warmup's first step has lr 0 (transformers' linear schedule), so step 2 is the first update at lr ~1e30 and
+    step 3 the first loss of the broken weights."""
     out = tmp_path / "r"
     res = runner.invoke(app, tiny_args(tiny_models["bert"], tiny_data, out, "--lr", "1e30", "--max-grad-norm", "0", "--epochs", "2",
                                        report=True))
     assert res.exit_code == 3, res.output
     lines = [x for x in res.output.splitlines() if x.startswith("error: ")]
-    assert len(lines) == 1 and "error: training diverged at step 2 (epoch 0): the loss is not finite" in lines[0]
+    assert len(lines) == 1 and "error: training diverged at step 3 (epoch 0): the loss is not finite" in lines[0]
     assert "final 0.5" not in res.output and "eval accuracy" not in res.output
     m = read_manifest(out)
-    assert m["status"] == "diverged" and m["diverged"]["step"] == 2 and m["diverged"]["what"] == "loss" and "results" not in m
+    assert m["status"] == "diverged" and m["diverged"]["step"] == 3 and m["diverged"]["what"] == "loss" and "results" not in m
     metrics = read_table(out, "metrics")
-    assert metrics.step.max() == 2 and "eval" not in set(metrics.split)  # no eval of the broken model
-    assert math.isnan(metrics[(metrics.step == 2) & (metrics.name == "loss")].value.iloc[0])
+    assert metrics.step.max() == 3 and "eval" not in set(metrics.split)  # no eval of the broken model
+    assert math.isnan(metrics[(metrics.step == 3) & (metrics.name == "loss")].value.iloc[0])
     assert not (out / "checkpoints").exists()  # no checkpoint of a diverged model is ever written
     html = (out / "report" / "report.html").read_text()
-    assert 'class="banner"' in html and "DIVERGED at step 2" in html
+    assert 'class="banner"' in html and "DIVERGED at step 3" in html
 
 
 def test_rows_are_kept_up_to_the_first_bad_step(tiny_models, tiny_data, tmp_path):

@@ -157,18 +157,28 @@ def test_reference_policy_optimizer_groups(tiny_models, tiny_data, tmp_path):
     )
 
 
-def test_lr_schedule_warmup_then_linear_decay():
+@pytest.mark.parametrize("warmup, total", [(2, 6), (0, 5), (1, 1), (3, 10)])
+def test_lr_schedule_is_transformers_linear_warmup(warmup, total):
+    """The built-in schedule gives, step for step, the lr of transformers.get_linear_schedule_with_warmup (issue 19)."""
+    from transformers import get_linear_schedule_with_warmup
+
     from lor2c_probe.train.loop import linear_schedule
 
-    p = torch.nn.Parameter(torch.zeros(1))
-    opt = torch.optim.AdamW([p], lr=1.0)
-    sched = linear_schedule(opt, warmup=2, total=6)
-    lrs = []
-    for _ in range(6):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    assert lrs == pytest.approx([1 / 3, 2 / 3, 1.0, 0.75, 0.5, 0.25])
+    def lrs(make):
+        p = torch.nn.Parameter(torch.zeros(1))
+        opt = torch.optim.AdamW([p], lr=1.0)
+        sched = make(opt)
+        out = []
+        for _ in range(total + 1):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return out
+
+    ours = lrs(lambda o: linear_schedule(o, warmup, total))
+    assert ours == lrs(lambda o: get_linear_schedule_with_warmup(o, warmup, total))
+    if warmup == 2 and total == 6:  # by hand: 0, 1/2 during warmup, then (6 - s) / 4
+        assert ours[:6] == pytest.approx([0.0, 0.5, 1.0, 0.75, 0.5, 0.25])
 
 
 @pytest.mark.parametrize("train, chunk", [
