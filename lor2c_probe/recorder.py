@@ -142,6 +142,7 @@ class _Step:
 
     losses: list[torch.Tensor] = field(default_factory=list)
     micro: int = 0
+    carried: int = 0  # micro-batches from before an epoch end (the loop's window count restarts there)
     read: bool = False
     lr: float | None = None
 
@@ -159,6 +160,7 @@ class Recorder:
         accelerator: Any = None,
         spectra_batch: Mapping[str, torch.Tensor] | None = None,
         resume_step: int | None = None,
+        resume_epoch: int | None = None,
         overwrite: bool = False,
         callbacks: list[TrainerCallback] | tuple[TrainerCallback, ...] = (),
         config: Mapping[str, Any] | None = None,
@@ -173,12 +175,16 @@ class Recorder:
         self.optimizer = _torch_optimizer(optimizer)
         self._stack = ExitStack()
         self._closed = False
+        # An optimizer step with backwards still unread reads them (a plain loop's short window). Off for an integration
+        # that reads at the framework's own point: Lightning calls optimizer.step(closure) before the window's last
+        # backward runs inside the closure.
+        self.read_on_step = True
         if resume_step is not None and (isinstance(resume_step, bool) or not isinstance(resume_step, int) or resume_step < 0):
             raise UserError(f"resume_step must be a non-negative integer; got {resume_step!r}")
         self.resuming = bool(resume_step)
         self._claim(overwrite)
         try:
-            self._setup(spectra_batch, resume_step or 0, callbacks, config, source)
+            self._setup(spectra_batch, resume_step or 0, resume_epoch, callbacks, config, source)
         except BaseException:
             self._stack.close()
             raise
@@ -209,7 +215,7 @@ class Recorder:
                 err = f"{self.out}: {e.strerror or e}"
         distributed.raise_from_main(err)
 
-    def _setup(self, spectra_batch: Any, start: int, callbacks: Any, config: Any, source: str) -> None:
+    def _setup(self, spectra_batch: Any, start: int, start_epoch: int | None, callbacks: Any, config: Any, source: str) -> None:
         from lor2c_probe.probes import ProbeContext, build_probes
         from lor2c_probe.record.store import NullStore, RunStore, read_manifest
 
@@ -243,25 +249,47 @@ class Recorder:
         self._since_epoch = 0
         self.eval_history: list[dict[str, Any]] = []
         self.skipped_steps = 0
-        if self.resuming:
-            self.manifest = read_manifest(self.out) if distributed.is_main() else {}
-            self.state.epoch = _epoch_at(self.out, start) if distributed.is_main() else 0
-            self.state.epoch = int(distributed.broadcast_object(self.state.epoch))
-            moved = self.store.truncate_after(start, label=f"resume-{len(self.manifest.get('resumes', [])) + 1}")
-            self.manifest.setdefault("resumes", []).append({"from_step": start, "at": _now(), "superseded_shards": moved})
-        else:
-            self.manifest = self._new_manifest(source, dict(config or {}))
-        from lor2c_probe.sinks.live import attach_sinks
+        self.manifest: dict[str, Any] = {}
+        self.sinks = None
+        self._output_listeners: list[Any] = []  # called with each training forward's output (integrations.backward)
 
-        self.sinks = attach_sinks(self.store, cfg.log_to, self.out, self.manifest, start_step=start) if distributed.is_main() else None
-        self._hooks = [
-            self.model.register_forward_pre_hook(self._forward_pre),
-            self.model.register_forward_hook(self._forward_post),
-        ]
+        def prepare() -> None:  # rank 0's files: its error (a damaged shard, a full disk) stops every rank
+            if self.resuming:
+                self.manifest = read_manifest(self.out)
+                self.state.epoch = start_epoch if start_epoch is not None else _epoch_at(self.out, start)
+                moved = self.store.truncate_after(start, label=f"resume-{len(self.manifest.get('resumes', [])) + 1}")
+                self.manifest.setdefault("resumes", []).append({"from_step": start, "from_epoch": self.state.epoch, "at": _now(),
+                                                                "superseded_shards": moved})
+            else:
+                self.manifest = self._new_manifest(source, dict(config or {}))
+            from lor2c_probe.sinks.live import attach_sinks
+
+            self.sinks = attach_sinks(self.store, cfg.log_to, self.out, self.manifest, start_step=start)
+            if self.sinks is not None:
+                self._stack.callback(self.sinks.close)
+            self._write_manifest("running")
+
+        self._on_main(prepare)
+        self.state.epoch = int(distributed.broadcast_object(self.state.epoch))
+        hooks = [self.model.register_forward_pre_hook(self._forward_pre), self.model.register_forward_hook(self._forward_post)]
         if self.optimizer is not None:
-            self._hooks.append(self.optimizer.register_step_post_hook(self._optimizer_stepped))
+            hooks += [self.optimizer.register_step_pre_hook(self._optimizer_stepping),
+                      self.optimizer.register_step_post_hook(self._optimizer_stepped)]
+        for h in hooks:  # removed however the recorder ends, also when setup fails below
+            self._stack.callback(h.remove)
         self._emit("on_train_start")
-        self._write_manifest("running")
+
+    def _on_main(self, fn: Any) -> None:
+        """Run ``fn`` on rank 0; its error, as one line, is raised on every rank (none waits in a collective)."""
+        err = None
+        if distributed.is_main():
+            try:
+                fn()
+            except UserError as e:
+                err = str(e)
+            except OSError as e:
+                err = f"{self.out}: {e.strerror or e}"
+        distributed.raise_from_main(err)
 
     def _new_manifest(self, source: str, config: dict[str, Any]) -> dict[str, Any]:
         from lor2c_probe.record.outputs import signature
@@ -308,6 +336,8 @@ class Recorder:
             return
         loss = output.get("loss") if isinstance(output, Mapping) else getattr(output, "loss", None)
         self._forward_loss = loss.detach() if torch.is_tensor(loss) else None
+        for listener in self._output_listeners:
+            listener(output)
 
     def begin_step(self) -> None:
         """Start an optimizer step (before its first forward). Called for you by the model's first training forward."""
@@ -335,7 +365,10 @@ class Recorder:
         self.state.micro_step = st.micro - 1
         self._emit("after_backward")
         if sync is None:
-            sync = bool(self.accelerator.sync_gradients) if self.accelerator is not None else st.micro % self.cfg.grad_accum == 0
+            # Counted from the step's first micro-batch, or from the epoch's start when a window runs across an epoch end
+            # (a loop that counts its windows per epoch and steps only full ones).
+            counted = st.micro - st.carried
+            sync = bool(self.accelerator.sync_gradients) if self.accelerator is not None else counted % self.cfg.grad_accum == 0
         if sync:
             self.gradients_ready()
 
@@ -374,8 +407,15 @@ class Recorder:
         grads = [p.grad for p in params if p.requires_grad and p.grad is not None]
         if not grads:
             return torch.zeros((), device=self.device)
-        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).float())
+        norm = torch.linalg.vector_norm(torch.stack([n.to(self.device) for n in torch._foreach_norm(grads)]).float())
         return norm if self.state.grads_unscaled else norm / self.state.loss_scale
+
+    def _optimizer_stepping(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        """The optimizer steps with backwards the counter did not close (a short last window): read them now. They
+        are read after any clipping your loop did; pass ``sync=True`` to the window's last ``after_backward`` to read
+        them before."""
+        if self.read_on_step and self._open is not None and self._open.micro > 0 and self._ended is None:
+            self.gradients_ready()
 
     def _optimizer_stepped(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if self._ended is not None:
@@ -418,6 +458,8 @@ class Recorder:
     def epoch_end(self, metrics: Mapping[str, float] | None = None) -> None:
         """End of an epoch: records ``metrics`` (split ``eval``), takes the spectra, writes everything so far."""
         self._finish_step()
+        if self._open is not None:  # backwards not yet stepped: the loop carries them into the next epoch's first step
+            self._open.carried = self._open.micro
         if metrics:
             self.log(metrics)
             self.eval_history.append({"epoch": self.state.epoch, "step": self.state.step,
@@ -427,15 +469,17 @@ class Recorder:
         self.state.epoch += 1
         self._since_epoch = 0
 
-    def flush(self) -> None:
-        """Hand every probe's rows to the run store and write them (rank 0); live sinks get them too."""
+    def flush(self, *, collective: bool = True) -> None:
+        """Hand every probe's rows to the run store and write them (rank 0); live sinks get them too. Rank 0's write
+        error stops every rank; ``collective=False`` (a run ending on an error, where another rank may never arrive)
+        writes without telling the others."""
         self.driver.hand_over()
         err = None
         try:
             self.store.flush()
         except UserError as e:
             err = str(e)
-        if distributed.enabled():
+        if distributed.enabled() and collective:
             distributed.raise_from_main(err)
         elif err:
             raise UserError(err)
@@ -445,12 +489,15 @@ class Recorder:
         if self._closed:
             return self.manifest
         try:
-            if status == "completed":
+            ok = status == "completed"
+            if ok:
                 self._finish_step()
                 if self._since_epoch and any(hasattr(cb, "spectra_now") for cb in self.callbacks):
                     self._emit("on_epoch_end")
                 self._emit("on_train_end")
-            self.flush()
+            self.flush(collective=ok)  # after an error, no collective: another rank may be stuck in the failed step
+            if self.sinks is not None:
+                self.sinks.status = status
             self.manifest["recording"] = {"flush_every": self.cfg.flush_every, "callbacks": self.driver.manifest_entries()}
             self.manifest["results"] = {**self.manifest.get("results", {}), "steps": self.state.step, "skipped_steps": self.skipped_steps,
                                         "final_eval": self.eval_history[-1] if self.eval_history else None}
@@ -459,15 +506,11 @@ class Recorder:
             self._write_manifest(status)
         finally:
             self._closed = True
-            for h in self._hooks:
-                h.remove()
             for cb in self.callbacks:
                 detach = getattr(cb, "detach", None)
                 if callable(detach):
                     detach()
-            if self.sinks is not None:
-                self.sinks.close()
-            self._stack.close()
+            self._stack.close()  # hooks removed, sinks closed, the lock released
         return self.manifest
 
     def _write_manifest(self, status: str) -> None:

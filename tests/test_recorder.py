@@ -182,3 +182,34 @@ def test_bad_options_are_one_line_errors(tmp_path):
         RecorderConfig(probes="gradz")
     with pytest.raises(ConfigError, match="unknown sink 'neptune'"):
         RecorderConfig(log_to="neptune")
+
+
+def test_windows_counted_per_epoch_and_a_short_last_window(tmp_path):
+    """The loop counts its accumulation windows per epoch (``i`` restarts) with 5 backwards per epoch at accum 2, and
+    steps the short last window too: every optimizer step is recorded once, none as skipped, gradients as stepped."""
+    from lor2c_probe.recorder import Recorder
+
+    model = lora_model()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    by_hand = GradsByHand(model)
+    rec = Recorder(tmp_path / "run", model, opt, grad_accum=2, callbacks=[by_hand], flush_every=2)
+    steps = 0
+    for epoch in range(2):
+        for i in range(5):
+            loss = model(**batch_for(model, epoch * 5 + i)).loss
+            (loss / 2).backward()
+            rec.after_backward(loss)
+            if (i + 1) % 2 == 0 or i == 4:
+                opt.step()
+                opt.zero_grad()
+                steps += 1
+        rec.epoch_end()
+    rec.close()
+    m = read_table(tmp_path / "run", "metrics")
+    assert "skipped_step" not in set(m["name"])
+    assert sorted(m.query("name == 'loss'")["step"]) == list(range(1, steps + 1)) == list(range(1, 7))
+    got = module_means(tmp_path / "run")
+    for step, mods in got.items():
+        for mod, v in mods.items():
+            assert v == pytest.approx(by_hand.seen[step][mod], rel=1e-5), (step, mod)
+    assert list(m.query("name == 'loss'").groupby("epoch").size()) == [3, 3]

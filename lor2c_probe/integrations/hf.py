@@ -56,17 +56,19 @@ class ProbeCallback(TrainerCallback):
 
         from lor2c_probe.integrations.backward import BackwardEnd
 
+        if self.rec is not None:  # a train() that raised before: its recorder still holds the lock and its hooks
+            self.rec.close(status="failed", reason="a later Trainer.train() started")
         opts = dict(self.options)
         opts.setdefault("max_grad_norm", args.max_grad_norm if args.max_grad_norm and args.max_grad_norm > 0 else None)
         opts.setdefault("grad_accum", args.gradient_accumulation_steps)
         self.rec = Recorder(
             self.out_dir, model, optimizer, scaler=getattr(optimizer, "scaler", None), spectra_batch=self.spectra_batch,
-            resume_step=state.global_step or None, overwrite=self.overwrite, source="transformers.Trainer + lor2c_probe.integrations.hf.ProbeCallback",
-            config=_args(args), **opts,
+            resume_step=state.global_step or None, resume_epoch=int(state.epoch or 0) if state.global_step else None,
+            overwrite=self.overwrite, source="transformers.Trainer + lor2c_probe.integrations.hf.ProbeCallback", config=_args(args), **opts,
         )
         gradient_state = GradientState()
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        self._end = BackwardEnd(trainable, lambda: self.rec.after_backward(sync=bool(gradient_state.sync_gradients)))
+        self._end = BackwardEnd(lambda: self.rec.after_backward(sync=bool(gradient_state.sync_gradients)))
+        self.rec._output_listeners.append(self._end.watch)
 
     def on_step_begin(self, args, state, control, **kwargs):
         if self.rec is not None:
@@ -89,13 +91,17 @@ class ProbeCallback(TrainerCallback):
         if extra:
             self.rec.log(extra, split="train")
 
+    def on_save(self, args, state, control, **kwargs):
+        """A Trainer checkpoint: write every row up to it, so resuming from it loses none (every rank calls this)."""
+        if self.rec is not None:
+            self.rec.flush()
+
     def on_train_end(self, args, state, control, **kwargs):
         if self.rec is None:
             return
-        if self._end is not None:
-            self._end.remove()
         self.rec.manifest.setdefault("results", {})["trainer"] = dict(self._totals)
         self.rec.close()
+        self.rec = None
 
 
 def _args(args: Any) -> dict[str, Any]:

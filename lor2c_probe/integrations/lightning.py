@@ -6,7 +6,8 @@ A thin layer over ``lor2c_probe.Recorder``, at Lightning's own points (lightning
 
 - a step begins at ``on_train_batch_start`` of the first micro-batch of an accumulation window;
 - after each backward (``on_after_backward``) the micro-batch's loss is kept: the model's own output ``loss`` when it
-  returns one, else the loss Lightning back-propagated times ``accumulate_grad_batches`` (Lightning divides it);
+  returns one (terms your ``training_step`` adds are not in it), else the loss Lightning back-propagated, times
+  ``accumulate_grad_batches`` and divided by the AMP loss scale (Lightning divides and scales it);
 - gradients are read at ``on_before_optimizer_step``: accumulated, unscaled under 16-bit AMP, before Lightning clips;
 - the optimizer's step post-hook ends the step; ``on_train_epoch_end`` takes the spectra; the metrics you ``self.log``
   in validation are recorded under split ``eval`` (a ``val_``/``val/`` prefix dropped) at ``on_validation_end``.
@@ -45,18 +46,23 @@ class LightningProbe(Callback):
         if trainer.gradient_clip_val and trainer.gradient_clip_algorithm in (None, "norm"):
             opts.setdefault("max_grad_norm", float(trainer.gradient_clip_val))
         scaler = getattr(trainer.precision_plugin, "scaler", None)
+        self.scaler = scaler if scaler is not None and scaler.is_enabled() else None
+        resume = int(trainer.global_step) or None
         self.rec = Recorder(self.out_dir, pl_module, trainer.optimizers[0], scaler=scaler, spectra_batch=self.spectra_batch,
-                            resume_step=int(trainer.global_step) or None, overwrite=self.overwrite,
+                            resume_step=resume, resume_epoch=int(trainer.current_epoch) if resume else None, overwrite=self.overwrite,
                             source="lightning.Trainer + lor2c_probe.integrations.lightning.LightningProbe",
                             config={"accumulate_grad_batches": accum, "gradient_clip_val": trainer.gradient_clip_val,
                                     "max_epochs": trainer.max_epochs, "precision": str(trainer.precision)}, **opts)
+        self.rec.read_on_step = False  # read at on_before_optimizer_step: the step pre-hook fires before the closure's backward
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.rec is not None and batch_idx % int(trainer.accumulate_grad_batches) == 0:
             self.rec.begin_step()
 
     def on_before_backward(self, trainer, pl_module, loss) -> None:
-        self._loss = loss.detach() * int(trainer.accumulate_grad_batches)  # Lightning divided it for accumulation
+        # Lightning divided it for accumulation and, under 16-bit AMP, already multiplied it by the loss scale
+        loss = loss.detach() * int(trainer.accumulate_grad_batches)
+        self._loss = loss / self.scaler._scale if self.scaler is not None else loss
 
     def on_after_backward(self, trainer, pl_module) -> None:
         if self.rec is None:
@@ -83,6 +89,11 @@ class LightningProbe(Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self.rec is not None:
             self.rec.epoch_end()
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        """A checkpoint: write every row up to it, so resuming from it loses none."""
+        if self.rec is not None:
+            self.rec.flush()
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self.rec is not None:

@@ -28,7 +28,8 @@ class Sink(Protocol):
     def info(self) -> dict[str, Any]:
         """Where it wrote (recorded in the run's manifest under ``sinks``)."""
 
-    def close(self) -> None: ...
+    def close(self, status: str = "completed") -> None:
+        """``status``: how the run ended (completed, failed, interrupted, diverged)."""
 
 
 def open_sink(name: str, folder: Path, *, run_name: str, config: dict[str, Any], start_step: int = 0,

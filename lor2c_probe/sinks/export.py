@@ -31,7 +31,8 @@ def export_run(run: Path, to: str, out: Path) -> dict[str, int]:
 
         live = LiveSinks([])
         grads = read_table(run, "grads")
-        live._grads = [grads[(grads["stat"] == "mean_abs") & (grads["factor"] == "all") & (grads["module"] != "global")]]
+        if len(grads):
+            live._add_grads(grads)
         for tag, png, step in live._images(read_table(run, "spectra")):
             sink.image(tag, png, step)
             counts["images"] += 1

@@ -18,18 +18,23 @@ FOLDERS = {"tensorboard": "tensorboard", "wandb": "", "mlflow": "mlruns"}  # und
 class LiveSinks:
     def __init__(self, sinks: list[Sink]) -> None:
         self.sinks = list(sinks)
-        self._grads: list[pd.DataFrame] = []  # mean_abs rows seen so far, for the heat map
+        self.status = "completed"  # how the run ended, told to each sink at close (MLflow FAILED, W&B exit code 1)
+        self._grad_sums: pd.DataFrame | None = None  # per (epoch, module): sum and count of mean |g|, for the heat map
 
     def __call__(self, flushed: dict[str, list[dict[str, Any]]]) -> None:
         if not self.sinks:
             return
-        frames = {t: pd.DataFrame(rows) for t, rows in flushed.items() if rows}
-        if "grads" in frames:
-            g = frames["grads"]
-            self._grads.append(g[(g["stat"] == "mean_abs") & (g["factor"] == "all") & (g["module"] != "global")])
-        parts = [scalar_rows(t, frames[t]) for t in SCALAR_TABLES if t in frames]
-        scalars = pd.concat(parts, ignore_index=True).sort_values("step", kind="stable", ignore_index=True) if parts else None
-        images = self._images(frames.get("spectra"))
+        try:  # nothing here may stop training: a failure to convert is a failure of every sink
+            frames = {t: pd.DataFrame(rows) for t, rows in flushed.items() if rows}
+            if "grads" in frames:
+                self._add_grads(frames["grads"])
+            parts = [scalar_rows(t, frames[t]) for t in SCALAR_TABLES if t in frames]
+            scalars = pd.concat(parts, ignore_index=True).sort_values("step", kind="stable", ignore_index=True) if parts else None
+            images = self._images(frames.get("spectra"))
+        except Exception as e:  # noqa: BLE001
+            for sink in list(self.sinks):
+                self._drop(sink, e)
+            return
         for sink in list(self.sinks):
             try:
                 if scalars is not None and len(scalars):
@@ -44,6 +49,20 @@ class LiveSinks:
             except Exception as e:  # noqa: BLE001 - a sink never stops training
                 self._drop(sink, e)
 
+    def _add_grads(self, g: pd.DataFrame) -> None:
+        """Keep only what the heat map needs, per (epoch, module), so memory does not grow with the steps."""
+        g = g[(g["stat"] == "mean_abs") & (g["factor"] == "all") & (g["module"] != "global")]
+        agg = g.groupby(["epoch", "module", "layer"], as_index=False)["value"].agg(total="sum", n="count")
+        if self._grad_sums is not None:
+            agg = pd.concat([self._grad_sums, agg]).groupby(["epoch", "module", "layer"], as_index=False)[["total", "n"]].sum()
+        self._grad_sums = agg
+
+    def _grads(self) -> pd.DataFrame:
+        """The kept sums as grads rows (one per epoch and module, its epoch mean), for ``module_layer_values``."""
+        a = self._grad_sums
+        return pd.DataFrame({"step": 0, "epoch": a["epoch"], "module": a["module"], "layer": a["layer"], "factor": "all",
+                             "stat": "mean_abs", "value": a["total"] / a["n"]})
+
     def _images(self, spectra: pd.DataFrame | None) -> list[tuple[str, bytes, int]]:
         if spectra is None or spectra.empty:
             return []
@@ -56,8 +75,8 @@ class LiveSinks:
             w = spectra[(spectra["source"] == "weights") & (spectra["step"] == step)]
             if len(w):
                 out.append(("figures/spectra", png(spectra_snapshot(w, title=f"weight spectra, step {step}")), step))
-            if self._grads:
-                values = module_layer_values(pd.concat(self._grads, ignore_index=True).assign(stat="mean_abs", factor="all"))
+            if self._grad_sums is not None and len(self._grad_sums):
+                values = module_layer_values(self._grads())
                 if len(values):
                     out.append(("figures/gradient_heatmap", png(layer_epoch_heatmap(
                         values, title="epoch-mean |gradient| per layer", label="mean |g|")), step))
@@ -70,7 +89,7 @@ class LiveSinks:
         notice(f"live sink {sink.name} failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); it is off for "
                "the rest of this run, and the run store still records everything (lor2c-probe export can write it later)")
         try:
-            sink.close()
+            sink.close("failed")
         except Exception:  # noqa: BLE001
             pass
 
@@ -86,7 +105,7 @@ class LiveSinks:
     def close(self) -> None:
         for sink in self.sinks:
             try:
-                sink.close()
+                sink.close(self.status)
             except Exception as e:  # noqa: BLE001
                 notice(f"live sink {sink.name} failed to close ({type(e).__name__}: {e}); the run store is complete")
         self.sinks = []

@@ -79,5 +79,5 @@ class MlflowSink:
     def info(self) -> dict[str, Any]:
         return {"tracking_uri": self.uri, "run_id": self.run_id}
 
-    def close(self) -> None:
-        self.client.set_terminated(self.run_id, status="FINISHED")
+    def close(self, status: str = "completed") -> None:
+        self.client.set_terminated(self.run_id, status={"completed": "FINISHED", "interrupted": "KILLED"}.get(status, "FAILED"))

@@ -25,8 +25,8 @@ class TensorBoardSink:
         except ImportError:
             raise missing("tensorboard", "tensorboard") from None
         self.folder = folder
-        # A resumed run: TensorBoard drops the earlier session's events from start_step on (they were superseded).
-        self.writer = SummaryWriter(log_dir=str(folder), purge_step=start_step or None)
+        # A resumed run: TensorBoard drops the earlier session's events after start_step (they were superseded).
+        self.writer = SummaryWriter(log_dir=str(folder), purge_step=start_step + 1 if start_step else None)
         if not start_step and config:
             self.writer.add_text("config", "```\n" + "\n".join(f"{k} = {v}" for k, v in sorted(config.items())) + "\n```", 0)
 
@@ -59,5 +59,5 @@ class TensorBoardSink:
     def info(self) -> dict[str, Any]:
         return {"logdir": str(self.folder)}
 
-    def close(self) -> None:
+    def close(self, status: str = "completed") -> None:
         self.writer.close()

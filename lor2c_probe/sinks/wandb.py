@@ -28,19 +28,27 @@ class WandbSink:
 
     def __init__(self, folder: Path, *, run_name: str, config: dict[str, Any], start_step: int = 0, previous: dict[str, Any] | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        # wandb reads these at import and init; offline and silent, its caches inside the folder rather than ~/.cache
-        os.environ["WANDB_MODE"] = "offline"
-        os.environ.setdefault("WANDB_SILENT", "true")
-        os.environ.setdefault("WANDB_CACHE_DIR", str(folder / "wandb" / "cache"))
-        os.environ.setdefault("WANDB_CONFIG_DIR", str(folder / "wandb" / "config"))
+        # Offline and silent, its caches inside the folder rather than ~/.cache: set for wandb's import and init only,
+        # then restored, so your own wandb runs in this process keep their settings.
+        env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_CACHE_DIR": str(folder / "wandb" / "cache"),
+               "WANDB_CONFIG_DIR": str(folder / "wandb" / "config")}
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
         try:
-            import wandb
-        except ImportError:
-            raise missing("wandb", "wandb") from None
-        self.wandb = wandb
-        self.folder = folder
-        self.run = wandb.init(project="lor2c-probe", dir=str(folder), name=run_name, config=config, reinit="create_new",
-                              settings=wandb.Settings(**_QUIET))
+            try:
+                import wandb
+            except ImportError:
+                raise missing("wandb", "wandb") from None
+            self.wandb = wandb
+            self.folder = folder
+            self.run = wandb.init(project="lor2c-probe", dir=str(folder), name=run_name, config=config, reinit="create_new",
+                                  settings=wandb.Settings(**_QUIET))
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
         self._rows: dict[int, dict[str, Any]] = {}
 
     def _add(self, step: int, values: dict[str, Any]) -> None:
@@ -68,6 +76,6 @@ class WandbSink:
     def info(self) -> dict[str, Any]:
         return {"dir": str(Path(self.run.dir).parent), "id": self.run.id}
 
-    def close(self) -> None:
+    def close(self, status: str = "completed") -> None:
         self.flush()
-        self.run.finish()
+        self.run.finish(exit_code=0 if status == "completed" else 1)

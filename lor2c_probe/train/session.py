@@ -221,9 +221,16 @@ def _train(
 
 @contextmanager
 def _closing(live: Any):
-    """Close the live sinks however the run ends (their files are complete up to the last flush)."""
+    """Close the live sinks however the run ends (their files are complete up to the last flush), telling them how."""
+    from lor2c_probe.errors import RunDiverged, RunStopped
+
     try:
         yield
+    except BaseException as e:
+        if live is not None:
+            interrupted = isinstance(e, KeyboardInterrupt) or (isinstance(e, RunStopped) and getattr(e, "exit_code", 0) in (130, 143))
+            live.status = "diverged" if isinstance(e, RunDiverged) else "interrupted" if interrupted else "failed"
+        raise
     finally:
         if live is not None:
             live.close()
