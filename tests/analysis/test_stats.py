@@ -1,0 +1,75 @@
+"""The statistics of analysis/stats.py on constructed data with known answers (exact p-values worked out by hand,
+coverage on normal samples, Holm by hand)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lor2c_probe.analysis import stats
+
+
+def test_bootstrap_interval_of_a_mean():
+    x = np.random.default_rng(1).normal(0.0, 1.0, 400)
+    ci = stats.bootstrap_ci(x, seed=2, reps=4000)
+    half = 1.96 / np.sqrt(400)  # the normal-theory half width, 0.098
+    assert ci.low < 0 < ci.high and (ci.high - ci.low) / 2 == pytest.approx(half, rel=0.15) and ci.n == 400
+    one = stats.bootstrap_ci([0.7])
+    assert (one.estimate, one.low, one.high, one.n) == (0.7, 0.7, 0.7, 1)  # nothing to resample: the caller cannot tell
+
+
+def test_block_bootstrap_widens_for_autocorrelated_steps():
+    rng = np.random.default_rng(3)
+    e = rng.normal(size=600)
+    x = np.empty(600)
+    x[0] = e[0]
+    for t in range(1, 600):
+        x[t] = 0.9 * x[t - 1] + e[t]  # AR(1): neighbouring steps are not independent
+    iid = stats.bootstrap_ci(x, seed=4, reps=2000)
+    block = stats.block_bootstrap_ci(x, block=30, seed=4, reps=2000)
+    assert (block.high - block.low) > 2 * (iid.high - iid.low)  # AR(1) with phi 0.9: variance of the mean ~19x
+
+
+def test_spearman_permutation_exact_on_a_monotone_sample():
+    x = np.arange(8)
+    r = stats.spearman_test(x, x ** 2, perms=3000, reps=500, seed=5)
+    # Only 2 of 8! = 40,320 orders reach |rho| = 1 (identity, reversal): about 0.15 random hits in 3,000 permutations.
+    assert r.rho == 1.0 and r.p <= 3 / 3001
+    noise = np.random.default_rng(6).normal(size=8)
+    r0 = stats.spearman_test(x, noise, perms=2000, reps=200, seed=7)
+    assert r0.p > 0.05 and r0.low < r0.rho < r0.high
+
+
+def test_spearman_pooled_within_seeds():
+    layers = np.tile(np.arange(6), 3)
+    seeds = np.repeat([0, 1, 2], 6)
+    y = -layers + np.repeat([0.0, 10.0, 20.0], 6)  # decreasing within every seed; the seeds' levels differ a lot
+    r = stats.spearman_test(layers, y, groups=seeds, perms=2000, reps=300, seed=8)
+    assert r.p < 0.01 and r.n == 18  # permuted within seeds: the level differences cannot fake or hide the trend
+
+
+def test_paired_sign_flip_exact():
+    p = stats.paired_permutation([2, 2, 2, 2, 2], [1, 1, 1, 1, 1])
+    assert p.difference == 1.0 and p.p == pytest.approx(2 / 32) and p.n == 5  # all + or all - of 2^5 sign patterns
+    p6 = stats.paired_permutation([1.0] * 6, [0.0] * 6)
+    assert p6.p == pytest.approx(2 / 64) and p6.p < 0.05
+
+
+def test_mcnemar_exact_and_interval():
+    a = np.array([True] * 10 + [True] * 80 + [False] * 10)
+    b = np.array([False] * 10 + [True] * 80 + [False] * 10)
+    m = stats.mcnemar(a, b)
+    assert (m.only_a, m.only_b, m.n) == (10, 0, 100) and m.p == pytest.approx(2 * 0.5 ** 10)
+    assert m.difference == pytest.approx(0.10) and m.low < 0.10 < m.high
+    same = stats.mcnemar(a, a)
+    assert same.p == 1.0 and same.difference == 0.0
+    with pytest.raises(ValueError, match="different eval sets"):
+        stats.mcnemar(a, a[:5])
+
+
+def test_holm_by_hand_and_verdicts():
+    np.testing.assert_allclose(stats.holm([0.01, 0.04, 0.03, np.nan]), [0.03, 0.06, 0.06, np.nan])
+    assert stats.verdict(0.001, 0.2, 0.5, claim_sign=+1) == "holds"
+    assert stats.verdict(0.001, -0.5, -0.2, claim_sign=+1) == "does not hold"
+    assert stats.verdict(0.3, -0.1, 0.4, claim_sign=+1) == "cannot tell"
+    assert stats.verdict(float("nan"), float("nan"), float("nan"), claim_sign=-1) == "cannot tell"
