@@ -71,13 +71,19 @@ def test_histograms_and_update_ratio_equal_brute_force(family, method):
         assert upd[(module, "update_ratio")] == pytest.approx(du / w, rel=1e-5)
 
 
-def test_histograms_only_every_nth_recorded_step_and_zeros_land_in_bin_0():
+def _lora_run():
+    """A tiny BERT with LoRA, its SGD, and a TrainState whose recorded rows land in ``rows`` (table -> rows)."""
     model = tiny_model("bert")
     bb = backbone_of(model)
     model = get_method("lora").attach(model, bb, AdapterConfig(method="lora", rank=2, alpha=4.0, dropout=0.0))
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     rows: dict[str, list] = {}
     state = TrainState(model, opt, None, lambda t, r: rows.setdefault(t, []).extend(r), torch.device("cpu"), "x")
+    return model, bb, opt, rows, state
+
+
+def test_histograms_only_every_nth_recorded_step_and_zeros_land_in_bin_0():
+    model, bb, opt, rows, state = _lora_run()
     probe = HistogramProbe(("lora_",), layers_path=bb.layers_path, schedule=Every(1), hist_every=3)
     for step in range(5):
         state.step = step
@@ -98,12 +104,7 @@ def test_histograms_only_every_nth_recorded_step_and_zeros_land_in_bin_0():
 
 def test_a_structural_change_flushes_the_old_modules_rows_first():
     """Pending counts are indexed by the modules of the binding they were taken under: a rebind writes them first."""
-    model = tiny_model("bert")
-    bb = backbone_of(model)
-    model = get_method("lora").attach(model, bb, AdapterConfig(method="lora", rank=2, alpha=4.0, dropout=0.0))
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
-    rows: dict[str, list] = {}
-    state = TrainState(model, opt, None, lambda t, r: rows.setdefault(t, []).extend(r), torch.device("cpu"), "x")
+    model, bb, opt, rows, state = _lora_run()
     probe = HistogramProbe(("lora_",), layers_path=bb.layers_path, schedule=Every(1))
     model(**tiny_inputs(model), labels=torch.tensor([0, 1])).loss.backward()
     probe.before_clip(state)
