@@ -66,6 +66,8 @@ def training_options(opts: tuple[Option, ...], defaults: dict[str, Any] | None =
 
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing output that lor2c-probe wrote (training runs are moved aside, never deleted).")]
 QuietOpt = Annotated[bool, typer.Option(help="No progress bar.")]
+SeedsOpt = Annotated[Optional[str], typer.Option(help="Comma list of seeds, e.g. 17,18,19: every run is trained once per seed (replacing --seed "
+                                                     "and a study's seeds); the analyses aggregate over them with 95% intervals.")]
 OutOpt = Annotated[Optional[Path], typer.Option(help="Output directory \\[default: runs/<command>-<time>].")]
 
 
@@ -95,6 +97,7 @@ def gradients(
     from_runs: Annotated[Optional[list[Path]], typer.Option(help="Analyse existing run directories instead of training (repeat the option).")] = None,
     stat: Annotated[str, typer.Option(help="Gradient statistic: mean_abs (the paper's mean gradient), l2 or max_abs.")] = "mean_abs",
     factor: Annotated[str, typer.Option(help="Module factor: all (element-weighted), A or B.")] = "all",
+    seeds: SeedsOpt = None,
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
@@ -104,7 +107,7 @@ def gradients(
     from lor2c_probe.commands.gradients import GradientsArgs, run_gradients
 
     run_gradients(GradientsArgs.from_options(dict(methods=methods, baseline=baseline, from_runs=from_runs, stat=stat, factor=factor,
-                                                  out=out, overwrite=overwrite, quiet=quiet, **options)))
+                                                  seeds=seeds, out=out, overwrite=overwrite, quiet=quiet, **options)))
 
 
 @app.command()
@@ -165,6 +168,7 @@ def spectrum(
     methods: Annotated[str, typer.Option(help="Methods to train when no run is given.")] = "full-rank-residual,lor2c",
     source: Annotated[str, typer.Option(help="weights (the learned maps) or features (their outputs on the probe batch).")] = "weights",
     ks: Annotated[str, typer.Option(help="Top-k energy shares to report.")] = "1,2,4,8,16",
+    seeds: SeedsOpt = None,
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
@@ -173,7 +177,7 @@ def spectrum(
     """Low-rank evidence (paper Fig. 2): spectra of the learned residual maps against a same-norm control, and phi."""
     from lor2c_probe.commands.spectrum import SpectrumArgs, run_spectrum
 
-    run_spectrum(SpectrumArgs.from_options(dict(runs=runs, methods=methods, source=source, ks=ks, out=out, overwrite=overwrite,
+    run_spectrum(SpectrumArgs.from_options(dict(runs=runs, methods=methods, source=source, ks=ks, seeds=seeds, out=out, overwrite=overwrite,
                                                 quiet=quiet, **options)))
 
 
@@ -184,6 +188,7 @@ def sfs(
     runs: Annotated[Optional[list[Path]], typer.Argument(help="Recorded run directories to analyse; none = train --method first.")] = None,
     k: Annotated[int, typer.Option(help="k of SFS_k to trace.")] = 2,
     source: Annotated[Optional[str], typer.Option(help="features or weights \\[default: the policy's score source].")] = None,
+    seeds: SeedsOpt = None,
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
@@ -192,7 +197,7 @@ def sfs(
     """IMLoR2C with the SFS scheduler: merges/injections, the event log and SFS traces across events."""
     from lor2c_probe.commands.sfs import SfsArgs, run_sfs
 
-    run_sfs(SfsArgs.from_options(dict(runs=runs, k=k, source=source, out=out, overwrite=overwrite, quiet=quiet, **options)))
+    run_sfs(SfsArgs.from_options(dict(runs=runs, k=k, source=source, seeds=seeds, out=out, overwrite=overwrite, quiet=quiet, **options)))
 
 
 RUN_OVERRIDES = ("model", "task", "data_dir", "device", "precision", "epochs", "steps_per_epoch", "batch_size", "max_eval_examples")
@@ -203,7 +208,7 @@ RUN_OVERRIDES = ("model", "task", "data_dir", "device", "precision", "epochs", "
 @training_options(select(RUN_OVERRIDES), prefix="Replaces the study's value for every run. ")
 def run_study(
     study: Annotated[Path, typer.Argument(help="A study file, e.g. analyses/fig7-gradient-ratio.toml (or just its name).")],
-    seeds: Annotated[Optional[str], typer.Option(help="Comma list of seeds replacing the study's.")] = None,
+    seeds: SeedsOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder \\[default: runs/<study name>].")] = None,
     overwrite: OverwriteOpt = False,
     resume: Annotated[bool, typer.Option(help="Continue the study in --out: keep its completed runs, resume interrupted ones from their checkpoints, "

@@ -83,8 +83,9 @@ class Study:
         return label if len(self.seeds) == 1 else f"{label}-s{seed}"
 
     def planned(self) -> list[tuple[str, int, dict[str, Any]]]:
-        """(label, seed, full train options) for every run x seed, overrides applied last."""
-        return [(r.label, s, {**self.train, **r.options, **self.overrides, "seed": s}) for r in self.runs for s in self.seeds]
+        """(label, seed, full train options) for every seed x run, overrides applied last. Seed-major, so a study stopped
+        part-way holds complete seeds (every run of a seed, comparable with each other), not one method's every seed."""
+        return [(r.label, s, {**self.train, **r.options, **self.overrides, "seed": s}) for s in self.seeds for r in self.runs]
 
 
 def _check_keys(table: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:

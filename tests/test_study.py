@@ -45,7 +45,7 @@ def test_train_options_match_the_cli():
 
 def test_the_studies_ship():
     assert {p.stem for p in STUDIES} == {"fig7-gradient-ratio", "fig2-low-rank", "sfs-traces", "table1-methods", "reference-bugs", "peft-zoo",
-                                          "peft-zoo-lr"}
+                                          "peft-zoo-lr", "fig7-depth12", "fig2-depth12", "minilm-full"}
 
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
@@ -59,7 +59,7 @@ def test_shipped_study_validates(path):
 
 def test_planned_runs_apply_overrides_last(tmp_path):
     s = load_study(write(tmp_path, VALID), {"epochs": 3, "device": None})
-    assert [(label, seed) for label, seed, _ in s.planned()] == [("lor2c", 1), ("lor2c", 2), ("lora", 1), ("lora", 2)]
+    assert [(label, seed) for label, seed, _ in s.planned()] == [("lor2c", 1), ("lora", 1), ("lor2c", 2), ("lora", 2)]  # seed-major
     assert all(o["epochs"] == 3 and o["probes"] == "grads" for *_, o in s.planned())
     assert s.run_dir_name("lor2c", 2) == "lor2c-s2"
 

@@ -4,7 +4,8 @@ Rules, stated once:
 - Epoch value = mean of the per-step statistic over the recorded steps of that epoch.
 - A module spanning blocks a..b (a merge) gives its value to every layer it covers; modules without a
   layer (``lor2c.shared``, ``global``) are not part of the per-layer surface.
-- Ratio = numerator / denominator at the same (epoch, layer). A row's ``status`` says why a ratio is
+- Ratio = numerator / denominator at the same (epoch, layer). Its uncertainty, the tests of the paper's claims and
+  the summary live in ``gradient_claims``. A row's ``status`` says why a ratio is
   missing: ``numerator_missing`` / ``denominator_missing`` (a method does not cover that layer or epoch),
   ``zero_denominator`` / ``zero_both`` (the statistic is exactly 0, e.g. factor A at step 1 when B = 0):
   the ratio is then NaN by rule, never inf and never an unexplained NaN.
@@ -18,7 +19,6 @@ import pandas as pd
 from lor2c_probe.record.naming import module_span
 
 RATIO_COLUMNS = ["epoch", "layer", "numerator", "denominator", "ratio", "status"]
-CLEAR_RHO = 0.5  # |Spearman rho| at or above which a per-epoch trend over layers is called clear
 
 
 class AlignmentError(ValueError):
@@ -56,6 +56,23 @@ def module_layer_values(grads: pd.DataFrame, *, stat: str = "mean_abs", factor: 
         .agg(value=("value", "mean"), modules=("modules", lambda m: ",".join(sorted(m))))
         .sort_values(["epoch", "layer"], ignore_index=True)
     )
+
+
+def module_layer_steps(grads: pd.DataFrame, *, stat: str = "mean_abs", factor: str = "all") -> pd.DataFrame:
+    """Per (step, epoch, layer): the ``stat`` of the module(s) covering that layer at that step (several averaged);
+    the per-step series behind ``module_layer_values`` (for block-bootstrap intervals). Columns step, epoch, layer, value."""
+    g = grads[(grads["module"] != "global") & (grads["stat"] == stat) & (grads["factor"] == factor)]
+    spans = {m: module_span(m) for m in g["module"].unique()}
+    rows = [(step, epoch, layer, value) for step, epoch, module, value in g[["step", "epoch", "module", "value"]].itertuples(index=False)
+            if (span := spans[module]) is not None for layer in range(span[0], span[1] + 1)]
+    out = pd.DataFrame(rows, columns=["step", "epoch", "layer", "value"])
+    return out.groupby(["step", "epoch", "layer"], as_index=False)["value"].mean()
+
+
+def activation_steps(activation_grads: pd.DataFrame, *, stat: str = "l2") -> pd.DataFrame:
+    """Per (step, epoch, layer): ||dL/dh_layer|| (or mean |.|), the series behind ``activation_grad_profile``."""
+    sel = activation_grads[activation_grads["stat"] == stat]
+    return sel.groupby(["step", "epoch", "layer"], as_index=False)["value"].mean()
 
 
 def ratio_table(num: pd.DataFrame, den: pd.DataFrame) -> pd.DataFrame:
@@ -131,13 +148,6 @@ def activation_grad_ratio(numerator: pd.DataFrame, denominator: pd.DataFrame, *,
     return ratio_table(activation_grad_profile(numerator, stat=stat), activation_grad_profile(denominator, stat=stat))
 
 
-def zero_layers(surface: pd.DataFrame) -> list[int]:
-    """Layers whose ratio is undefined in every epoch because a statistic is exactly zero there."""
-    zero = surface["status"].isin(["zero_denominator", "zero_both"])
-    by_layer = zero.groupby(surface["layer"]).all()
-    return [int(layer) for layer, all_zero in by_layer.items() if all_zero]
-
-
 def _spearman(g: pd.DataFrame, min_layers: int) -> float:
     """Spearman rho(layer, ratio); NaN (not a warning) when too few layers or the ratio is constant."""
     if len(g) < min_layers or g["ratio"].nunique() < 2:
@@ -167,81 +177,3 @@ def trend_by_epoch(surface: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
-
-
-def _n(x: float, spec: str = ".3g") -> str:
-    """A number for a sentence; an undefined one is said in words (a summary never prints nan)."""
-    return format(x, spec) if np.isfinite(x) else "undefined"
-
-
-REASONS = {
-    "numerator_missing": "{num} records no module there",
-    "denominator_missing": "{den} records no module there",
-    "zero_denominator": "{den}'s statistic is exactly 0 (e.g. a zero-initialised factor at the first step)",
-    "zero_both": "both statistics are exactly 0",
-}
-
-
-def summarize(surface: pd.DataFrame, *, numerator: str, denominator: str, stat: str, factor: str, paper_claim: bool = False) -> str:
-    """A short plain-text reading: does the ratio rise toward lower layers, by how much, in which epochs.
-
-    ``paper_claim``: the comparison is the paper's own (a LoR2C-family run over LoRA), so its claim is named; any
-    other pair is described as a trend of these two methods, without the paper's words.
-    """
-    trend = trend_by_epoch(surface)
-    lines = [f"Gradient ratio {numerator} / {denominator} (statistic {stat}, factor {factor}), epoch means of per-step values."]
-    if trend.empty:
-        lines.append("No (epoch, layer) cell has a defined ratio.")
-        return "\n".join(lines + _undefined_cells(surface, numerator, denominator))
-    lo_layer, hi_layer = int(surface.loc[surface.status == "ok", "layer"].min()), int(surface.loc[surface.status == "ok", "layer"].max())
-    for r in trend.itertuples(index=False):
-        line = f"  epoch {r.epoch}: ratio {_n(r.ratio_lowest_layer)} at the lowest layer, {_n(r.ratio_highest_layer)} at the highest"
-        if np.isfinite(r.lowest_over_highest):
-            line += f" (x{r.lowest_over_highest:.3g})"
-        if np.isfinite(r.spearman_rho):
-            line += f"; Spearman rho(layer, ratio) = {r.spearman_rho:+.2f}"
-            if np.isfinite(r.spearman_rho_without_top):
-                line += f" ({r.spearman_rho_without_top:+.2f} without the highest layer)"
-        else:
-            line += "; too few layers with a ratio (or a constant ratio) for a trend"
-        lines.append(line + f"; {r.layers_ratio_above_1}/{r.layers} layers above 1")
-    judged = trend.dropna(subset=["spearman_rho"])  # an epoch with one defined cell shows no trend
-    rho = judged["spearman_rho"]
-    is_clear = lambda r: r <= -CLEAR_RHO + 1e-9  # noqa: E731 - tolerate rounding at the boundary
-    clear, weak, n = int(is_clear(rho).sum()), int(((rho < 0) & ~is_clear(rho)).sum()), len(judged)
-    if n == 0:
-        verdict = "cannot be judged: no epoch has two layers with a defined ratio"
-    elif clear == n:
-        verdict = f"holds: in every epoch the ratio clearly rises toward lower layers (rho <= -{CLEAR_RHO})"
-    elif clear == 0 and weak == 0:
-        verdict = "does not hold: in no epoch does the ratio rise toward lower layers"
-    elif clear == 0:
-        verdict = f"is not clear: the ratio rises toward lower layers only weakly (-{CLEAR_RHO} < rho < 0), in {weak} of {n} epochs"
-    else:
-        verdict = f"holds only partly: a clear rise toward lower layers (rho <= -{CLEAR_RHO}) in {clear} of {n} epochs, a weak one in {weak}"
-    opposite = int((rho > 0).sum())
-    if 0 < opposite < n and clear + weak > 0:  # say how many epochs point the other way, so "partly" is not read as "mostly"
-        verdict += f"; the ratio falls toward lower layers (rho > 0) in {opposite}"
-    subject = ("Paper claim (LoR2C's gradient ratio to LoRA rises toward lower layers)" if paper_claim
-               else f"A rise of the {numerator} / {denominator} ratio toward lower layers")
-    lines.append(f"{subject} {verdict}" + (f"; median rho = {rho.median():+.2f}." if n else "."))
-    without_top = judged["spearman_rho_without_top"].dropna()
-    if len(without_top) and is_clear(rho).any() and not is_clear(without_top).any():
-        lines.append(f"Caution: without the highest layer ({hi_layer}) no epoch shows a clear rise; that layer carries the trend.")
-    if len(judged) < len(trend):
-        lines.append(f"Epochs with fewer than two defined cells (not judged): {sorted(set(trend.epoch) - set(judged.epoch))}.")
-    above = (surface.loc[surface.status == "ok", "ratio"] > 1).mean()
-    lines.append(f"Share of (epoch, layer) cells, layers {lo_layer}..{hi_layer}, where {numerator}'s gradient exceeds {denominator}'s: {above:.0%}.")
-    return "\n".join(lines + _undefined_cells(surface, numerator, denominator))
-
-
-def _undefined_cells(surface: pd.DataFrame, numerator: str, denominator: str) -> list[str]:
-    """One line per reason a cell has no ratio, naming the layers."""
-    lines = []
-    for status, g in surface[surface.status != "ok"].groupby("status"):
-        why = REASONS.get(str(status), str(status)).format(num=numerator, den=denominator)
-        layers = sorted(int(x) for x in g["layer"].unique())
-        lines.append(f"Cells without a ratio: {len(g)} ({status}: {why}) at layers {layers}.")
-    if zl := zero_layers(surface):
-        lines.append(f"Layers whose statistic is zero in every epoch (no ratio): {zl}.")
-    return lines

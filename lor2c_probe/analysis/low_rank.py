@@ -116,3 +116,60 @@ def subspace_similarity(U: np.ndarray, V: np.ndarray, max_i: int, max_j: int) ->
     """phi(i, j) for i <= max_i, j <= max_j (capped at the available vectors): columns i, j, phi."""
     max_i, max_j = min(max_i, U.shape[1]), min(max_j, V.shape[1])
     return pd.DataFrame([(i, j, phi(U, V, i, j)) for i in range(1, max_i + 1) for j in range(1, max_j + 1)], columns=["i", "j", "phi"])
+
+
+# -- uncertainty ----------------------------------------------------------------------------------------------
+METRICS = ("effective_rank", "stable_rank")
+
+
+def claim_table(summary: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Per group (method), last epoch: top-k energy, effective and stable rank with 95% intervals, next to the control,
+    and the test of the low-rank claim (top-k energy above the same-norm Gaussian control's).
+
+    ``summary``: ``low_rank_evidence`` rows with columns group and seed. The unit is the seed (each seed's mean over
+    layers; a Student-t interval across seeds); with one seed the unit falls back to the layer (t across layers, which
+    share a run: within-run evidence only), and ``unit`` says which.
+    """
+    from lor2c_probe.analysis import stats
+
+    rows = []
+    for group, g in summary.groupby("group", sort=False):
+        last = g[g["epoch"] == g.groupby("seed")["epoch"].transform("max")]
+        unit = "seed" if last["seed"].nunique() > 1 else "layer"
+        per = last.groupby("seed").mean(numeric_only=True) if unit == "seed" else last
+        row = {"group": group, "unit": unit, "n": len(per), "seeds": int(last["seed"].nunique()), "layers": int(last["layer"].nunique()),
+               "directions": int(last["n"].max())}
+        for col in (f"top{k}_energy",) + METRICS:
+            t = stats.t_test(per[col].to_numpy())
+            row.update({col: t.estimate, f"{col}_low": t.low, f"{col}_high": t.high, f"control_{col}": float(per[f"control_{col}"].mean())})
+        diff = stats.t_test((per[f"top{k}_energy"] - per[f"control_top{k}_energy"]).to_numpy())
+        trivial = row["directions"] <= k  # a map of rank <= k holds all its energy in k directions by construction
+        row.update({"difference": diff.estimate, "difference_low": diff.low, "difference_high": diff.high, "p": np.nan if trivial else diff.p,
+                    "verdict": "not tested (rank <= k)" if trivial else
+                    ("cannot tell (one seed)" if unit == "layer" else stats.verdict(diff.p, diff.low, diff.high, claim_sign=+1))})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def phi_null(d: int, i: int, j: int, *, draws: int = 2_000, seed: int = 0) -> np.ndarray:
+    """phi(i, j) between a fixed top-i subspace and a uniformly random j-dimensional subspace of R^d (Haar: QR of a
+    Gaussian d x j matrix), ``draws`` times: the chance distribution phi is judged against (mean max(i, j) / d)."""
+    _check_ks((i, j))
+    rng = np.random.default_rng(seed)
+    out = np.empty(draws)
+    for n in range(draws):
+        q, _ = np.linalg.qr(rng.standard_normal((d, j)))
+        out[n] = float((q[:i, :] ** 2).sum() / min(i, j))  # U = the first i basis vectors (phi is rotation-invariant)
+    return out
+
+
+def phi_test(observed: np.ndarray, d: int, i: int, j: int, *, draws: int = 2_000, seed: int = 0) -> pd.DataFrame:
+    """Each observed phi(i, j) against its chance distribution: null mean, 95th percentile, one-sided p
+    ``(1 + #{null >= phi}) / (1 + draws)``, Holm across the observed values."""
+    from lor2c_probe.analysis import stats
+
+    null = phi_null(d, i, j, draws=draws, seed=seed)
+    obs = np.asarray(observed, dtype=float)
+    p = np.array([(1 + np.sum(null >= x - 1e-12)) / (1 + draws) for x in obs])
+    return pd.DataFrame({"phi": obs, "chance_mean": float(null.mean()), "chance_q95": float(np.quantile(null, 0.95)), "p": p,
+                         "p_holm": stats.holm(p)})

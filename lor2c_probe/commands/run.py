@@ -37,12 +37,9 @@ def run_study(path: Path, overrides: dict[str, Any], *, out: Path | None, overwr
     from lor2c_probe.options import config_from_options
     from lor2c_probe.record.outputs import check_output, only_transient, writing
 
-    seed_list = None
-    if seeds is not None:
-        try:
-            seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-        except ValueError:
-            raise UserError(f"--seeds must be a comma list of integers; got {seeds!r}") from None
+    from lor2c_probe.commands.common import parse_seeds
+
+    seed_list = parse_seeds(seeds)
     study = load_study(resolve_path(path), overrides, seeds=seed_list)
     out = out or Path("runs") / study.name
     rep = _check_resumable(out, study) if resume else check_output(out, "study", overwrite)

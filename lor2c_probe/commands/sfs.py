@@ -15,15 +15,15 @@ from typing import Any
 
 import typer
 
-from lor2c_probe.commands.common import plan_methods, reject_training_options, train_planned
-from lor2c_probe.compare.sfs import SfsTrace, sfs_trace
+from lor2c_probe.commands.common import parse_seeds, plan_methods, reject_training_options, train_planned
+from lor2c_probe.compare.sfs import SfsTrace, across_seeds, sfs_trace
 from lor2c_probe.record.runs import recorded_runs
 from lor2c_probe.adapters import METHODS
 from lor2c_probe.errors import UserError
 from lor2c_probe.options import SFS_DEFAULTS, given
 from lor2c_probe.record.outputs import check_output, mark, staged, writing
 
-ANALYSIS_KEYS = ("runs", "k", "source", "out", "overwrite", "quiet")
+ANALYSIS_KEYS = ("runs", "k", "source", "seeds", "out", "overwrite", "quiet")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class SfsArgs:
     runs: list[Path]
     k: int
     source: str | None
+    seeds: list[int] | None
     out: Path | None
     overwrite: bool
     quiet: bool
@@ -40,7 +41,7 @@ class SfsArgs:
     def from_options(cls, o: dict[str, Any]) -> SfsArgs:
         if o["k"] <= 0:
             raise UserError(f"k must be a positive integer; got {o['k']}")
-        return cls(list(o["runs"] or []), o["k"], o["source"], o["out"], o["overwrite"], o["quiet"],
+        return cls(list(o["runs"] or []), o["k"], o["source"], parse_seeds(o.get("seeds")), o["out"], o["overwrite"], o["quiet"],
                    {k: v for k, v in o.items() if k not in ANALYSIS_KEYS})
 
 
@@ -50,6 +51,8 @@ def run_sfs(args: SfsArgs) -> None:
 
     out = args.out or default_out("sfs")
     if args.runs:
+        if args.seeds is not None:
+            raise UserError("--seeds trains runs; to analyse recorded runs pass every seed's run directory instead")
         reject_training_options(args.train_options)
         runs = [(r.path.name, r.path) for r in recorded_runs(args.runs, "sfs", "spectra")]
     else:
@@ -62,23 +65,24 @@ def run_sfs(args: SfsArgs) -> None:
                     "schedule": SFS_DEFAULTS["schedule"], "spectra_every": SFS_DEFAULTS["spectra_every"], "probes": "grads,spectra"}
         opts = {**defaults, **given(args.train_options)}
         opts.pop("method", None)
-        planned = plan_methods([method], opts)
+        planned = plan_methods([method], opts, args.seeds)
     rep = check_output(out, "sfs", args.overwrite, inputs=args.runs)
     with writing(out, rep, "sfs output"):
         if not args.runs:
-            runs = [(method, train_planned(planned, out, quiet=args.quiet)[0].path)]
+            runs = [(r.label, r.path) for r in train_planned(planned, out, quiet=args.quiet)]
         source = args.source
         frames = []
         for label, path in runs:
             src = source or ("weights" if read_manifest(path).get("policy", {}).get("name") == "reference" else "features")
             frames.append(sfs_trace(label, path, args.k, src))
-        _write(out, frames, args.k)
-    text = "\n\n".join(f.summary for f in frames)
+        across = across_seeds(frames)
+        _write(out, frames, args.k, across)
+    text = "\n\n".join([f.summary for f in frames] + ([across] if across else []))
     typer.echo(text)
     typer.echo(f"outputs: {out}")
 
 
-def _write(out: Path, frames: list[SfsTrace], k: int) -> None:
+def _write(out: Path, frames: list[SfsTrace], k: int, across: str) -> None:
     import pandas as pd
 
     from lor2c_probe.plots.spectra import sfs_traces_html, sfs_traces_png
@@ -96,6 +100,6 @@ def _write(out: Path, frames: list[SfsTrace], k: int) -> None:
         title = f"{f.label}: SFS_{f.k} of each LoR2C module; dashed lines = events"
         sfs_traces_png(f.traces, f.raw_events, d / "sfs_traces.png", title=title)
         sfs_traces_html(f.traces, f.raw_events, d / "sfs_traces.html", title=title)
-        (d / "summary.txt").write_text("\n\n".join(fr.summary for fr in frames) + "\n")
+        (d / "summary.txt").write_text("\n\n".join([fr.summary for fr in frames] + ([across] if across else [])) + "\n")
         meta = {"runs": [fr.label for fr in frames], "k": k, "sources": "features and weights (sfs.parquet); traces drawn from each run's score source"}
         (d / "sfs.json").write_text(json.dumps(mark(meta), indent=2) + "\n")

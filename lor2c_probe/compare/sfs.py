@@ -52,3 +52,26 @@ def sfs_trace(label: str, path: Path, k: int, source: str) -> SfsTrace:
         lines.append(f"  final eval {head}: {res['final_eval'][head]:.4f}; adapter params at start {m['params']['adapter_params']:,}")
     return SfsTrace(label, traces.assign(run=label), both.assign(run=label), effects.assign(run=label) if effects is not None else None,
                     events, "\n".join(lines), k)
+
+
+def across_seeds(frames: list[SfsTrace]) -> str:
+    """With runs of several seeds: per event (the j-th of its kind) the training-loss change across it and the result's
+    SFS after it, each as a mean with a 95% Student-t interval across the runs ("" with fewer than two runs)."""
+    import numpy as np
+
+    from lor2c_probe.analysis import stats
+
+    effects = [f.events.assign(ordinal=f.events.groupby("kind").cumcount() + 1) for f in frames if f.events is not None and not f.events.empty]
+    if len(frames) < 2 or len(effects) < 2:
+        return ""
+    e = pd.concat(effects, ignore_index=True)
+    lines = [f"Across {len(effects)} runs (seeds), per event: mean [95% t interval]."]
+    for (kind, j), g in e.groupby(["kind", "ordinal"]):
+        loss = (g.loss_after_mean.astype(float) - g.loss_before_mean.astype(float)).to_numpy()
+        t = stats.t_test(loss)
+        sfs = stats.t_test(g.sfs_after.astype(float).to_numpy())
+        fmt = lambda x: f"{x:+.4f}" if np.isfinite(x) else "undefined"  # noqa: E731
+        p = f"{t.p:.2g}" if np.isfinite(t.p) else "undefined"
+        lines.append(f"  {kind} #{j} (n = {t.n}): loss change {fmt(t.estimate)} [{fmt(t.low)}, {fmt(t.high)}], t-test p = {p}; "
+                     f"result SFS after {fmt(sfs.estimate)} [{fmt(sfs.low)}, {fmt(sfs.high)}]")
+    return "\n".join(lines)

@@ -25,6 +25,21 @@ def _grid(surface: pd.DataFrame, value: str = "ratio") -> tuple[np.ndarray, np.n
     return z.columns.to_numpy(), z.index.to_numpy(), z.to_numpy(dtype=float)
 
 
+def _interval_grids(surface: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(ci_low, ci_high) on the ``_grid`` layout; NaN where a surface has no intervals."""
+    if {"ci_low", "ci_high"} <= set(surface.columns):
+        return _grid(surface, "ci_low")[2], _grid(surface, "ci_high")[2]
+    nan = np.full_like(_grid(surface)[2], np.nan)
+    return nan, nan.copy()
+
+
+def _cell(v: float, lo: float, hi: float) -> str:
+    if not np.isfinite(v):
+        return "-"
+    text = f"{v:.2f}" if v >= 0.1 else f"{v:.1g}"
+    return text + (f"\n[{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) and np.isfinite(hi) else "")
+
+
 def ratio_surface_html(surface: pd.DataFrame, path: Path, *, denominator: str, stat: str) -> None:
     ratio_surface_plotly(surface, denominator=denominator, stat=stat).write_html(path, include_plotlyjs=True, full_html=True)
 
@@ -39,10 +54,13 @@ def ratio_surface_plotly(surface: pd.DataFrame, *, denominator: str, stat: str) 
     fig = make_subplots(rows=1, cols=len(methods), specs=[[{"type": "scene"}] * len(methods)],
                         subplot_titles=[f"{m} / {denominator}" for m in methods])
     for i, m in enumerate(methods, start=1):
-        x, y, z = _grid(surface[surface["method"] == m])
-        fig.add_trace(go.Surface(x=x, y=y, z=z, colorscale="Viridis", showscale=i == 1,
-                                 colorbar={"title": "ratio"},
-                                 hovertemplate="epoch %{x}<br>layer %{y}<br>ratio %{z:.3g}<extra></extra>"), row=1, col=i)
+        sub = surface[surface["method"] == m]
+        x, y, z = _grid(sub)
+        lo, hi = _interval_grids(sub)
+        text = np.vectorize(lambda a, b: f"[{a:.3g}, {b:.3g}]" if np.isfinite(a) and np.isfinite(b) else "no interval")(lo, hi)
+        fig.add_trace(go.Surface(x=x, y=y, z=z, colorscale="Viridis", showscale=i == 1, colorbar={"title": "ratio"}, text=text,
+                                 hovertemplate="epoch %{x}<br>layer %{y}<br>ratio %{z:.3g}<br>95% interval %{text}<extra></extra>"),
+                      row=1, col=i)
         scene = "scene" if i == 1 else f"scene{i}"
         fig.layout[scene].update(xaxis_title="epoch", yaxis_title="layer", zaxis_title=f"{stat} ratio")
     fig.update_layout(title=f"Module gradient ratio ({stat}) per epoch and layer", height=600, width=max(700, 600 * len(methods)))
@@ -71,12 +89,15 @@ def ratio_surface_figure(surface: pd.DataFrame, *, denominator: str, stat: str) 
     for i, m in enumerate(methods):
         top = 2 * (i // cols) * cols + i % cols + 1  # this method's cell in a (2 * block_rows) x cols grid
         bottom = top + cols
-        x, y, z = _grid(surface[surface["method"] == m])
+        sub = surface[surface["method"] == m]
+        x, y, z = _grid(sub)
+        lo, hi = _interval_grids(sub)
         title = f"{m} / {denominator}: {stat} gradient ratio"
         if len(x) < 2 or len(y) < 2:
             ax = fig.add_subplot(2 * block_rows, cols, top)
             for j, epoch in enumerate(x):
-                ax.plot(y, z[:, j], marker="o", label=f"epoch {epoch}")
+                err = np.abs(np.vstack([z[:, j] - lo[:, j], hi[:, j] - z[:, j]]))
+                ax.errorbar(y, z[:, j], yerr=np.where(np.isfinite(err), err, 0), marker="o", capsize=3, label=f"epoch {epoch} (95% interval)")
             ax.axhline(1.0, color="grey", lw=0.8, ls="--")
             ax.set(xlabel="layer", ylabel=f"gradient ratio (x {denominator})", title=title)
             ax.legend()
@@ -96,8 +117,9 @@ def ratio_surface_figure(surface: pd.DataFrame, *, denominator: str, stat: str) 
         ax2 = fig.add_subplot(2 * block_rows, cols, bottom)
         image = ax2.imshow(np.where(z > 0, z, np.nan), origin="lower", aspect="auto", cmap="RdBu_r", norm=norm,
                            extent=(x[0] - 0.5, x[-1] + 0.5, y[0] - 0.5, y[-1] + 0.5))
+        small = len(y) * len(x) > 40  # many cells: a smaller font, so the interval fits under the mean
         for (li, ei), v in np.ndenumerate(z):
-            ax2.text(x[ei], y[li], "-" if not np.isfinite(v) else f"{v:.2f}" if v >= 0.1 else f"{v:.1g}", ha="center", va="center", fontsize=9,
+            ax2.text(x[ei], y[li], _cell(v, lo[li, ei], hi[li, ei]), ha="center", va="center", fontsize=6 if small else 8,
                      color="white" if np.isfinite(v) and v > 0 and abs(np.log10(v)) > 0.6 * max(span, 0.05) else "black")
         ax2.set_xticks(x)
         ax2.set_yticks(y)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter
 
 STYLE = {
@@ -80,14 +81,28 @@ def training_curves_plotly(metrics: dict[str, pd.DataFrame], *, headline: str) -
 
 
 def activation_profile_figure(profiles: pd.DataFrame, *, stat: str) -> Figure:
-    """||dL/dh_i|| against block input i in the last epoch, one line per run, log scale: where gradient fades."""
+    """||dL/dh_i|| against block input i in the last epoch, log scale: where gradient fades. One line per run, or, with
+    a ``group`` column whose groups hold several runs (seeds), the mean over them with a shaded 95% Student-t band."""
+    from lor2c_probe.analysis.stats import t_test
+
     fig = Figure(figsize=(6.4, 4.2), dpi=120)
     ax = fig.add_subplot(1, 1, 1)
     epochs = set()
-    for i, (label, p) in enumerate(profiles.groupby("method", sort=False)):
-        last = p[p.epoch == p.epoch.max()].sort_values("layer")
-        epochs.add(int(last.epoch.max()))
-        ax.plot(last.layer, last.value, marker="o", color=f"C{i % 10}", label=label)
+    key = "group" if "group" in profiles.columns else "method"
+    banded = False
+    for i, (label, p) in enumerate(profiles.groupby(key, sort=False)):
+        last = p[p.epoch == p.groupby("method").epoch.transform("max")]
+        epochs.update(int(e) for e in last.epoch.unique())
+        color = f"C{i % 10}"
+        if last["method"].nunique() < 2:
+            last = last.sort_values("layer")
+            ax.plot(last.layer, last.value, marker="o", color=color, label=label)
+            continue
+        per = [(layer, t_test(g.value.to_numpy())) for layer, g in last.groupby("layer")]
+        layers = [lay for lay, _ in per]
+        ax.plot(layers, [t.estimate for _, t in per], marker="o", color=color, label=f"{label} (mean of {last['method'].nunique()} seeds)")
+        ax.fill_between(layers, [max(t.low, t.estimate / 100) for _, t in per], [t.high for _, t in per], color=color, alpha=0.2, lw=0)
+        banded = True
     top = int(profiles.layer.max())
     ax.set_xticks(range(0, top + 1))
     ax.set_xticklabels([str(i) if i < top else f"{i}\n(output)" for i in range(0, top + 1)])
@@ -97,15 +112,18 @@ def activation_profile_figure(profiles: pd.DataFrame, *, stat: str) -> Figure:
     ax.yaxis.set_minor_formatter(plain)
     ax.tick_params(axis="y", which="minor", labelsize=7)
     when = f"epoch {epochs.pop()}" if len(epochs) == 1 else "each run's last epoch"
-    ax.set(xlabel="block input i", ylabel=f"||dL/dh_i|| ({stat}, epoch mean, log scale)", title=f"Gradient reaching each block's input ({when})")
+    band = "; bands: 95% t interval over seeds" if banded else ""
+    ax.set(xlabel="block input i", ylabel=f"||dL/dh_i|| ({stat}, epoch mean, log scale)",
+           title=f"Gradient reaching each block's input ({when}{band})")
     ax.legend()
     fig.tight_layout()
     return fig
 
 
 def comparison_figure(table: pd.DataFrame, points: pd.DataFrame, *, metric: str) -> Figure:
-    """Final ``metric`` per group: each seed a dot, the mean a diamond; whiskers +-2 binomial standard errors of the
-    evaluation (column ``se``, when given), so the reader sees which differences the eval set can resolve.
+    """Final ``metric`` per group: each seed a dot, the mean a diamond with its 95% interval over seeds (columns
+    ``ci_low``/``ci_high``) as whiskers, and a shaded band of +-2 binomial standard errors of the evaluation (column ``se``),
+    so the reader sees both the seed-to-seed spread and which differences the eval set can resolve.
     A dot plot, not bars: the axis does not start at 0, and bars would exaggerate small gaps."""
     fig = Figure(figsize=(max(5.5, 1.25 * len(table) + 2.5), 4.2), dpi=120)
     ax = fig.add_subplot(1, 1, 1)
@@ -115,8 +133,11 @@ def comparison_figure(table: pd.DataFrame, points: pd.DataFrame, *, metric: str)
         pts = points[points.group == r.group]["value"].to_numpy()
         ax.plot(np.full(len(pts), i) + np.linspace(-0.08, 0.08, len(pts)) * (len(pts) > 1), pts, "o", color=color, ms=5, alpha=0.6)
         se = getattr(r, "se", None)
-        ax.errorbar([i], [r.mean], yerr=[[2 * se], [2 * se]] if se == se and se is not None else None, fmt="D", color=color,
-                    ms=8, capsize=5, mec="k")
+        if se is not None and se == se:  # what one eval set can resolve
+            ax.add_patch(Rectangle((i - 0.22, r.mean - 2 * se), 0.44, 4 * se, color=color, alpha=0.15, lw=0))
+        lo, hi = getattr(r, "ci_low", np.nan), getattr(r, "ci_high", np.nan)
+        ax.errorbar([i], [r.mean], yerr=[[r.mean - lo], [hi - r.mean]] if np.isfinite(lo) and np.isfinite(hi) else None, fmt="D",
+                    color=color, ecolor="k", ms=8, capsize=5, mec="k")
         ax.annotate(f"{int(r.adapter_params):,} params at end", (i, 0), xycoords=("data", "axes fraction"), xytext=(0, 4),
                     textcoords="offset points", ha="center", fontsize=8, color="#444")
     ax.set_xticks(x)
@@ -124,7 +145,8 @@ def comparison_figure(table: pd.DataFrame, points: pd.DataFrame, *, metric: str)
     ax.set_xlim(-0.6, len(table) - 0.4)
     lo, hi = ax.get_ylim()
     ax.set_ylim(lo - 0.12 * (hi - lo), hi)
-    whiskers = "; whiskers ±2 SE of the eval set" if "se" in table.columns else ""
+    whiskers = "; whiskers: 95% t interval over seeds" if "ci_low" in table.columns else ""
+    whiskers += "; shaded: ±2 SE of the eval set" if "se" in table.columns else ""
     ax.set(ylabel=f"final eval {metric}", title=f"Final eval {metric} per method\n(diamond: mean, dots: single seeds{whiskers})")
     fig.tight_layout()
     return fig

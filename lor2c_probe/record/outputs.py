@@ -48,9 +48,9 @@ KINDS: dict[str, OutputKind] = {k.name: k for k in (
     OutputKind("study", "study.json", ("study.json", "runs", "report"), runs=("runs",), legacy_keys=("study", "results")),
     OutputKind("gradients", "gradients.json", _ANALYSIS + ("report", "gradients.json", "gradient_ratio.parquet", "gradient_ratio.html",
                "gradient_ratio.png", "activation_grads.parquet", "activation_grads.png", "activation_profile.png",
-               "activation_grad_ratio.parquet"), runs=("runs",), legacy_keys=("runs", "baseline"), trees={}),
+               "activation_grad_ratio.parquet", "gradient_ratio_seeds.parquet", "gradient_trend.parquet"), runs=("runs",), legacy_keys=("runs", "baseline"), trees={}),
     OutputKind("spectrum", "spectrum.json", _ANALYSIS + ("spectrum.json", "low_rank.parquet", "low_rank_summary.parquet",
-               "low_rank.png", "low_rank.html", "subspace.parquet", "subspace.png"), runs=("runs",), legacy_keys=("runs",)),
+               "low_rank.png", "low_rank.html", "subspace.parquet", "subspace.png", "low_rank_claims.parquet", "phi_chance.parquet"), runs=("runs",), legacy_keys=("runs",)),
     OutputKind("sfs", "sfs.json", _ANALYSIS + ("sfs.json", "sfs.parquet", "events.parquet", "sfs_traces.png", "sfs_traces.html"),
                runs=("runs",)),
 )}

@@ -101,16 +101,16 @@ def load_runs(paths: list[Path], groups: dict[Path, str] | None = None) -> list[
 
 
 def recorded_runs(paths: list[Path], table: str, probe: str) -> list[RecordedRun]:
-    """Run directories to analyse, each checked for a manifest and a non-empty ``table``; labelled by method
-    name when those are unique, else by folder name."""
-    refs = []
+    """Run directories to analyse, each checked for a manifest and a non-empty ``table``. Grouped by configuration
+    (seeds of one method pool), labelled like ``load_runs``; when every run has the same configuration there is no
+    contrast between groups, so each run is its own group, labelled by its folder."""
     for p in paths:
-        if not (p / "manifest.json").is_file():
-            raise UserError(f"{p}: not a lor2c-probe run directory (no manifest.json)")
-        if not shard_paths(p, table):
+        if (Path(p) / "manifest.json").is_file() and not shard_paths(Path(p), table):
             raise UserError(f"run {p} has no `{table}` table; record it with `lor2c-probe train --probes {probe}`")
-        refs.append(RecordedRun(p.name, p, read_manifest(p)))
-    names = [r.manifest.get("method", {}).get("name", r.label) for r in refs]
-    if len(set(names)) == len(names):
-        refs = [RecordedRun(n, r.path, r.manifest) for n, r in zip(names, refs)]
-    return refs
+    runs = load_runs(list(paths))
+    if len(runs) > 1 and len({r.group for r in runs}) == 1:
+        names = [r.path.name for r in runs]
+        if len(set(names)) != len(names):
+            names = [r.label for r in runs]
+        runs = [RecordedRun(n, r.path, r.manifest, n) for n, r in zip(names, runs)]
+    return runs

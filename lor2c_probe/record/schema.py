@@ -56,6 +56,12 @@ TABLES: dict[str, pa.Schema] = {
         [("step", pa.int64()), ("epoch", pa.int64()), ("module", pa.string()), ("layer", pa.int64()), ("stat", pa.string()),
          ("value", pa.float64())]
     ),
+    # One row per eval example per evaluation (classification and regression tasks): the gold label and the model's
+    # prediction (argmax class, or the regressed value), so two runs can be compared example by example (McNemar).
+    "predictions": pa.schema(
+        [("step", pa.int64()), ("epoch", pa.int64()), ("split", pa.string()), ("example", pa.int64()), ("label", pa.float64()),
+         ("prediction", pa.float64())]
+    ),
     "events": pa.schema(
         [("step", pa.int64()), ("epoch", pa.int64()), ("kind", pa.string()), ("modules", pa.string()), ("detail_json", pa.string())]
     ),

@@ -96,6 +96,6 @@ def _write_data(sections: list[Section], folder: Path) -> None:
     if tables:
         folder.mkdir(parents=True, exist_ok=True)
     for t in tables:
-        frame = t.frame.copy()
+        frame = (t.data_frame if t.data_frame is not None else t.frame).copy()
         frame.columns = [str(c) for c in frame.columns]
         frame.to_parquet(folder / f"{t.data}.parquet", index=False)

@@ -27,6 +27,7 @@ class Table:
     frame: pd.DataFrame
     caption: str = ""
     data: str | None = None  # also written to data/<data>.parquet when set
+    data_frame: pd.DataFrame | None = None  # what data/<data>.parquet holds, when not ``frame`` (e.g. numbers behind formatted cells)
 
 
 @dataclass
@@ -138,7 +139,7 @@ def comparison_section(runs: list[RecordedRun], opts: Options | None = None) -> 
         res = r.manifest.get("results") or {}
         final, head = res.get("final_eval"), r.headline
         if final and head in final:
-            pts.append({"group": r.group, "run": r.label, "metric": head, "value": final[head],
+            pts.append({"group": r.group, "run": r.label, "seed": r.seed, "metric": head, "value": final[head],
                         "adapter_params": r.params_end, "n_eval": r.manifest.get("task", {}).get("n_eval")})
     if len(pts) < 2:
         s.note = "needs at least two runs with a final evaluation"
@@ -160,9 +161,14 @@ def comparison_section(runs: list[RecordedRun], opts: Options | None = None) -> 
                     "(binomial standard error); differences smaller than about twice that are not resolved by this evaluation.")
     if (table.n == 1).all():
         text.append("One seed per method: the seed-to-seed spread is not measured here.")
+    from lor2c_probe.analysis.stats import t_test
+
+    cis = [t_test(points.loc[points.group == g, "value"].to_numpy()) for g in table.group]
+    table["ci_low"], table["ci_high"] = [c.low for c in cis], [c.high for c in cis]
     s.blocks.append(" ".join(text))
     s.blocks.append(Table(table, f"Final eval {metric}: mean, sd over seeds (blank with one seed), range, adapter parameters at the end of training "
                           "(after merges), eval size and binomial SE.", data="comparison"))
+    _paired_blocks(s, runs, points, metric, opts)
     folded = [{"run": r.label, "fold": est, f"{metric} (training-time paths)": (r.manifest["results"].get("final_eval") or {}).get(metric),
                f"{metric} (folded)": res.get(metric)}
               for r in runs for est, res in ((r.manifest.get("results") or {}).get("folded_eval") or {}).items()]
@@ -171,9 +177,37 @@ def comparison_section(runs: list[RecordedRun], opts: Options | None = None) -> 
         f["difference"] = f[f"{metric} (folded)"] - f[f"{metric} (training-time paths)"]
         s.blocks.append(Table(f, "ResLoRA folded for inference: each estimator's plain-LoRA fold of the extra paths, evaluated on the "
                               "same eval set after training (exact for the block shortcut; approximations otherwise).", data="folded_eval"))
-    s.blocks.append(Fig("comparison", f"Final eval {metric} per method: diamonds are means over seeds, dots single seeds; whiskers span +-2 binomial standard errors of the eval set (accuracy only).",
+    s.blocks.append(Fig("comparison", f"Final eval {metric} per method: diamonds are means over seeds, dots single seeds; black whiskers: 95% "
+                        "Student-t interval over seeds (two or more seeds); shaded: +-2 binomial standard errors of the eval set (accuracy only).",
                         lambda: comparison_figure(table, points, metric=metric)))
     return s
+
+
+def _paired_blocks(s: Section, runs: list[RecordedRun], points: pd.DataFrame, metric: str, opts: Options | None) -> None:
+    """Each method against the baseline: paired by seed, and per example (McNemar) where predictions were recorded."""
+    from lor2c_probe.analysis.comparison import final_predictions, paired_by_seed, per_example, summarize
+
+    groups = list(dict.fromkeys(points.group))
+    wanted = opts.baseline if opts is not None and opts.baseline else None
+    base = next((g for g in groups if g == wanted), None) or next((r.group for r in runs if r.method == (wanted or "lora") and r.group in groups), None)
+    if base is None or len(groups) < 2 or points.seed.isna().any():
+        return
+    paired = paired_by_seed(points[["group", "seed", "value"]], base)
+    preds = {(r.group, r.seed): final_predictions(r.table("predictions")) for r in runs if r.has("predictions") and r.group in groups}
+    try:
+        mcn = per_example(preds, base) if metric == "accuracy" else pd.DataFrame()
+    except ValueError as e:
+        mcn = pd.DataFrame()
+        s.blocks.append(f"No per-example test: {e}.")
+    s.blocks.append(Table(paired, f"Each method minus {base}, paired by seed: mean difference of the final {metric} with a 95% Student-t "
+                          "interval and p; the exact sign-flip p beside it; verdicts at alpha = 0.05 (parity: the interval within +-margin).",
+                          data="comparison_paired"))
+    if not mcn.empty:
+        s.blocks.append(Table(mcn, f"Per example, against {base} at the same seed: exact McNemar on the shared eval set (discordant examples, "
+                              "accuracy difference with a paired-proportion 95% interval, Holm across seeds).", data="comparison_mcnemar"))
+    elif not preds:
+        s.blocks.append("No per-example test: these runs recorded no `predictions` table (runs trained before it existed).")
+    s.blocks.append(Pre(summarize(paired, mcn, metric=metric)))
 
 
 # -- gradient flow -------------------------------------------------------------------------------------------
@@ -199,33 +233,40 @@ def gradients_section(runs: list[RecordedRun], opts: Options) -> Section:
                   "for the method and for the baseline")
         return s
     bases = _baseline_runs(with_grads, opts.baseline)
-    surfaces, texts = [], []
-    for base in bases:  # one baseline per seed: each numerator is compared with the baseline of its own seed
-        nums = [r for r in with_grads if r not in bases and (len(bases) == 1 or r.seed == base.seed)]
-        if not nums:
-            continue
-        try:
-            res = compare_gradients(nums + [base], base, opts.stat, opts.factor)  # the baseline is told apart by identity
-        except (CannotCompare, StorageError) as e:  # a note, not a failed report
-            texts.append(f"not compared: {e}")
-            continue
-        surfaces.append(res.surface)
-        texts.append(res.summary)
-    if not surfaces:
-        s.note = "no numerator run could be compared with the baseline: " + " ".join(texts)
+    try:
+        res = compare_gradients(with_grads, bases, opts.stat, opts.factor)  # each numerator over the baseline run of its seed
+    except (CannotCompare, StorageError) as e:  # a note, not a failed report
+        s.note = f"no numerator run could be compared with the baseline: {e}"
         return s
-    surface = pd.concat(surfaces, ignore_index=True)
+    surface = res.surface
     den = bases[0].group if len(bases) > 1 else bases[0].label
+    seeds = sorted({r.seed for r in with_grads if r.seed is not None})
     s.blocks.append(f"For each epoch and layer: the epoch mean of the per-step {opts.stat} gradient of each method's adapter module "
-                    f"(factor {opts.factor}), divided by the same for {den}. Above 1: the method's module receives more gradient.")
-    s.blocks.append(Fig("gradient_ratio", f"Gradient ratio surface vs {den} ({opts.stat}, factor {opts.factor}).",
+                    f"(factor {opts.factor}), divided by the same for {den}; with several seeds ({len(seeds)} here), the mean over seeds of "
+                    "each seed's ratio. Above 1: the method's module receives more gradient. Brackets and hover text give the 95% interval "
+                    "(Student t over seeds; with one seed a block bootstrap over the epoch's steps, which measures within-run noise only).")
+    s.blocks.append(Fig("gradient_ratio", f"Gradient ratio surface vs {den} ({opts.stat}, factor {opts.factor}); map cells show the mean and its 95% interval.",
                         lambda: ratio_surface_figure(surface, denominator=den, stat=opts.stat),
                         lambda: ratio_surface_plotly(surface, denominator=den, stat=opts.stat)))
-    wide = surface.pivot_table(index=["method", "layer"], columns="epoch", values="ratio").reset_index()
+    cell = surface.assign(cell=[_with_interval(r, lo, hi) for r, lo, hi in zip(surface.ratio, surface.ci_low, surface.ci_high)])
+    wide = cell.pivot_table(index=["method", "layer"], columns="epoch", values="cell", aggfunc="first").reset_index()
     wide.columns = [f"epoch {c}" if isinstance(c, (int,)) or str(c).isdigit() else c for c in wide.columns]
-    s.blocks.append(Table(wide, "Ratio per layer (rows) and epoch (columns).", data="gradient_ratio"))
-    s.blocks.append(Pre("\n\n".join(texts)))
+    s.blocks.append(Table(wide, "Ratio per layer (rows) and epoch (columns): mean [95% interval]. data/gradient_ratio.parquet holds the "
+                          "numbers (one row per method, epoch and layer).", data="gradient_ratio", data_frame=surface))
+    if not res.trend.empty:
+        cols = ["method", "epoch", "n", "seeds", "rho", "rho_low", "rho_high", "p", "p_holm", "verdict", "rho_without_top", "p_without_top_holm",
+                "verdict_without_top"]
+        s.blocks.append(Table(res.trend[cols], "Trend test per epoch: Spearman rho(layer, ratio) over (layer, seed) pairs, permutation p "
+                              "(layers shuffled within seeds), Holm across epochs; claim: rho < 0 (the ratio rises toward lower layers).",
+                              data="gradient_trend"))
+    s.blocks.append(Pre(res.summary))
     return s
+
+
+def _with_interval(value: float, low: float, high: float) -> str:
+    if not math.isfinite(value):
+        return ""
+    return f"{value:.3g} [{low:.3g}, {high:.3g}]" if math.isfinite(low) and math.isfinite(high) else f"{value:.3g}"
 
 
 def activations_section(runs: list[RecordedRun], opts: Options | None = None) -> Section:
@@ -238,7 +279,8 @@ def activations_section(runs: list[RecordedRun], opts: Options | None = None) ->
     if not profiles:
         s.note = "no run has an `activation_grads` table; record with `lor2c-probe train --probes activations`"
         return s
-    long = pd.concat([p.assign(method=m) for m, p in profiles.items()], ignore_index=True)
+    group = {r.label: r.group for r in runs}
+    long = pd.concat([p.assign(method=m, group=group[m]) for m, p in profiles.items()], ignore_index=True)
     s.blocks.append("The gradient of the loss with respect to each block's input hidden state (L2 norm over non-pad tokens, "
                     "summed over micro-batches, epoch mean). Layer L is the encoder output. A residual path that skips blocks "
                     "should keep this from fading toward the bottom layers.")
@@ -246,7 +288,7 @@ def activations_section(runs: list[RecordedRun], opts: Options | None = None) ->
                         lambda: activation_profile_figure(long, stat="l2")))
     s.blocks.append(Fig("activation_grads", "||dL/dh_i|| per layer and epoch, one shared log colour scale.",
                         lambda: activation_heatmaps_figure(profiles, stat="l2")))
-    last = long[long.epoch == long.groupby("method").epoch.transform("max")]
+    last = long[long.epoch == long.groupby("method").epoch.transform("max")].drop(columns="group")
     s.blocks.append(Table(last.pivot(index="layer", columns="method", values="value").reset_index(), "Last epoch, per block input.",
                           data="activation_grads"))
     return s
@@ -285,9 +327,16 @@ def low_rank_section(runs: list[RecordedRun], opts: Options | None = None) -> Se
     last = t[t.epoch == t.groupby("run").epoch.transform("max")]
     s.blocks.append(Table(last[[c for c in cols if c in last.columns]], "Last epoch per layer: energy in the top 8 directions, ranks.",
                           data="low_rank_summary"))
+    if res.claims is not None and not res.claims.empty:
+        s.blocks.append(Table(res.claims, "Per method, last epoch: top-8 energy and ranks with 95% Student-t intervals (unit: the seed, each "
+                              "seed's mean over layers; with one seed, the layer), the control's values, and the low-rank test (top-8 energy "
+                              "minus the control's, one-sample t-test).", data="low_rank_claims"))
+    if res.phi is not None and not res.phi.empty:
+        s.blocks.append(Table(res.phi, "phi(8, 8) per seed and layer against its chance distribution (2,000 uniformly random subspaces): "
+                              "one-sided p, Holm across the layers of a seed.", data="phi_chance"))
     if res.grid is not None:
         grid = res.grid
-        a, b = eligible[0].label, eligible[1].label
+        a, b = grid.attrs.get("runs", (eligible[0].label, eligible[1].label))
         d = int(res.summary_table.n.max())
         chance = f"; random subspaces give about j/d = {int(grid.j.max())}/{d} = {grid.j.max() / d:.3f} at i = j = {int(grid.j.max())}"
         s.blocks.append(Fig("subspace", f"phi(i, j) between the top-i left singular vectors of {a} and the top-j of {b}, per layer"

@@ -110,6 +110,7 @@ class Trainer:
         self._ddp_version = -1
         self.step_times: list[float] = []
         self.eval_history: list[dict[str, float]] = []
+        self._last_predictions: tuple[np.ndarray, np.ndarray] | None = None  # (prediction, gold) of the latest evaluate()
         self.last_loss: float | None = None  # host copy of the latest flushed training loss (progress bar)
         # [first optimizer step whose loss or gradient norm was not finite (-1: none), which: 1 loss, 2 grad norm, 3 both],
         # kept on the device and read once per flush, so watching for divergence adds no sync to a step.
@@ -124,9 +125,16 @@ class Trainer:
         self.driver.scalar(split, name, value)  # deferred so the step never syncs
 
     def record_eval(self, split: str, results: dict[str, float]) -> None:
-        """Queue an evaluation's metrics under ``split`` (written at the next flush), e.g. a folded-model eval."""
+        """Queue an evaluation's metrics under ``split`` (written at the next flush), e.g. a folded-model eval, and the
+        per-example predictions of the evaluation that produced them (classification and regression tasks)."""
         for name, value in results.items():
             self._scalar(split, name, value)
+        if self._last_predictions is not None:
+            pred, gold = self._last_predictions
+            st = self.state
+            self._record("predictions", [{"step": st.step, "epoch": st.epoch, "split": split, "example": i, "label": float(y),
+                                          "prediction": float(p)} for i, (y, p) in enumerate(zip(gold, pred))])
+            self._last_predictions = None
 
     def flush(self) -> None:
         """Let callbacks hand over their rows, move deferred scalars to host in one transfer, write every table.
@@ -347,6 +355,7 @@ class Trainer:
         gold = self.eval_data.labels.numpy()
         results = {"loss": float(torch.stack(losses).sum()) / len(gold)}
         results.update(task_metrics(self.spec.metrics, all_logits, gold, self.spec.regression))
+        self._last_predictions = (all_logits[:, 0] if self.spec.regression else all_logits.argmax(axis=1), gold)
         return results
 
 

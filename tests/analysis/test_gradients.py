@@ -15,9 +15,7 @@ from lor2c_probe.analysis.gradients import (
     check_alignment,
     gradient_ratio_surface,
     module_layer_values,
-    summarize,
     trend_by_epoch,
-    zero_layers,
 )
 
 
@@ -78,24 +76,12 @@ def test_missing_layers_and_zero_both_are_explicit():
     assert gradient_ratio_surface(zero, zero)["status"].tolist() == ["zero_both"]
 
 
-def test_zero_layers_and_trend():
+def test_trend_by_epoch_describes():
     s = gradient_ratio_surface(LOR2C, LORA)
-    assert zero_layers(s) == []
-    z = gradient_ratio_surface(LOR2C, LORA.assign(value=np.where(LORA.layer == 0, 0.0, LORA.value)))
-    assert zero_layers(z) == [0]
     t = trend_by_epoch(s)
     row = t.set_index("epoch").loc[0]
     assert row.spearman_rho == pytest.approx(-1.0) and row.lowest_over_highest == pytest.approx(4.0)
     assert row.layers_ratio_above_1 == 1
-
-
-def test_summary_states_the_verdict_and_the_undefined_cells():
-    text = summarize(gradient_ratio_surface(LOR2C, LORA), numerator="lor2c", denominator="lora", stat="mean_abs", factor="all")
-    assert "epoch 0: ratio 4 at the lowest layer, 1 at the highest (x4)" in text
-    assert "holds: in every epoch the ratio clearly rises toward lower layers" in text  # epoch 1 has one defined cell only
-    assert "zero_denominator" in text
-    flat = gradient_ratio_surface(LORA, LOR2C)  # inverse: ratio falls toward lower layers in epoch 0
-    assert "does not hold" in summarize(flat, numerator="lora", denominator="lor2c", stat="mean_abs", factor="all")
 
 
 def test_alignment_errors_say_which():
@@ -127,51 +113,14 @@ def test_analysis_package_imports_no_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_summary_reports_layers_that_are_zero_everywhere():
-    zero_l0 = LORA.assign(value=np.where(LORA.layer == 0, 0.0, LORA.value))
-    s = gradient_ratio_surface(LOR2C, zero_l0)
-    text = summarize(s, numerator="lor2c", denominator="lora", stat="mean_abs", factor="all")
-    assert "Layers whose statistic is zero in every epoch (no ratio): [0]." in text
-    assert not np.isinf(s["ratio"]).any() and s.loc[s.layer == 0, "status"].eq("zero_denominator").all()
-
-
 def _surface(ratios_by_epoch):
     rows = [(e, layer, r, 1.0, r, "ok") for e, rs in enumerate(ratios_by_epoch) for layer, r in enumerate(rs)]
     return pd.DataFrame(rows, columns=["epoch", "layer", "numerator", "denominator", "ratio", "status"])
 
 
-def test_verdict_separates_clear_weak_and_single_layer_trends():
-    kw = dict(numerator="a", denominator="b", stat="mean_abs", factor="all")
-    # epoch 0: weak (non-monotone), epoch 1: clear. Ratios by layer 0..4.
-    partly = summarize(_surface([[2, 3, 1, 4, 0.5], [4, 3, 2, 1.5, 1]]), **kw)
-    assert "holds only partly: a clear rise toward lower layers (rho <= -0.5) in 1 of 2 epochs, a weak one in 1" in partly
-    # A clear rise carried by the top layer alone: rho = -0.7 with it, -0.4 without (scipy.stats.spearmanr).
-    carried = summarize(_surface([[3.1, 3.0, 3.2, 2.9, 0.5]]), **kw)
-    assert "holds: in every epoch" in carried and "that layer carries the trend" in carried
-    # Exactly on the threshold (-0.5 computed as -0.49999999999999994) counts as clear.
-    edge = trend_by_epoch(_surface([[3.3, 3.0, 3.2, 2.9, 3.1, 0.4]]))
-    assert "carries the trend" not in summarize(_surface([[3.3, 3.0, 3.2, 2.9, 3.1, 0.4]]), **kw)
-    assert edge.spearman_rho_without_top.iloc[0] == pytest.approx(-0.5)
-    t = trend_by_epoch(_surface([[4, 3, 2, 1.5, 1]]))
-    assert t.spearman_rho.iloc[0] == pytest.approx(-1.0) and t.spearman_rho_without_top.iloc[0] == pytest.approx(-1.0)
+def test_module_layer_steps_is_the_series_behind_the_epoch_values():
+    from lor2c_probe.analysis.gradients import module_layer_steps
 
-
-def test_summary_is_neutral_and_never_prints_nan():
-    """Any pair of methods: the paper's claim only when asked for; undefined numbers in words; missing cells named."""
-    kw = dict(numerator="dora", denominator="lora", stat="mean_abs", factor="all")
-    s = _surface([[1.2, 1.1, 0.0], [1.0, 1.0, 1.0], [0.9, 1.3]])  # a zero top ratio, a constant epoch, two layers only
-    missing = pd.DataFrame([(2, 2, np.nan, 1.0, np.nan, "numerator_missing"), (0, 3, 0.0, 0.0, np.nan, "zero_both")],
-                           columns=s.columns)
-    text = summarize(pd.concat([s, missing], ignore_index=True), **kw)
-    assert "nan" not in text.lower() and "inf" not in text.lower()
-    assert "Paper claim" not in text and "A rise of the dora / lora ratio toward lower layers" in text
-    assert "epoch 0: ratio 1.2 at the lowest layer, 0 at the highest;" in text  # lowest / highest = inf: left out
-    assert "numerator_missing: dora records no module there) at layers [2]" in text
-    assert "zero_both: both statistics are exactly 0) at layers [3]" in text
-    paper = summarize(_surface([[3, 2, 1]]), **{**kw, "numerator": "lor2c"}, paper_claim=True)
-    assert paper.count("Paper claim (LoR2C's gradient ratio to LoRA rises toward lower layers) holds") == 1
-
-
-def test_weak_trends_alone_are_not_called_a_partial_hold():
-    text = summarize(_surface([[2, 3, 1, 4, 0.5], [2, 3, 1, 4, 0.5]]), numerator="a", denominator="b", stat="l2", factor="all")
-    assert "holds" not in text and "is not clear: the ratio rises toward lower layers only weakly" in text
+    steps = module_layer_steps(LOR2C)
+    assert steps.groupby(["epoch", "layer"])["value"].mean().tolist() == [5.0, 2.0, 3.0, 3.0]  # == module_layer_values
+    assert len(steps) == 8  # 2 layers x 4 steps (the merged module gives each of its layers its value)

@@ -92,3 +92,34 @@ def test_residual_maps_from_a_checkpoint(tiny_models, tiny_data, tmp_path):
     t = load_file(str(tmp_path / "r" / "checkpoints" / "epoch-0000" / "adapter.safetensors"))
     sB, A = maps["lor2c.1"]
     np.testing.assert_allclose(sB @ A, 2.0 * t["lor2c.paths.1.B"].astype(np.float64) @ t["lor2c.shared_A"].astype(np.float64))
+
+
+def test_phi_null_matches_its_expectation_and_a_planted_subspace_is_detected():
+    from lor2c_probe.analysis.low_rank import phi_null, phi_test
+
+    null = phi_null(64, 4, 4, draws=1000, seed=1)
+    assert null.mean() == pytest.approx(4 / 64, rel=0.1)  # E[phi(i, j)] = max(i, j) / d for a random subspace
+    t = phi_test(np.array([0.9, null.mean()]), 64, 4, 4, draws=1000, seed=2)
+    assert t.p.iloc[0] == pytest.approx(1 / 1001) and t.p.iloc[1] > 0.3
+    assert t.p_holm.iloc[0] == pytest.approx(2 / 1001)
+
+
+def test_claim_table_across_seeds():
+    import pandas as pd
+
+    from lor2c_probe.analysis.low_rank import claim_table
+
+    rows = []
+    for seed, top in ((1, 0.6), (2, 0.62), (3, 0.58)):
+        for layer in range(3):
+            rows.append({"group": "dense", "seed": seed, "epoch": 2, "layer": layer, "n": 32, "top8_energy": top, "control_top8_energy": 0.4,
+                         "effective_rank": 10.0 + layer, "control_effective_rank": 28.0, "stable_rank": 2.0, "control_stable_rank": 9.0})
+            rows.append({"group": "lor2c", "seed": seed, "epoch": 2, "layer": layer, "n": 8, "top8_energy": 1.0, "control_top8_energy": 1.0,
+                         "effective_rank": 5.0, "control_effective_rank": 7.0, "stable_rank": 1.5, "control_stable_rank": 4.0})
+    c = claim_table(pd.DataFrame(rows), 8).set_index("group")
+    assert c.loc["dense", "unit"] == "seed" and c.loc["dense", "n"] == 3
+    assert c.loc["dense", "top8_energy"] == pytest.approx(0.6) and c.loc["dense", "difference"] == pytest.approx(0.2)
+    assert c.loc["dense", "verdict"] == "holds" and c.loc["dense", "effective_rank"] == pytest.approx(11.0)
+    assert c.loc["lor2c", "verdict"] == "not tested (rank <= k)"
+    one = claim_table(pd.DataFrame([r for r in rows if r["seed"] == 1]), 8).set_index("group")
+    assert one.loc["dense", "unit"] == "layer" and one.loc["dense", "verdict"] == "cannot tell (one seed)"

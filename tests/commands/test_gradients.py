@@ -165,3 +165,67 @@ def test_from_runs_of_one_method_label_the_report_like_the_command(compared, tin
     assert res.exit_code == 0, res.output
     meta = json.loads((tmp_path / "g" / "report" / "report.json").read_text())
     assert meta["sections"]["gradients"] == "drawn" and set(meta["runs"]) == {"lora", "lora-b"}
+
+
+def test_seeds_pair_each_run_with_the_baseline_of_its_seed(tiny_models, tiny_data, tmp_path):
+    import json
+
+    out = tmp_path / "seeds"
+    res = runner.invoke(app, tiny(tiny_models["bert"], tiny_data, out, "--seeds", "3,4"))
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["lor2c-s3", "lor2c-s4", "lora-s3", "lora-s4"]
+    seeds = pd.read_parquet(out / "gradient_ratio_seeds.parquet")
+    surface = pd.read_parquet(out / "gradient_ratio.parquet")
+    assert sorted(seeds.seed.unique()) == [3, 4] and set(surface.method) == {"lor2c"}
+    # the surface is the mean of the two seeds' ratios, each over the lora run of its own seed (recomputed from the tables)
+    from lor2c_probe.analysis.gradients import gradient_ratio_surface
+    from lor2c_probe.record.store import read_table
+
+    by_hand = [gradient_ratio_surface(read_table(out / "runs" / f"lor2c-s{s}", "grads"), read_table(out / "runs" / f"lora-s{s}", "grads"))
+               for s in (3, 4)]
+    mean = (by_hand[0].ratio.to_numpy() + by_hand[1].ratio.to_numpy()) / 2
+    assert surface.sort_values(["epoch", "layer"]).ratio.to_numpy() == pytest.approx(mean, rel=1e-12)
+    assert (surface.ci_method == "t over seeds").all() and (surface.ci_low <= surface.ratio).all() and (surface.ratio <= surface.ci_high).all()
+    assert (surface.n_seeds == 2).all()
+    trend = pd.read_parquet(out / "gradient_trend.parquet")
+    assert set(trend.verdict) <= {"holds", "does not hold", "cannot tell"} and (trend.seeds == 2).all()
+    text = (out / "summary.txt").read_text()
+    assert "2 seed(s) (3, 4)" in text and "n = 2 seeds" in text and "Spearman" in text
+    assert json.loads((out / "gradients.json").read_text())["seeds"] == [3, 4]
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert report["sections"]["gradients"] == "drawn" and report["sections"]["comparison"] == "drawn"
+    html = (out / "report" / "report.html").read_text()
+    assert "Trend test per epoch" in html and "exact McNemar" in html  # predictions recorded: the per-example test is drawn
+
+    # the gallery's claim lines from the same runs: claim 1 recomputed by hand from the per-seed ratios
+    import math
+
+    import numpy as np
+
+    from lor2c_probe.compare.claims import CLAIMS, claims_markdown, paper_claims
+    from lor2c_probe.record.runs import load_runs
+
+    claims = paper_claims(load_runs(sorted((out / "runs").iterdir())))
+    assert [c.claim for c in claims] == list(CLAIMS)
+    ok = seeds[seeds.status == "ok"]
+    by_hand = math.exp(ok.groupby("seed").ratio.apply(lambda r: np.log(r).mean()).mean())
+    assert claims[0].effect == f"×{by_hand:.2f}" and claims[0].n == "2 seed(s)"
+    assert all(c.verdict in ("holds", "does not hold", "cannot tell") for c in claims[:3] + [claims[4]])
+    assert claims[3].verdict.startswith("not measured") and claims[5].verdict.startswith("not measured")
+    assert "2 seed(s)" in claims[4].n and "parity" in claims[4].test
+    table = claims_markdown({"tiny": claims})
+    assert table.count("\n") == len(CLAIMS) + 1 and "**not measured" in table
+
+
+def test_one_seed_gets_step_intervals(compared):
+    out, _ = compared
+    surface = pd.read_parquet(out / "gradient_ratio.parquet")
+    assert (surface.ci_method == "block bootstrap over steps").all() and (surface.ci_low <= surface.ci_high).all()
+    assert "cannot tell at n = 1 seed" in (out / "summary.txt").read_text()
+
+
+def test_seeds_and_seed_together_are_refused(tiny_models, tiny_data, tmp_path):
+    res = runner.invoke(app, tiny(tiny_models["bert"], tiny_data, tmp_path / "x", "--seeds", "3,4", "--seed", "5"))
+    assert_user_error(res, "give --seed or --seeds, not both")
+    res = runner.invoke(app, tiny(tiny_models["bert"], tiny_data, tmp_path / "y", "--seeds", "3,x"))
+    assert_user_error(res, "--seeds must be a comma list of integers; got '3,x'")

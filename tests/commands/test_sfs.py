@@ -58,3 +58,13 @@ def test_bad_structure_options(tiny_models, tiny_data, tmp_path, extra, message)
     res = runner.invoke(app, tiny(tiny_models["bert"], tiny_data, tmp_path / "o", *extra))
     assert_user_error(res, message)
     assert not (tmp_path / "o").exists()
+
+
+def test_seeds_summarise_each_event_across_runs(tiny_models, tiny_data, tmp_path):
+    out = tmp_path / "seeds"
+    res = runner.invoke(app, tiny(tiny_models["bert"], tiny_data, out, "--seeds", "3,4"))
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["im-lor2c-s3", "im-lor2c-s4"]
+    text = (out / "summary.txt").read_text()
+    assert "Across 2 runs (seeds), per event: mean [95% t interval]." in text
+    assert "merge #1 (n = 2): loss change" in text and "inject #1 (n = 2)" in text

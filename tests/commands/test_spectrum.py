@@ -86,3 +86,19 @@ def test_bad_options(tiny_models, tiny_data, tmp_path, extra, message):
     res = runner.invoke(app, tiny(tiny_models["bert"], tiny_data, tmp_path / "o", *extra))
     assert_user_error(res, message)
     assert not (tmp_path / "o").exists()
+
+
+def test_seeds_give_intervals_and_phi_against_chance(tiny_models, tiny_data, tmp_path):
+    out = tmp_path / "seeds"
+    res = runner.invoke(app, tiny(tiny_models["bert"], tiny_data, out, "--seeds", "3,4"))
+    assert res.exit_code == 0, res.output
+    claims = pd.read_parquet(out / "low_rank_claims.parquet").set_index("group")
+    assert claims.loc["full-rank-residual", "unit"] == "seed" and claims.loc["full-rank-residual", "n"] == 2
+    assert claims.loc["full-rank-residual", "top8_energy_low"] <= claims.loc["full-rank-residual", "top8_energy"]
+    # the estimate is the mean over seeds of each seed's mean over layers, recomputed from the per-layer table
+    summary = pd.read_parquet(out / "low_rank_summary.parquet")
+    full = summary[(summary.group == "full-rank-residual") & (summary.epoch == summary.epoch.max())]
+    assert claims.loc["full-rank-residual", "top8_energy"] == pytest.approx(full.groupby("seed").top8_energy.mean().mean())
+    phi = pd.read_parquet(out / "phi_chance.parquet")
+    assert sorted(phi.seed.unique()) == [3, 4] and len(phi) == 2 * 3 and phi.p.between(0, 1).all()
+    assert "phi(8, 2) against chance" in res.output and "one-sample t-test across seeds" in res.output

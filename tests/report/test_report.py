@@ -98,6 +98,10 @@ def test_each_figure_as_png_and_svg(full_report):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", stem
         assert b"<svg" in svg.read_bytes()[:2000], stem
     assert (out / "data" / "gradient_ratio.parquet").is_file() and (out / "data" / "events.parquet").is_file()
+    import pandas as pd
+
+    ratio = pd.read_parquet(out / "data" / "gradient_ratio.parquet")  # numbers, not the formatted cells shown in the page
+    assert {"method", "epoch", "layer", "ratio", "ci_low", "ci_high", "n_seeds"} <= set(ratio.columns) and ratio.ratio.dtype == float
 
 
 def test_static_report_embeds_svgs_without_javascript(recorded, tmp_path):

@@ -215,3 +215,16 @@ def test_progress_bar_shows_the_loss_once_known_and_never_nan(tiny_models, tiny_
     text = seen[0].console.export_text()
     assert "nan" not in text
     assert re.search(r"loss \d\.\d{4}", text), text
+
+
+def test_predictions_table_reproduces_the_eval_accuracy(tiny_models, tiny_data, tmp_path):
+    # Per-example predictions (for McNemar) must be the ones the eval metrics were computed from.
+    cfg = tiny_config(tiny_models["bert"], tiny_data, method="lora")
+    run_training(cfg, tmp_path / "r", progress=False)
+    pred, m = read_table(tmp_path / "r", "predictions"), _tables(tmp_path / "r")
+    acc = m[(m.split == "eval") & (m.name == "accuracy")].set_index("epoch")["value"]
+    assert sorted(pred.epoch.unique()) == sorted(acc.index) and set(pred.split) == {"eval"}
+    for epoch, g in pred.groupby("epoch"):
+        assert list(g.example) == list(range(len(g)))  # every eval example once, in eval order
+        assert (g.label == g.prediction).mean() == pytest.approx(acc[epoch], abs=1e-12)
+    assert set(pred.label.unique()) <= {0.0, 1.0}

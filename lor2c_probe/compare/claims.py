@@ -1,0 +1,165 @@
+"""The paper's claims, one line each, from a set of recorded runs: effect, 95% interval, test, n and verdict.
+
+Claims (each only where the runs hold what it needs; otherwise the line says what is missing):
+1. Fig. 7, LoR2C's module gradient exceeds LoRA's: geometric-mean ratio over cells, t-test of its log across seeds.
+2. Fig. 7, the ratio rises toward lower layers: Spearman ρ(layer, ratio) in the last epoch, within-seed permutation.
+3. Gradients reaching lower blocks are larger: ‖dL/dh_0‖ ratio LoR2C / LoRA in the last epoch, t-test of its log.
+4. Fig. 2, the learned full-rank residual map is low rank: top-8 energy minus the same-norm control's, t-test.
+5. Table I, LoR2C matches LoRA with half the parameters: paired accuracy difference, parity within ±1 point.
+6. IMLoR2C keeps LoRA's accuracy with fewer parameters: the same for IMLoR2C.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from lor2c_probe.errors import CannotCompare, StorageError
+from lor2c_probe.record.runs import RecordedRun
+
+
+@dataclass(frozen=True)
+class Claim:
+    claim: str
+    effect: str
+    interval: str
+    test: str
+    n: str
+    verdict: str
+
+
+CLAIMS = (
+    "Fig. 7: LoR2C's module gradient exceeds LoRA's",
+    "Fig. 7: the ratio rises toward lower layers (last epoch)",
+    "Gradients reaching the lowest block input are larger under LoR2C",
+    "Fig. 2: the learned full-rank residual map is low rank",
+    "Table I: LoR2C matches LoRA at half the parameters",
+    "Table I: IMLoR2C keeps LoRA's accuracy with fewer parameters",
+)
+
+
+def _missing(claim: str, what: str) -> Claim:
+    return Claim(claim, "", "", "", "", f"not measured ({what})")
+
+
+def _group(runs: list[RecordedRun], method: str) -> list[RecordedRun]:
+    return [r for r in runs if r.method == method and not r.manifest.get("config", {}).get("structure", {}).get("emulate_reference_bugs")]
+
+
+def paper_claims(runs: list[RecordedRun]) -> list[Claim]:
+    """One ``Claim`` per entry of ``CLAIMS``, from whichever of ``runs`` it needs (grouped by method, paired by seed)."""
+    out = _gradient_claims(runs)
+    out.append(_low_rank_claim(runs))
+    out += [_parity_claim(runs, "lor2c", CLAIMS[4]), _parity_claim(runs, "im-lor2c", CLAIMS[5])]
+    return out
+
+
+def _gradient_claims(runs: list[RecordedRun]) -> list[Claim]:
+    from lor2c_probe.analysis import stats
+    from lor2c_probe.analysis.gradient_claims import above_one
+    from lor2c_probe.compare.gradients import compare_gradients
+
+    lora = [r for r in _group(runs, "lora") if r.has("grads")]
+    lor2c = [r for r in _group(runs, "lor2c") if r.has("grads")]
+    if not lora or not lor2c:
+        return [_missing(c, "needs lor2c and lora runs with the grads probe") for c in CLAIMS[:3]]
+    try:
+        res = compare_gradients(lor2c + lora, lora, "mean_abs", "all")
+    except (CannotCompare, StorageError) as e:
+        return [_missing(c, str(e)) for c in CLAIMS[:3]]
+    per = res.per_seed[res.per_seed.method == lor2c[0].group]
+    a = above_one(per)
+    seeds = f"{a.n} seed(s)"
+    if a.n >= 2:
+        c1 = Claim(CLAIMS[0], f"×{math.exp(a.estimate):.2f}", f"[{math.exp(a.low):.2f}, {math.exp(a.high):.2f}]",
+                   f"one-sample t-test of log ratio, p = {a.p:.2g}", seeds, stats.verdict(a.p, a.low, a.high, claim_sign=+1))
+    else:
+        c1 = Claim(CLAIMS[0], f"×{math.exp(a.estimate):.2f}", "—", "needs 2+ seeds", seeds, "cannot tell")
+    t = res.trend[res.trend.method == lor2c[0].group].dropna(subset=["rho"])
+    if t.empty:
+        c2 = _missing(CLAIMS[1], "no epoch with two layers")
+    else:
+        last = t.iloc[-1]
+        c2 = Claim(CLAIMS[1], f"ρ = {last.rho:+.2f}", f"[{last.rho_low:+.2f}, {last.rho_high:+.2f}]",
+                   f"Spearman, within-seed permutation, Holm over {len(t)} epochs, p = {last.p_holm:.2g}",
+                   f"{int(last.n)} (layer, seed) pairs, {int(last.seeds)} seed(s)", str(last.verdict))
+    c3 = _activation_claim(res, lor2c[0].group)
+    return [c1, c2, c3]
+
+
+def _activation_claim(res, group: str) -> Claim:
+    from lor2c_probe.analysis import stats
+
+    if res.act_per_seed is None:
+        return _missing(CLAIMS[2], "needs the activations probe")
+    a = res.act_per_seed[(res.act_per_seed.method == group) & (res.act_per_seed.status == "ok") & (res.act_per_seed.ratio > 0)]
+    cell = a[(a.epoch == a.epoch.max()) & (a.layer == a.layer.min())]
+    if cell.empty:
+        return _missing(CLAIMS[2], "no defined ratio in the last epoch")
+    layer = int(cell.layer.iloc[0])
+    t = stats.t_test(np.log(cell.ratio.to_numpy()))
+    if t.n >= 2:
+        return Claim(CLAIMS[2], f"×{math.exp(t.estimate):.2f} at block input {layer}", f"[{math.exp(t.low):.2f}, {math.exp(t.high):.2f}]",
+                     f"one-sample t-test of log ratio, p = {t.p:.2g}", f"{t.n} seeds", stats.verdict(t.p, t.low, t.high, claim_sign=+1))
+    agg = res.act_ratio[(res.act_ratio.method == group) & (res.act_ratio.epoch == a.epoch.max()) & (res.act_ratio.layer == layer)]
+    lo, hi = (float(agg.ci_low.iloc[0]), float(agg.ci_high.iloc[0])) if len(agg) else (float("nan"), float("nan"))
+    return Claim(CLAIMS[2], f"×{math.exp(t.estimate):.2f} at block input {layer}", f"[{lo:.2f}, {hi:.2f}] (within-run steps)",
+                 "needs 2+ seeds", "1 seed", "cannot tell")
+
+
+def _low_rank_claim(runs: list[RecordedRun]) -> Claim:
+    from lor2c_probe.analysis.low_rank import claim_table, low_rank_evidence
+
+    full = [r for r in _group(runs, "full-rank-residual") if r.has("spectra")]
+    if not full:
+        return _missing(CLAIMS[3], "needs full-rank-residual runs with the spectra probe")
+    frames = []
+    for r in full:
+        sp = r.table("spectra")
+        s, _ = low_rank_evidence(sp[sp.module.str.startswith("lor2c.")], source="weights", ks=(8,))
+        frames.append(s.assign(group=r.group, seed=r.seed or 0))
+    c = claim_table(pd.concat(frames, ignore_index=True), 8).iloc[0]
+    p = f", p = {c.p:.2g}" if np.isfinite(c.p) else ""
+    return Claim(CLAIMS[3], f"top-8 energy {c.top8_energy:.1%} vs control {c.control_top8_energy:.1%} (d = {int(c.directions)})",
+                 f"difference [{c.difference_low:+.1%}, {c.difference_high:+.1%}]", f"one-sample t-test across {c.unit}s{p}",
+                 f"{int(c.n)} {c.unit}s", str(c.verdict))
+
+
+def _parity_claim(runs: list[RecordedRun], method: str, claim: str) -> Claim:
+    from lor2c_probe.analysis.comparison import paired_by_seed
+
+    rows = []
+    for r in _group(runs, method) + _group(runs, "lora"):
+        final = (r.manifest.get("results") or {}).get("final_eval") or {}
+        if "accuracy" in final:
+            rows.append({"group": r.method, "seed": r.seed, "value": final["accuracy"], "params": r.params_end})
+    v = pd.DataFrame(rows)
+    if v.empty or set(v.group) != {method, "lora"}:
+        return _missing(claim, f"needs completed {method} and lora runs")
+    p = paired_by_seed(v[["group", "seed", "value"]], "lora")
+    if p.empty or p.seeds.iloc[0] == 0:
+        return _missing(claim, "no seed has both runs")
+    r = p.iloc[0]
+    share = v[v.group == method].params.mean() / v[v.group == "lora"].params.mean()
+    interval = f"[{100 * r.low:+.2f}, {100 * r.high:+.2f}] pt" if np.isfinite(r.low) else "—"
+    pv = f", p = {r.p:.2g}" if np.isfinite(r.p) else ""
+    verdict = r.parity if np.isfinite(r.low) else "cannot tell"
+    return Claim(claim, f"{100 * r.difference:+.2f} pt accuracy at {share:.0%} of LoRA's parameters", interval,
+                 f"paired t across seeds{pv}; parity = interval within ±1 pt", f"{int(r.seeds)} seed(s)", verdict)
+
+
+def claims_markdown(columns: dict[str, list[Claim]]) -> str:
+    """A markdown table: one row per claim, one effect / interval / test / n / verdict block per column (e.g. depth)."""
+    names = list(columns)
+    head = "| claim | " + " | ".join(f"{n}: effect [95% CI] · test · n · **verdict**" for n in names) + " |"
+    lines = [head, "|---|" + "---|" * len(names)]
+    for i, claim in enumerate(CLAIMS):
+        cells = []
+        for n in names:
+            c = columns[n][i]
+            cells.append(f"{c.effect} {c.interval} · {c.test} · {c.n} · **{c.verdict}**" if c.effect else f"**{c.verdict}**")
+        lines.append(f"| {claim} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,40 @@
+"""The gallery's verdict table: each paper claim at each depth, from study folders, as markdown on stdout.
+
+Usage: python scripts/verdicts.py "depth 6=runs/gallery/minilm-full" "depth 12=runs/gallery/fig7-depth12,runs/gallery/fig2-depth12"
+Only completed runs count; a column lists the study folders whose runs it pools (runs are grouped by method and paired
+by seed). Each claim states its effect, 95% interval, test, n and verdict (lor2c_probe.compare.claims).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from lor2c_probe.compare.claims import claims_markdown, paper_claims
+from lor2c_probe.record.runs import load_runs
+from lor2c_probe.record.store import read_manifest
+
+
+def completed_runs(folders: list[Path]) -> list[Path]:
+    out = []
+    for f in folders:
+        for m in sorted((f / "runs").glob("*/manifest.json")):
+            if read_manifest(m.parent).get("status") == "completed":
+                out.append(m.parent)
+    return out
+
+
+def main(args: list[str]) -> None:
+    columns, counts = {}, {}
+    for arg in args:
+        name, _, paths = arg.partition("=")
+        runs = completed_runs([Path(p) for p in paths.split(",") if p])
+        counts[name] = len(runs)
+        columns[name] = paper_claims(load_runs(runs)) if runs else paper_claims([])
+    print(claims_markdown(columns))
+    print()
+    print("Completed runs per column: " + "; ".join(f"{n}: {c}" for n, c in counts.items()) + ".")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
