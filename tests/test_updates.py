@@ -203,3 +203,15 @@ def test_route_costs_small():
     for name, row in out["methods"].items():
         assert row["route_s"] > 0 and row["dense_svd_s"] > 0 and row["ratio"] > 0, name
         assert row["max_rel_err"] < 1e-3 and row["max_err_vs_sigma_max"] < 1e-4, (name, row)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("method", METHODS)
+def test_svdvals_many_is_each_updates_svdvals(method, arch):
+    # the batched route (the spectral probe's) against the PEFT merge, brute force, for every tuner layer together
+    from lor2c_probe.updates import svdvals_many
+
+    case = _case(method, arch)
+    for (name, update, ref), got in zip(case, svdvals_many([u for _, u, _ in case])):
+        assert got.dtype == torch.float32
+        _assert_spectra(got, torch.linalg.svdvals(ref), f"{method}/{arch} {name} [{update.route}, batched]")

@@ -39,6 +39,12 @@ class BenchConfig:
     update_spectra: bool = False  # only each PEFT method's exact update-spectrum route against a dense SVD (d = 768)
     probe_sets: bool = False  # only every probe and live sink against no probes, at the default flush interval
     probe_flush_every: int = 50
+    peers: bool = False  # only the comparison with the tools users would otherwise pick (bench/peers.py)
+    peer_methods: tuple[str, ...] = ("lora", "lor2c")  # --peers: gradient monitoring on these methods
+    step_methods: tuple[str, ...] = ("lora", "dora", "vera", "lor2c", "share-lor2c", "reslora-ms")  # --peers: train step, first = baseline
+    peer_parts: tuple[str, ...] = ("monitors", "spectra", "train_step", "volume")  # --peers: which of its four parts to run
+    volume_record_steps: int = 100  # --peers: steps actually recorded for the volume and analysis-time comparison ...
+    volume_steps: int = 1200  # ... extended to this many steps
 
     def __post_init__(self) -> None:
         from lor2c_probe.adapters import METHODS
@@ -58,10 +64,17 @@ class BenchConfig:
             raise ConfigError(f"device must be cpu, cuda or auto; got {self.device!r}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ConfigError(f"precision must be auto, fp32, bf16 or fp16; got {self.precision!r}")
-        if sum((self.memory_only, self.durability, self.update_spectra, self.probe_sets)) > 1:
-            raise ConfigError("--memory-only, --durability, --update-spectra and --probe-sets each measure one thing; pick one")
+        if sum((self.memory_only, self.durability, self.update_spectra, self.probe_sets, self.peers)) > 1:
+            raise ConfigError("--memory-only, --durability, --update-spectra, --probe-sets and --peers each measure one thing; pick one")
+        bad = [p for p in self.peer_parts if p not in ("monitors", "spectra", "train_step", "volume")]
+        if bad or not self.peer_parts:
+            raise ConfigError(f"peer parts must be among monitors, spectra, train_step, volume; got {','.join(self.peer_parts)!r}")
+        for name in ("peer_methods", "step_methods"):
+            for m in getattr(self, name):
+                if m not in METHODS:
+                    raise ConfigError(f"unknown method {m!r} in {name}; choose from: {', '.join(METHODS)}")
         for name in ("rank", "batch_size", "seq_len", "reps", "steps", "spectra_reps", "memory_reps", "memory_steps", "svd_reps",
-                     "durability_flush_every", "probe_flush_every"):
+                     "durability_flush_every", "probe_flush_every", "volume_record_steps", "volume_steps"):
             _pos(name, getattr(self, name))
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
             raise ConfigError(f"warmup must be a non-negative integer; got {self.warmup!r}")
@@ -79,7 +92,7 @@ class BenchConfig:
         """Everything once, on the tiny random shape: checks the suite runs, in well under a minute."""
         base = cls(shapes=("tiny",), warmup=1, reps=2, steps=2, spectra_reps=1, memory_reps=1, memory_steps=1,
                    svd_dims=(768,), svd_ranks=(8,), svd_reps=3, smoke=True, durability_flush_every=5,
-                   probe_flush_every=3)
+                   probe_flush_every=3, volume_record_steps=4, volume_steps=40)
         return replace(base, **overrides)
 
     def to_dict(self) -> dict[str, Any]:

@@ -77,10 +77,12 @@ def _run_child(spec: dict[str, Any]) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def measure_memory(cfg: BenchConfig, shape: str, device_type: str, precision: str, threads: int, log: Any = print) -> dict[str, Any]:
+def measure_memory(cfg: BenchConfig, shape: str, device_type: str, precision: str, threads: int, log: Any = print,
+                   sets: tuple[str, ...] = ("none", "all")) -> dict[str, Any]:
+    """Peak memory of each method without probes and with all of them (``sets``: ("none",) for the first alone)."""
     out = {}
     for m in cfg.methods:
-        runs: dict[str, list[dict[str, Any]]] = {"none": [], "all": []}
+        runs: dict[str, list[dict[str, Any]]] = {s: [] for s in sets}
         for _ in range(cfg.memory_reps):
             for probes in runs:  # alternated, so drift in the machine's state hits both
                 runs[probes].append(_run_child({"shape": shape, "method": m, "probes": probes, "device": device_type,
@@ -92,8 +94,11 @@ def measure_memory(cfg: BenchConfig, shape: str, device_type: str, precision: st
         else:
             used = {p: [1024 * (r["rss_peak_kib"] - r["rss_base_kib"]) for r in v] for p, v in runs.items()}
             measure = "peak RSS minus RSS after imports (bytes; glibc mmap threshold fixed at 128 KiB)"
-        ratios = [a / b for a, b in zip(used["all"], used["none"])]
         plan = planned_bytes(cfg, shape, m, precision)
+        if "all" not in used:
+            out[m] = {"measure": measure, "bytes": used, "raw": runs, "plan_bytes": plan}
+            continue
+        ratios = [a / b for a, b in zip(used["all"], used["none"])]
         out[m] = {"measure": measure, "bytes": used, "raw": runs, "ratio": statistics.median(ratios), "ratios": ratios,
                   "plan_bytes": plan, "plan_over_measured": plan / statistics.median(used["none"])}
         log(f"  {shape} {m:<12} peak memory {statistics.median(used['none']) / 2**20:8.1f} MiB without probes, "

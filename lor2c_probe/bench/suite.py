@@ -36,6 +36,13 @@ GOALS = (
     Goal("probes_and_sinks", "every probe + a live sink at the default flush interval, spectra amortized over an epoch: step-time "
          "ratio vs no probes", 1.05, "<=", "wandb.watch / TensorBoard histogram logging"),
     Goal("recording_volume_histograms", "recording volume with histograms, bytes per module per logged step", 1024.0, "<=", "-"),
+    Goal("peer_grad_probe", "our gradient probe on every step: step-time ratio vs no monitoring (bench --peers)", 1.03, "<=", "-"),
+    Goal("peer_vs_wandb_watch", "added step time of wandb.watch(log='gradients', log_freq=1) over ours (times cheaper)", 5.0, ">=",
+         "wandb.watch"),
+    Goal("peer_spectra_speedup", "our exact adapter spectra vs WeightWatcher on the same PEFT adapters (d = 768): time ratio", 100.0, ">=",
+         "WeightWatcher"),
+    Goal("peer_spectra_agreement", "max relative difference of the singular values, ours vs WeightWatcher", 1e-5, "<=", "WeightWatcher"),
+    Goal("peer_lor2c_step", "LoR2C train step vs PEFT LoRA (bench --peers)", 1.00, "<=", "PEFT LoRA"),
     Goal("durability", "fsync of shards, manifests and checkpoints + the run lock: step-time ratio at flush every 50, "
          "amortized over an epoch", 1.01, "<=", "the same run without fsync or lock"),
 )
@@ -62,6 +69,13 @@ def run_suite(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     result: dict[str, Any] = {"benchmark": "lor2c-probe bench", "environment": environment(device, precision),
                               "config": cfg.to_dict(), "shapes": {}}
     result["svd"] = []
+    if cfg.peers:
+        from lor2c_probe.bench.peers import run_peers
+
+        result["peers"] = run_peers(cfg, device, precision, log)
+        result["goals"] = goals_table(cfg, result)
+        result["seconds"] = time.perf_counter() - t_start
+        return result
     if cfg.probe_sets:
         from lor2c_probe.bench.probe_sets import measure_probe_sets
 
@@ -127,6 +141,8 @@ def goals_table(cfg: BenchConfig, result: dict[str, Any]) -> list[dict[str, Any]
         rows.append({"goal": key, "measure": g.measure, "target": f"{g.op} {g.target:g}", "shape": shape, "method": method,
                      "value": value, "met": met, "detail": detail})
 
+    if "peers" in result:
+        _peer_goals(result["peers"], add)
     for row in result["svd"]:
         if (row["d"], row["r"]) == (768, 8):
             add("factor_qr_speedup", row["speedup"], None, None, "median times, float32")
@@ -160,6 +176,26 @@ def goals_table(cfg: BenchConfig, result: dict[str, Any]) -> list[dict[str, Any]
             add("peak_memory", r["memory"][m]["ratio"], shape, m, r["memory"][m]["measure"])
             add("recording_volume", e["recording"]["bytes_per_module_step"], shape, m, "grads + activation_grads + metrics on disk")
     return rows
+
+
+def _peer_goals(peers: dict[str, Any], add: Callable[..., None]) -> None:
+    for key, m in peers["monitors"].items():
+        shape, method = key.split("|")
+        ours = m["variants"].get("ours (grads probe, every step)")
+        if ours:
+            add("peer_grad_probe", ours["ratio_to_none"]["median"], shape, method, "median of paired per-repetition ratios")
+        ov = m.get("ours_vs_watch_overhead")
+        if ov:
+            add("peer_vs_wandb_watch", ov["times_cheaper"], shape, method,
+                f"added time: ours {ov['ours_added']:+.4f}, wandb.watch {ov['theirs_added']:+.4f} (ratio - 1, medians); {ov['note']}".rstrip("; "))
+    sp = peers.get("spectra") or {}
+    if sp.get("weightwatcher"):
+        ww = sp["weightwatcher"]
+        add("peer_spectra_speedup", ww.get("speedup"), None, "lora", f"{sp['adapters']} adapters, d = {sp['d']}, r = {sp['rank']}")
+        add("peer_spectra_agreement", ww.get("max_relative_error"), None, "lora", ww.get("compared", ""))
+    for shape, t in peers["train_step"].items():
+        if "lor2c" in t["methods"] and t["baseline"] == "lora":
+            add("peer_lor2c_step", t["methods"]["lor2c"]["ratio_to_baseline"]["median"], shape, "lor2c", "median of paired per-repetition ratios")
 
 
 def format_goals(rows: list[dict[str, Any]]) -> str:

@@ -28,7 +28,7 @@ def bench_config(options: dict[str, Any]):
     from lor2c_probe.bench.config import BenchConfig
 
     given: dict[str, Any] = {}
-    for key in ("shapes", "methods"):
+    for key in ("shapes", "methods", "peer_parts"):
         if options.get(key) is not None:
             given[key] = _csv(options[key])
     for key in ("svd_dims", "epoch_steps"):
@@ -37,7 +37,7 @@ def bench_config(options: dict[str, Any]):
     for key in ("device", "precision", "rank", "batch_size", "seq_len", "reps", "steps", "warmup", "memory_reps"):
         if options.get(key) is not None:
             given[key] = options[key]
-    for flag in ("memory_only", "durability", "update_spectra", "probe_sets"):
+    for flag in ("memory_only", "durability", "update_spectra", "probe_sets", "peers"):
         if options.get(flag):
             given[flag] = True
     base = BenchConfig.smoke_preset() if options.get("smoke") else BenchConfig()

@@ -148,12 +148,21 @@ class SpectralProbe(TrainerCallback):
                     continue
             self._modules.append(m)
         try:
-            spectra = {("weights", m.module): self.weight_spectrum(m) for m in self._modules} if "weights" in sources else {}
+            spectra = self._weight_spectra() if "weights" in sources else {}
             if "features" in sources and self.data is not None:
                 spectra.update({("features", k): v for k, v in self.feature_spectra(model).items()})
         finally:
             self._updates = {}  # a dense ΔW per module is not kept between readings
         return {k: v.detach().double().cpu().numpy() for k, v in spectra.items()}
+
+    @torch.no_grad()
+    def _weight_spectra(self) -> dict[tuple[str, str], torch.Tensor]:
+        """Every module's weight spectrum; the tuner layers' updates in batches of equal shape (``svdvals_many``)."""
+        from lor2c_probe.updates import svdvals_many
+
+        tuned = [m for m in self._modules if m.tuner is not None]
+        batched = dict(zip((m.module for m in tuned), svdvals_many([self._updates[m.module] for m in tuned])))
+        return {("weights", m.module): batched[m.module] if m.module in batched else self.weight_spectrum(m) for m in self._modules}
 
     def record(self, state: TrainState) -> None:
         self._last_step = state.step

@@ -46,7 +46,7 @@ def test_smoke_run_writes_valid_json_with_every_goal(smoke):
     env = data["environment"]
     assert env["device"] == "cpu" and env["versions"]["torch"] == torch.__version__ and env["torch_threads"] >= 1
     assert data["config"]["smoke"] is True and data["config"]["shapes"] == ["tiny"]
-    assert {r["goal"] for r in data["goals"]} == {g.key for g in GOALS} - PROBE_SET_GOALS  # those: --probe-sets alone
+    assert {r["goal"] for r in data["goals"]} == {g.key for g in GOALS} - PROBE_SET_GOALS - PEER_GOALS  # those: --probe-sets, --peers
     assert all(r["value"] is not None and r["value"] > 0 and r["met"] is None for r in data["goals"])  # smoke: not judged
     tiny = data["shapes"]["tiny"]
     assert set(tiny["steps"]["methods"]) == {"lora", "lor2c"}
@@ -62,6 +62,7 @@ def test_smoke_run_writes_valid_json_with_every_goal(smoke):
 
 
 PROBE_SET_GOALS = {"probes_and_sinks", "recording_volume_histograms"}
+PEER_GOALS = {"peer_grad_probe", "peer_vs_wandb_watch", "peer_spectra_speedup", "peer_spectra_agreement", "peer_lor2c_step"}
 
 
 def test_probe_sets_times_every_probe_and_sink_against_none(tmp_path):
