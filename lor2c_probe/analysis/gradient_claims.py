@@ -153,9 +153,9 @@ def summarize(per_seed: pd.DataFrame, surface: pd.DataFrame, *, numerator: str, 
     verdicts = list(judged["verdict"]) if not judged.empty else []
     lines.append(f"{subject}: {overall(verdicts)}; test: Spearman permutation within seeds, Holm across epochs, alpha = 0.05.")
     if verdicts and "holds" in verdicts and "holds" not in list(judged["verdict_without_top"]):
-        lines.append(f"Caution: without the highest layer no epoch shows a significant rise; that layer carries the trend.")
+        lines.append("Caution: without the highest layer no epoch shows a significant rise; that layer carries the trend.")
     a = above_one(per_seed)
-    claim2 = (f"Paper claim (LoR2C's modules receive larger gradients than LoRA's)" if paper_claim
+    claim2 = ("Paper claim (LoR2C's modules receive larger gradients than LoRA's)" if paper_claim
               else f"{numerator}'s module gradient exceeds {denominator}'s")
     if a.n >= 2:
         v = stats.verdict(a.p, a.low, a.high, claim_sign=+1)
