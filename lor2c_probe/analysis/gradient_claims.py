@@ -95,6 +95,16 @@ def above_one(per_seed: pd.DataFrame) -> stats.MeanTest:
     return stats.t_test(logs.to_numpy())
 
 
+def lowest_input_test(act_per_seed: pd.DataFrame) -> tuple[int, stats.MeanTest] | None:
+    """"More gradient reaches the lowest block input": the last epoch's ‖dL/dh‖ ratio at the lowest layer, one value per
+    seed; a one-sample t-test of its log (n = seeds). None when no seed defines that cell."""
+    a = act_per_seed[(act_per_seed["status"] == "ok") & (act_per_seed["ratio"] > 0)]
+    cell = a[(a["epoch"] == a["epoch"].max()) & (a["layer"] == a["layer"].min())]
+    if cell.empty:
+        return None
+    return int(cell["layer"].iloc[0]), stats.t_test(np.log(cell["ratio"].to_numpy()))
+
+
 def _n(x: float, spec: str = ".3g") -> str:
     return format(x, spec) if np.isfinite(x) else "undefined"
 

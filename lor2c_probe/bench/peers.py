@@ -23,7 +23,7 @@ import torch
 
 from lor2c_probe.bench.config import BenchConfig
 from lor2c_probe.bench.harness import Bench, make_bench
-from lor2c_probe.bench.peer_monitors import TensorBoardHistograms, WandbMonitor, folder_bytes, missing, scratch
+from lor2c_probe.bench.peer_monitors import TensorBoardHistograms, WandbMonitor, missing, scratch
 from lor2c_probe.bench.timing import interleaved, paired, summary, synchronizer
 from lor2c_probe.config import ProbeConfig
 

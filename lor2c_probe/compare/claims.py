@@ -92,19 +92,19 @@ def _gradient_claims(runs: list[RecordedRun]) -> list[Claim]:
 
 def _activation_claim(res, group: str) -> Claim:
     from lor2c_probe.analysis import stats
+    from lor2c_probe.analysis.gradient_claims import lowest_input_test
 
     if res.act_per_seed is None:
         return _missing(CLAIMS[2], "needs the activations probe")
-    a = res.act_per_seed[(res.act_per_seed.method == group) & (res.act_per_seed.status == "ok") & (res.act_per_seed.ratio > 0)]
-    cell = a[(a.epoch == a.epoch.max()) & (a.layer == a.layer.min())]
-    if cell.empty:
+    a = res.act_per_seed[res.act_per_seed.method == group]
+    found = lowest_input_test(a)
+    if found is None:
         return _missing(CLAIMS[2], "no defined ratio in the last epoch")
-    layer = int(cell.layer.iloc[0])
-    t = stats.t_test(np.log(cell.ratio.to_numpy()))
+    layer, t = found
     if t.n >= 2:
         return Claim(CLAIMS[2], f"×{math.exp(t.estimate):.2f} at block input {layer}", f"[{math.exp(t.low):.2f}, {math.exp(t.high):.2f}]",
                      f"one-sample t-test of log ratio, p = {t.p:.2g}", f"{t.n} seeds", stats.verdict(t.p, t.low, t.high, claim_sign=+1))
-    agg = res.act_ratio[(res.act_ratio.method == group) & (res.act_ratio.epoch == a.epoch.max()) & (res.act_ratio.layer == layer)]
+    agg = res.act_ratio[(res.act_ratio.method == group) & (res.act_ratio.epoch == res.act_ratio.epoch.max()) & (res.act_ratio.layer == layer)]
     lo, hi = (float(agg.ci_low.iloc[0]), float(agg.ci_high.iloc[0])) if len(agg) else (float("nan"), float("nan"))
     return Claim(CLAIMS[2], f"×{math.exp(t.estimate):.2f} at block input {layer}", f"[{lo:.2f}, {hi:.2f}] (within-run steps)",
                  "needs 2+ seeds", "1 seed", "cannot tell")

@@ -151,10 +151,8 @@ def _activation_summary(profiles: dict[str, Any], act_ratio: Any, baseline: str,
     baseline with intervals, and the test of "more gradient reaches the lowest block input" across seeds."""
     import math
 
-    import numpy as np
-
     from lor2c_probe.analysis import stats
-    from lor2c_probe.analysis.gradient_claims import _ci, _p
+    from lor2c_probe.analysis.gradient_claims import _ci, _p, lowest_input_test
 
     n = lambda x: format(x, ".3g") if math.isfinite(x) else "undefined"  # noqa: E731 - a summary never prints nan
     lines = ["Activation gradients ||dL/dh_i|| (epoch mean, last epoch), bottom block input vs encoder output (layer L):"]
@@ -176,9 +174,9 @@ def _activation_summary(profiles: dict[str, Any], act_ratio: Any, baseline: str,
                 f"at the lowest block input (layer {low.layer}) {n(low.ratio)} {_ci(low.ci_low, low.ci_high)} ({low.ci_method}); "
                 f"interval wholly above 1 at {above} and wholly below 1 at {below} of {len(last)} block inputs")
             seeded = act_seeds.get(method)
-            if seeded is not None:
-                cell = seeded[(seeded.epoch == seeded.epoch.max()) & (seeded.layer == low.layer) & (seeded.status == "ok") & (seeded.ratio > 0)]
-                t = stats.t_test(np.log(cell.ratio.to_numpy()))
+            res = lowest_input_test(seeded) if seeded is not None else None
+            if res is not None:
+                _, t = res
                 what = f"More gradient reaches the lowest block input under {method} than under {baseline} (last epoch)"
                 if t.n >= 2:
                     lines.append(f"  {what}: {stats.verdict(t.p, t.low, t.high, claim_sign=+1)}; ratio {n(math.exp(t.estimate))} "
