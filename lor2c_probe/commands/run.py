@@ -185,14 +185,16 @@ def _run(study: Study, planned: list[Planned], out: Path, marker: dict[str, Any]
     res = build_report([p.run_dir for p in planned], out / "report", title=study.title, intro=intro or None,
                        options=Options(baseline=study.baseline), interactive=interactive, groups=groups, overwrite=True)
     report_wall = time.perf_counter() - t0
-    results, seconds = {}, {}
+    results, seconds, cpu = {}, {}, {}
     for p in planned:
         r = read_manifest(p.run_dir).get("results") or {}
         results[p.run_dir.name] = {"final_eval": r.get("final_eval"), "headline_metric": r.get("headline_metric"),
                                    "folded_eval": r.get("folded_eval")}
-        seconds[p.run_dir.name] = r.get("wall_seconds_this_session")
+        seconds[p.run_dir.name] = r.get("wall_seconds", r.get("wall_seconds_this_session"))  # older manifests: one session's
+        cpu[p.run_dir.name] = r.get("cpu_seconds")
     marker.update({"status": "completed with diverged runs" if diverged else "completed",
                    "run_train_seconds": seconds,  # per run, from its manifest: training + per-epoch evals, kept runs included
+                   "run_cpu_seconds": cpu, "train_cpu_seconds": round(sum(v for v in cpu.values() if v), 1),
                    "run_wall_seconds_this_invocation": walls, "runs_kept": kept, "runs_diverged": diverged,
                    "train_wall_seconds_this_invocation": round(train_wall, 1), "report_wall_seconds": round(report_wall, 1),
                    "results": results, "report": str(res.html), "sections": {k: v or "drawn" for k, v in res.sections.items()}})

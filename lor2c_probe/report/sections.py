@@ -80,7 +80,7 @@ def runs_section(runs: list[RecordedRun], opts: Options | None = None) -> Sectio
             "batch": t.get("batch_size"), "lr": t.get("lr"), "rank": cfg.get("adapter", {}).get("rank"), "policy": cfg.get("policy"),
             "device": f"{m.get('device', {}).get('type')} / {m.get('precision')}", "status": m.get("status"),
             f"final {head}": final.get(head), f"best {head}": best.get(head),
-            "wall (s)": res.get("wall_seconds_this_session"), "path": str(r.path),
+            "wall (s)": res.get("wall_seconds", res.get("wall_seconds_this_session")), "CPU (s)": res.get("cpu_seconds"), "path": str(r.path),
         })
     s = Section("runs", "Runs")
     s.blocks.append(Table(pd.DataFrame(rows), "One row per recorded run; metrics from the manifest's results (final = last epoch's eval)."))
@@ -127,7 +127,28 @@ def training_section(runs: list[RecordedRun], opts: Options | None = None) -> Se
         s.blocks.append(f"The runs use different headline metrics ({', '.join(sorted(map(str, heads)))}); the eval panel shows {head}.")
     s.blocks.append(Fig("training_curves", "Train loss per optimizer step (trailing mean; raw values faint) and the eval metric at each epoch end.",
                         lambda: training_curves_figure(metrics, headline=head), lambda: training_curves_plotly(metrics, headline=head)))
+    _flattening_blocks(s, [r for r in runs if r.label in metrics and r.headline == head], head)
     return s
+
+
+def _flattening_blocks(s: Section, runs: list[RecordedRun], metric: str) -> None:
+    from lor2c_probe.analysis import training
+
+    inputs = []
+    for r in runs:
+        curve = training.eval_curve(r.table("metrics"), metric)
+        if len(curve) < 2:
+            continue
+        pair = training.last_two_predictions(r.table("predictions")) if metric == "accuracy" and r.has("predictions") else None
+        inputs.append({"group": r.group, "seed": r.seed, "curve": curve, "n_eval": r.manifest.get("task", {}).get("n_eval"), "last_two": pair})
+    if not inputs:
+        return
+    table = training.summary(training.per_run(inputs))
+    s.blocks.append(Table(table, f"Where the eval {metric} flattens: the first evaluation from which every later one is within one binomial "
+                          "standard error of the final (median and range over seeds), and what the last epoch added, with a 95% interval "
+                          "(Student t over seeds; one seed: per example, paired proportions); flattened = the interval within +-margin.",
+                          data="flattening"))
+    s.blocks.append(Pre(training.describe(table, metric=metric)))
 
 
 def comparison_section(runs: list[RecordedRun], opts: Options | None = None) -> Section:

@@ -5,7 +5,6 @@ Everything that can fail on user input is checked before the run directory is to
 
 from __future__ import annotations
 
-import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from lor2c_probe.train.build import Built, build_model, make_probes, make_struct
 from lor2c_probe.train.checkpoint import load_checkpoint, newest_intact, save_checkpoint
 from lor2c_probe.train.hooks import TrainerCallback
 from lor2c_probe.train.loop import Trainer
-from lor2c_probe.train.manifest import new_manifest, now, results, structure_fingerprint
+from lor2c_probe.train.manifest import Elapsed, new_manifest, now, results, structure_fingerprint
 from lor2c_probe.train.stopping import no_checkpoint, signals_held, sigterm_as_interrupt, stopped
 
 
@@ -176,7 +175,7 @@ def _train(
             save_checkpoint(
                 out, epoch, model=model, optimizer=trainer.optimizer, scheduler=trainer.scheduler,
                 extra={"step": trainer.state.step, "store_next_seq": store.next_seq, "eval_history": trainer.eval_history,
-                       "skipped_steps": trainer.skipped_steps,
+                       "skipped_steps": trainer.skipped_steps, "elapsed": clock.total(),
                        "callbacks": {cb.manifest_entry()["name"]: cb.state_dict() for cb in trainer.callbacks
                                      if hasattr(cb, "state_dict") and cb.manifest_entry()}},
             )
@@ -186,7 +185,7 @@ def _train(
         # rank 0 writes; a failure there (a full disk) stops every rank rather than leaving them in the next all-reduce
         distributed.raise_from_main(_check(save) if distributed.is_main() else None)
 
-    t0 = time.perf_counter()
+    clock = Elapsed(**(state.get("elapsed") or {})) if resume_from is not None else Elapsed()
     with sigterm_as_interrupt(), _closing(live):
         try:
             if start_epoch < cfg.train.epochs:
@@ -200,7 +199,7 @@ def _train(
                                            "global_batch_size": cfg.train.batch_size, "structure_agrees": True}
             manifest["status"] = "completed"
             manifest["finished"] = now()
-            manifest["results"] = results(trainer, built.spec, time.perf_counter() - t0)
+            manifest["results"] = results(trainer, built.spec, clock)
             # re-read: probes bind at their first step (e.g. which tensors the gradient probe could not place)
             manifest["recording"]["callbacks"] = [e for cb in trainer.callbacks if (e := cb.manifest_entry()) is not None]
             if cfg.train.on_nonfinite == "skip-step":

@@ -102,6 +102,8 @@ def test_each_figure_as_png_and_svg(full_report):
 
     ratio = pd.read_parquet(out / "data" / "gradient_ratio.parquet")  # numbers, not the formatted cells shown in the page
     assert {"method", "epoch", "layer", "ratio", "ci_low", "ci_high", "n_seeds"} <= set(ratio.columns) and ratio.ratio.dtype == float
+    flat = pd.read_parquet(out / "data" / "flattening.parquet")  # one row per method (each its own group here)
+    assert {"group", "flat_step_median", "last_gain", "low", "high", "flattened"} <= set(flat.columns) and len(flat) == 4
 
 
 def test_static_report_embeds_svgs_without_javascript(recorded, tmp_path):

@@ -71,6 +71,12 @@ def test_killed_and_resumed_run_equals_uninterrupted(tiny_models, tiny_data, tmp
     assert (tmp_path / "cut" / "superseded" / "resume-1" / "metrics").is_dir()
     full = read_manifest(tmp_path / "full")["results"]["final_eval"]
     assert manifest["results"]["final_eval"] == full
+    # the time the run keeps: what epoch-0000 had counted plus this session's (the steps redone after the kill count once)
+    counted = json.loads((tmp_path / "cut" / "checkpoints" / "epoch-0000" / "state.json").read_text())
+    res = manifest["results"]
+    assert 0 < counted["elapsed"]["wall"] and 0 < counted["elapsed"]["cpu"]
+    for k in ("wall", "cpu"):  # rounding of the two parts to 1 ms each
+        assert res[f"{k}_seconds"] == pytest.approx(counted["elapsed"][k] + res[f"{k}_seconds_this_session"], abs=2e-3)
 
 
 def test_resume_without_checkpoint_is_a_user_error(tiny_models, tiny_data, tmp_path):

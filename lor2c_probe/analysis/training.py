@@ -1,0 +1,103 @@
+"""Where the eval curve flattens, with its uncertainty (is the run long enough for its final comparison?).
+
+Per run, from the eval metric after each epoch:
+
+- ``flat_step``: the first evaluation from which every later one lies within one binomial standard error
+  (sqrt(p (1 - p) / n), p the final accuracy, n the eval examples) of the final value: after it the curve moves less
+  than the sampling noise of one evaluation. Accuracy only (a proportion); NaN for other metrics.
+- ``last_gain``: the final value minus the previous evaluation's, what the last epoch added; with per-example
+  predictions of both evaluations, an exact McNemar test and a paired-proportion 95% interval on the shared examples.
+
+Per group (a method over seeds): ``flat_step`` median and range; the mean last gain with a Student-t interval over
+seeds (one seed: that run's per-example interval), and the reading ``flattened``: the interval lies within
++-``margin`` (holds), wholly outside it (does not hold), else cannot tell. The margin defaults to the 1 point the
+method comparison resolves: a curve still moving by more than that per epoch would let the stopping point decide a
+Table I comparison.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lor2c_probe.analysis import stats
+from lor2c_probe.analysis.comparison import PARITY_MARGIN, parity
+
+
+def eval_curve(metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """A run's ``metrics`` rows of the eval split for ``metric``: columns step, value, by step (one row per evaluation)."""
+    sel = metrics[(metrics["split"] == "eval") & (metrics["name"] == metric)]
+    return sel.groupby("step", as_index=False)["value"].last().sort_values("step", ignore_index=True)
+
+
+def flat_step(steps: np.ndarray, values: np.ndarray, n_eval: int | None) -> float:
+    """First step from which every evaluation is within one binomial SE of the last; NaN without a proportion's n."""
+    v = np.asarray(values, dtype=float)
+    if not len(v) or not n_eval or not (0 <= v[-1] <= 1):
+        return float("nan")
+    se = np.sqrt(v[-1] * (1 - v[-1]) / n_eval)
+    outside = np.flatnonzero(np.abs(v - v[-1]) > se)
+    return float(np.asarray(steps)[outside[-1] + 1] if len(outside) else steps[0])
+
+
+def last_two_predictions(predictions: pd.DataFrame, split: str = "eval") -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The rows of the last two evaluations of ``split``, each sorted by example; None with fewer than two."""
+    sel = predictions[predictions["split"] == split]
+    steps = sorted(sel["step"].unique())
+    if len(steps) < 2:
+        return None
+    prev, last = (sel[sel["step"] == s].sort_values("example", ignore_index=True) for s in steps[-2:])
+    return prev, last
+
+
+def per_run(runs: list[dict]) -> pd.DataFrame:
+    """``runs``: dicts with group, seed, curve (from ``eval_curve``), n_eval (None when unknown) and, optionally,
+    last_two (from ``last_two_predictions``; accuracy only). One row per run."""
+    rows = []
+    for r in runs:
+        c = r["curve"]
+        steps, values = c["step"].to_numpy(), c["value"].to_numpy(dtype=float)
+        row = {"group": r["group"], "seed": r["seed"], "evaluations": len(c), "final": values[-1] if len(c) else np.nan,
+               "flat_step": flat_step(steps, values, r.get("n_eval")), "last_step": steps[-1] if len(c) else np.nan,
+               "last_gain": values[-1] - values[-2] if len(c) > 1 else np.nan,
+               "gain_low": np.nan, "gain_high": np.nan, "gain_p": np.nan}
+        pair = r.get("last_two")
+        if pair is not None:
+            prev, last = pair
+            if len(prev) == len(last) and np.array_equal(prev["example"].to_numpy(), last["example"].to_numpy()):
+                m = stats.mcnemar(last["prediction"].to_numpy() == last["label"].to_numpy(),
+                                  prev["prediction"].to_numpy() == prev["label"].to_numpy())
+                row.update(gain_low=m.low, gain_high=m.high, gain_p=m.p)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summary(runs: pd.DataFrame, *, margin: float = PARITY_MARGIN) -> pd.DataFrame:
+    """One row per group: seeds, flat_step median/min/max, last-epoch gain with its interval and the flattened reading."""
+    rows = []
+    for group, g in runs.groupby("group", sort=False):
+        t = stats.t_test(g["last_gain"].to_numpy(dtype=float))
+        low, high, how = t.low, t.high, f"Student t over {t.n} seeds"
+        if t.n == 1 and np.isfinite(g["gain_low"].iloc[0]):
+            low, high, how = float(g["gain_low"].iloc[0]), float(g["gain_high"].iloc[0]), "per example (paired proportions), one seed"
+        fs = g["flat_step"].dropna()
+        rows.append({"group": group, "seeds": len(g), "last_step": g["last_step"].max(),
+                     "flat_step_median": fs.median() if len(fs) else np.nan, "flat_step_min": fs.min() if len(fs) else np.nan,
+                     "flat_step_max": fs.max() if len(fs) else np.nan, "last_gain": t.estimate, "low": low, "high": high,
+                     "interval": how if np.isfinite(low) else "none", "flattened": parity(low, high, margin), "margin": margin})
+    return pd.DataFrame(rows)
+
+
+def describe(table: pd.DataFrame, *, metric: str) -> str:
+    """One sentence per group: where the curve flattens and what the last epoch added, with the interval and reading."""
+    def pt(x: float) -> str:
+        return f"{100 * x:+.2f}" if np.isfinite(x) else "undefined"
+
+    lines = []
+    for r in table.itertuples(index=False):
+        where = (f"flattens at step {r.flat_step_median:g} (median over {r.seeds} seed(s); range {r.flat_step_min:g}-{r.flat_step_max:g}) "
+                 f"of {r.last_step:g}" if np.isfinite(r.flat_step_median) else "flattening step not defined for this metric")
+        ci = f"[{pt(r.low)}, {pt(r.high)}] ({r.interval})" if np.isfinite(r.low) else "[no interval]"
+        lines.append(f"{r.group}: {where}; the last epoch changed {metric} by {pt(r.last_gain)} points {ci}; "
+                     f"flattened within +-{100 * r.margin:g} point(s): {r.flattened}.")
+    return "\n".join(lines)

@@ -1,0 +1,65 @@
+"""Where the eval curve flattens (analysis.training), on constructed curves with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from lor2c_probe.analysis import training
+
+
+def _curve(values, steps=None):
+    steps = steps if steps is not None else [100 * (i + 1) for i in range(len(values))]
+    return pd.DataFrame({"step": steps, "value": values})
+
+
+def test_flat_step_is_the_first_evaluation_within_one_binomial_se_of_the_final():
+    # SE at 0.86 on 100 examples: sqrt(0.86 * 0.14 / 100) = 0.0347; 0.80 is 0.06 away (outside), 0.85 and 0.87 inside
+    assert training.flat_step(np.array([100, 200, 300, 400]), np.array([0.50, 0.80, 0.85, 0.86]), 100) == 300
+    assert training.flat_step(np.array([100, 200, 300, 400]), np.array([0.85, 0.80, 0.87, 0.86]), 100) == 300  # a dip counts
+    assert training.flat_step(np.array([100, 200]), np.array([0.86, 0.86]), 100) == 100
+    assert np.isnan(training.flat_step(np.array([100, 200]), np.array([0.5, 0.6]), None))  # no n: not a proportion we can judge
+    assert np.isnan(training.flat_step(np.array([100, 200]), np.array([1.5, 2.0]), 100))  # a loss, not a proportion
+
+
+def test_eval_curve_picks_the_eval_rows_of_the_metric():
+    m = pd.DataFrame({"step": [1, 2, 2, 2, 4, 4], "epoch": 0, "split": ["train", "train", "eval", "eval", "eval", "eval"],
+                      "name": ["loss", "loss", "accuracy", "loss", "accuracy", "loss"], "value": [9, 9, 0.6, 0.7, 0.8, 0.5]})
+    pd.testing.assert_frame_equal(training.eval_curve(m, "accuracy"), _curve([0.6, 0.8], [2, 4]))
+
+
+def test_summary_over_seeds_uses_a_student_t_interval_and_reads_flatness_against_the_margin():
+    flat = [{"group": "a", "seed": s, "curve": _curve([0.7, 0.85, 0.85 + g]), "n_eval": 1000} for s, g in zip((1, 2, 3), (0.001, 0.002, 0.003))]
+    moving = [{"group": "b", "seed": s, "curve": _curve([0.6, 0.7, 0.7 + g]), "n_eval": 1000} for s, g in zip((1, 2, 3), (0.05, 0.06, 0.07))]
+    table = training.summary(training.per_run(flat + moving)).set_index("group")
+    half = sps.t.ppf(0.975, 2) * np.std([0.001, 0.002, 0.003], ddof=1) / np.sqrt(3)  # by hand
+    assert table.loc["a", "last_gain"] == pytest.approx(0.002, abs=1e-12)
+    assert (table.loc["a", "low"], table.loc["a", "high"]) == pytest.approx((0.002 - half, 0.002 + half), abs=1e-12)
+    assert table.loc["a", "flattened"] == "holds" and table.loc["a", "interval"] == "Student t over 3 seeds"
+    assert table.loc["b", "flattened"] == "does not hold"  # the interval [0.035, 0.085] lies above +1 point
+    # SE at 0.853 on 1,000 examples is 0.0112: 0.85 is inside, 0.70 outside, so every seed of a flattens at step 200
+    assert table.loc["a", ["flat_step_median", "flat_step_min", "flat_step_max"]].tolist() == [200, 200, 200]
+
+
+def test_one_seed_uses_the_per_example_interval_of_its_last_two_evaluations():
+    n = 400
+    label = np.zeros(n, dtype=int)
+    prev = np.zeros(n, dtype=int)
+    prev[:40] = 1  # 40 wrong before the last epoch
+    last = prev.copy()
+    last[:30] = 0  # 30 of them fixed ...
+    last[300:310] = 1  # ... and 10 others broken: +20 / 400 = +5 points, discordant 30 vs 10
+    rows = lambda p: pd.DataFrame({"example": np.arange(n), "label": label, "prediction": p})  # noqa: E731
+    preds = pd.concat([rows(prev).assign(step=200, split="eval"), rows(last).assign(step=300, split="eval"),
+                       rows(last).assign(step=300, split="train")])
+    pair = training.last_two_predictions(preds)
+    run = {"group": "a", "seed": 1, "curve": _curve([0.90, 0.95], [200, 300]), "n_eval": n, "last_two": pair}
+    per_run = training.per_run([run])
+    se = np.sqrt(30 + 10 - 20 ** 2 / n) / n  # Agresti's paired-proportion SE from the discordant counts
+    assert per_run.loc[0, "gain_p"] == pytest.approx(sps.binomtest(30, 40, 0.5).pvalue)
+    assert (per_run.loc[0, "gain_low"], per_run.loc[0, "gain_high"]) == pytest.approx((0.05 - 1.959964 * se, 0.05 + 1.959964 * se), abs=1e-6)
+    row = training.summary(per_run).iloc[0]
+    assert row["interval"].startswith("per example") and row["flattened"] == "does not hold"  # 5 points [2.9, 7.1] > 1
+    assert "the last epoch changed accuracy by +5.00 points" in training.describe(training.summary(per_run), metric="accuracy")
