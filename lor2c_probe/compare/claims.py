@@ -7,12 +7,17 @@ Claims (each only where the runs hold what it needs; otherwise the line says wha
 4. Fig. 2, the learned full-rank residual map is low rank: top-8 energy minus the same-norm control's, t-test.
 5. Table I, LoR2C matches LoRA with half the parameters: paired accuracy difference, parity within ±1 point.
 6. IMLoR2C keeps LoRA's accuracy with fewer parameters: the same for IMLoR2C.
+
+Runs may come from several studies (one folder of runs each, e.g. a Fig. 7 study and a Fig. 2 study at one depth).
+A claim never pools studies: a seed of one study does not pair with the same seed of another (other schedule, other
+probes), so each claim takes the one folder whose runs hold the most seeds with every method it compares, and says
+which.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -29,6 +34,7 @@ class Claim:
     test: str
     n: str
     verdict: str
+    source: str = ""  # the folder of runs the claim was read from
 
 
 CLAIMS = (
@@ -49,6 +55,25 @@ def _group(runs: list[RecordedRun], method: str) -> list[RecordedRun]:
     return [r for r in runs if r.method == method and not r.manifest.get("config", {}).get("structure", {}).get("emulate_reference_bugs")]
 
 
+def one_study(runs: list[RecordedRun], methods: tuple[str, ...]) -> tuple[list[RecordedRun], str]:
+    """The runs of the one folder (a study's runs/, or wherever the runs sit) whose runs hold the most seeds with
+    every one of ``methods``, and that folder's name (its study's, for ``<study>/runs/<run>``). Ties: the first in
+    path order. No folder with every method: ([], "")."""
+    by_folder: dict[str, list[RecordedRun]] = {}
+    for r in runs:
+        by_folder.setdefault(str(r.path.resolve().parent), []).append(r)
+    best, best_n = None, 0
+    for folder in sorted(by_folder):
+        rs = by_folder[folder]
+        common = set.intersection(*({r.seed for r in rs if r.method == m} for m in methods))
+        if len(common) > best_n:
+            best, best_n = folder, len(common)
+    if best is None:
+        return [], ""
+    folder = by_folder[best][0].path.resolve().parent
+    return by_folder[best], folder.parent.name if folder.name == "runs" else folder.name
+
+
 def paper_claims(runs: list[RecordedRun]) -> list[Claim]:
     """One ``Claim`` per entry of ``CLAIMS``, from whichever of ``runs`` it needs (grouped by method, paired by seed)."""
     out = _gradient_claims(runs)
@@ -62,10 +87,10 @@ def _gradient_claims(runs: list[RecordedRun]) -> list[Claim]:
     from lor2c_probe.analysis.gradient_claims import above_one
     from lor2c_probe.compare.gradients import compare_gradients
 
-    lora = [r for r in _group(runs, "lora") if r.has("grads")]
-    lor2c = [r for r in _group(runs, "lor2c") if r.has("grads")]
+    runs, source = one_study([r for r in runs if r.has("grads")], ("lora", "lor2c"))
+    lora, lor2c = _group(runs, "lora"), _group(runs, "lor2c")
     if not lora or not lor2c:
-        return [_missing(c, "needs lor2c and lora runs with the grads probe") for c in CLAIMS[:3]]
+        return [_missing(c, "needs lor2c and lora runs with the grads probe at the same seed") for c in CLAIMS[:3]]
     try:
         res = compare_gradients(lor2c + lora, lora, "mean_abs", "all")
     except (CannotCompare, StorageError) as e:
@@ -87,7 +112,7 @@ def _gradient_claims(runs: list[RecordedRun]) -> list[Claim]:
                    f"Spearman, within-seed permutation, Holm over {len(t)} epochs, p = {last.p_holm:.2g}",
                    f"{int(last.n)} (layer, seed) pairs, {int(last.seeds)} seed(s)", str(last.verdict))
     c3 = _activation_claim(res, lor2c[0].group)
-    return [c1, c2, c3]
+    return [replace(c, source=source) if c.effect else c for c in (c1, c2, c3)]
 
 
 def _activation_claim(res, group: str) -> Claim:
@@ -113,7 +138,8 @@ def _activation_claim(res, group: str) -> Claim:
 def _low_rank_claim(runs: list[RecordedRun]) -> Claim:
     from lor2c_probe.analysis.low_rank import claim_table, low_rank_evidence
 
-    full = [r for r in _group(runs, "full-rank-residual") if r.has("spectra")]
+    runs, source = one_study([r for r in runs if r.has("spectra")], ("full-rank-residual",))
+    full = _group(runs, "full-rank-residual")
     if not full:
         return _missing(CLAIMS[3], "needs full-rank-residual runs with the spectra probe")
     frames = []
@@ -125,12 +151,13 @@ def _low_rank_claim(runs: list[RecordedRun]) -> Claim:
     p = f", p = {c.p:.2g}" if np.isfinite(c.p) else ""
     return Claim(CLAIMS[3], f"top-8 energy {c.top8_energy:.1%} vs control {c.control_top8_energy:.1%} (d = {int(c.directions)})",
                  f"difference [{c.difference_low:+.1%}, {c.difference_high:+.1%}]", f"one-sample t-test across {c.unit}s{p}",
-                 f"{int(c.n)} {c.unit}s", str(c.verdict))
+                 f"{int(c.n)} {c.unit}s", str(c.verdict), source)
 
 
 def _parity_claim(runs: list[RecordedRun], method: str, claim: str) -> Claim:
     from lor2c_probe.analysis.comparison import paired_by_seed
 
+    runs, source = one_study([r for r in runs if r.manifest.get("status") == "completed"], (method, "lora"))
     rows = []
     for r in _group(runs, method) + _group(runs, "lora"):
         final = (r.manifest.get("results") or {}).get("final_eval") or {}
@@ -148,7 +175,7 @@ def _parity_claim(runs: list[RecordedRun], method: str, claim: str) -> Claim:
     pv = f", p = {r.p:.2g}" if np.isfinite(r.p) else ""
     verdict = r.parity if np.isfinite(r.low) else "cannot tell"
     return Claim(claim, f"{100 * r.difference:+.2f} pt accuracy at {share:.0%} of LoRA's parameters", interval,
-                 f"paired t across seeds{pv}; parity = interval within ±1 pt", f"{int(r.seeds)} seed(s)", verdict)
+                 f"paired t across seeds{pv}; parity = interval within ±1 pt", f"{int(r.seeds)} seed(s)", verdict, source)
 
 
 def claims_markdown(columns: dict[str, list[Claim]]) -> str:
@@ -160,6 +187,7 @@ def claims_markdown(columns: dict[str, list[Claim]]) -> str:
         cells = []
         for n in names:
             c = columns[n][i]
-            cells.append(f"{c.effect} {c.interval} · {c.test} · {c.n} · **{c.verdict}**" if c.effect else f"**{c.verdict}**")
+            src = f" ({c.source})" if c.source else ""
+            cells.append(f"{c.effect} {c.interval} · {c.test} · {c.n}{src} · **{c.verdict}**" if c.effect else f"**{c.verdict}**")
         lines.append(f"| {claim} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
