@@ -17,6 +17,8 @@ Table I comparison.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -50,20 +52,27 @@ def last_two_predictions(predictions: pd.DataFrame, split: str = "eval") -> tupl
     return prev, last
 
 
-def per_run(runs: list[dict]) -> pd.DataFrame:
-    """``runs``: dicts with group, seed, curve (from ``eval_curve``), n_eval (None when unknown) and, optionally,
-    last_two (from ``last_two_predictions``; accuracy only). One row per run."""
+@dataclass(frozen=True)
+class RunCurve:
+    group: str
+    seed: int | None
+    curve: pd.DataFrame  # from ``eval_curve``
+    n_eval: int | None = None  # eval examples (a proportion's n); None when unknown
+    last_two: tuple[pd.DataFrame, pd.DataFrame] | None = None  # from ``last_two_predictions`` (accuracy only)
+
+
+def per_run(runs: list[RunCurve]) -> pd.DataFrame:
+    """One row per run: evaluations, final value, flat_step, last_gain with its per-example interval and p."""
     rows = []
     for r in runs:
-        c = r["curve"]
+        c = r.curve
         steps, values = c["step"].to_numpy(), c["value"].to_numpy(dtype=float)
-        row = {"group": r["group"], "seed": r["seed"], "evaluations": len(c), "final": values[-1] if len(c) else np.nan,
-               "flat_step": flat_step(steps, values, r.get("n_eval")), "last_step": steps[-1] if len(c) else np.nan,
+        row = {"group": r.group, "seed": r.seed, "evaluations": len(c), "final": values[-1] if len(c) else np.nan,
+               "flat_step": flat_step(steps, values, r.n_eval), "last_step": steps[-1] if len(c) else np.nan,
                "last_gain": values[-1] - values[-2] if len(c) > 1 else np.nan,
                "gain_low": np.nan, "gain_high": np.nan, "gain_p": np.nan}
-        pair = r.get("last_two")
-        if pair is not None:
-            prev, last = pair
+        if r.last_two is not None:
+            prev, last = r.last_two
             if len(prev) == len(last) and np.array_equal(prev["example"].to_numpy(), last["example"].to_numpy()):
                 m = stats.mcnemar(last["prediction"].to_numpy() == last["label"].to_numpy(),
                                   prev["prediction"].to_numpy() == prev["label"].to_numpy())

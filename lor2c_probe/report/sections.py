@@ -140,7 +140,7 @@ def _flattening_blocks(s: Section, runs: list[RecordedRun], metric: str) -> None
         if len(curve) < 2:
             continue
         pair = training.last_two_predictions(r.table("predictions")) if metric == "accuracy" and r.has("predictions") else None
-        inputs.append({"group": r.group, "seed": r.seed, "curve": curve, "n_eval": r.manifest.get("task", {}).get("n_eval"), "last_two": pair})
+        inputs.append(training.RunCurve(r.group, r.seed, curve, r.manifest.get("task", {}).get("n_eval"), pair))
     if not inputs:
         return
     table = training.summary(training.per_run(inputs))

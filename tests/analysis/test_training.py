@@ -31,8 +31,8 @@ def test_eval_curve_picks_the_eval_rows_of_the_metric():
 
 
 def test_summary_over_seeds_uses_a_student_t_interval_and_reads_flatness_against_the_margin():
-    flat = [{"group": "a", "seed": s, "curve": _curve([0.7, 0.85, 0.85 + g]), "n_eval": 1000} for s, g in zip((1, 2, 3), (0.001, 0.002, 0.003))]
-    moving = [{"group": "b", "seed": s, "curve": _curve([0.6, 0.7, 0.7 + g]), "n_eval": 1000} for s, g in zip((1, 2, 3), (0.05, 0.06, 0.07))]
+    flat = [training.RunCurve("a", s, _curve([0.7, 0.85, 0.85 + g]), 1000) for s, g in zip((1, 2, 3), (0.001, 0.002, 0.003))]
+    moving = [training.RunCurve("b", s, _curve([0.6, 0.7, 0.7 + g]), 1000) for s, g in zip((1, 2, 3), (0.05, 0.06, 0.07))]
     table = training.summary(training.per_run(flat + moving)).set_index("group")
     half = sps.t.ppf(0.975, 2) * np.std([0.001, 0.002, 0.003], ddof=1) / np.sqrt(3)  # by hand
     assert table.loc["a", "last_gain"] == pytest.approx(0.002, abs=1e-12)
@@ -55,7 +55,7 @@ def test_one_seed_uses_the_per_example_interval_of_its_last_two_evaluations():
     preds = pd.concat([rows(prev).assign(step=200, split="eval"), rows(last).assign(step=300, split="eval"),
                        rows(last).assign(step=300, split="train")])
     pair = training.last_two_predictions(preds)
-    run = {"group": "a", "seed": 1, "curve": _curve([0.90, 0.95], [200, 300]), "n_eval": n, "last_two": pair}
+    run = training.RunCurve("a", 1, _curve([0.90, 0.95], [200, 300]), n, pair)
     per_run = training.per_run([run])
     se = np.sqrt(30 + 10 - 20 ** 2 / n) / n  # Agresti's paired-proportion SE from the discordant counts
     assert per_run.loc[0, "gain_p"] == pytest.approx(sps.binomtest(30, 40, 0.5).pvalue)
