@@ -14,8 +14,10 @@ export HF_HUB_OFFLINE=1
 for s in "${studies[@]}"; do
   "$BIN" run "analyses/$s.toml" --out "runs/gallery/$s" --resume --static --quiet
   rm -rf "figures/$s"
-  mkdir -p "figures/$s"
-  cp -r "runs/gallery/$s/report/report.html" "runs/gallery/$s/report/figures" "figures/$s/"
+  mkdir -p "figures/$s/figures"
+  # PNGs only: the static report.html embeds every figure as SVG already (the gallery stays under 15 MB)
+  cp "runs/gallery/$s/report/report.html" "figures/$s/"
+  cp "runs/gallery/$s/report/figures/"*.png "figures/$s/figures/"
   [ -d "runs/gallery/$s/report/data" ] && cp -r "runs/gallery/$s/report/data" "figures/$s/"
   cp "runs/gallery/$s/study.json" "figures/$s/study.json"
 done
