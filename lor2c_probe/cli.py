@@ -214,12 +214,21 @@ def run_study(
     resume: Annotated[bool, typer.Option(help="Continue the study in --out: keep its completed runs, resume interrupted ones from their checkpoints, "
                                                 "train the rest; a run whose configuration changed is refused (with --overwrite: moved aside and retrained).")] = False,
     interactive: Annotated[bool, typer.Option("--interactive/--static", help="Report with interactive plotly figures, or --static SVG figures and no JavaScript.")] = True,
+    status: Annotated[bool, typer.Option("--status", help="Only say where the study in --out stands (each run's state and training time, "
+                                                          "what is left); trains and writes nothing.")] = False,
     quiet: QuietOpt = False,
     **options: Any,
 ) -> None:
     """Reproduce a paper result end to end: train a study's runs, then write its report."""
     from lor2c_probe.commands.run import run_study as run
 
+    if status:
+        from lor2c_probe.commands.study_status import study_status
+
+        if resume or overwrite:
+            raise UserError(f"--status only reads; drop {'--resume' if resume else '--overwrite'}")
+        typer.echo(study_status(study, options, out=out, seeds=seeds))
+        return
     run(study, options, out=out, overwrite=overwrite, resume=resume, quiet=quiet, interactive=interactive, seeds=seeds)
 
 

@@ -34,19 +34,10 @@ class Planned:
 
 def run_study(path: Path, overrides: dict[str, Any], *, out: Path | None, overwrite: bool, resume: bool, quiet: bool,
               interactive: bool, seeds: str | None = None) -> Path:
-    from lor2c_probe.options import config_from_options
     from lor2c_probe.record.outputs import check_output, only_transient, writing
 
-    from lor2c_probe.commands.common import parse_seeds
-
-    seed_list = parse_seeds(seeds)
-    study = load_study(resolve_path(path), overrides, seeds=seed_list)
-    out = out or Path("runs") / study.name
+    study, out, planned = plan(path, overrides, out=out, seeds=seeds)
     rep = _check_resumable(out, study) if resume else check_output(out, "study", overwrite)
-    planned = []
-    for label, seed, opts in study.planned():
-        cfg, sources = config_from_options(opts)
-        planned.append(Planned(label, seed, cfg, sources, out / "runs" / study.run_dir_name(label, seed)))
     if resume:  # every run's fate is decided before anything trains: a changed configuration is refused up front
         for p in planned:
             _state(p, overwrite)
@@ -61,6 +52,20 @@ def run_study(path: Path, overrides: dict[str, Any], *, out: Path | None, overwr
                 (out / MARKER).unlink(missing_ok=True)
                 shutil.rmtree(out / "runs", ignore_errors=True)
             raise
+
+
+def plan(path: Path, overrides: dict[str, Any], *, out: Path | None, seeds: str | None) -> tuple[Study, Path, list[Planned]]:
+    """The study with its overrides and seeds, its output folder, and every planned run (seed-major)."""
+    from lor2c_probe.commands.common import parse_seeds
+    from lor2c_probe.options import config_from_options
+
+    study = load_study(resolve_path(path), overrides, seeds=parse_seeds(seeds))
+    out = out or Path("runs") / study.name
+    planned = []
+    for label, seed, opts in study.planned():
+        cfg, sources = config_from_options(opts)
+        planned.append(Planned(label, seed, cfg, sources, out / "runs" / study.run_dir_name(label, seed)))
+    return study, out, planned
 
 
 def _check_resumable(out: Path, study: Study) -> None:

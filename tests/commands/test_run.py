@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -137,6 +138,19 @@ def test_an_interrupted_study_resumes_its_runs_and_refuses_a_changed_one(tiny_mo
     meta = json.loads((out / "study.json").read_text())  # written before the first run, updated after each
     assert meta["written_by"] == "lor2c-probe" and meta["status"] == "interrupted"
     assert meta["runs"] == {"lor2c": "completed", "lora": "interrupted"}
+    # --status reads where it stands (and changes nothing): one line per run, what is done and what is left
+    res = runner.invoke(app, ["run", str(path), "--out", str(out), "--status"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    wall = read_manifest(out / "runs" / "lor2c")["results"]["wall_seconds"]
+    assert re.fullmatch(r"  lor2c  completed  \d+ min wall, \d+ min CPU  accuracy 0\.\d{4}", lines[1]), lines[1]
+    assert lines[2] == "  lora   interrupted; resumes from epoch-0000 (1 of 2 epochs checkpointed)"
+    assert lines[3] == f"1 of 2 completed, {wall / 60:.0f} min of training (" + lines[3].split("(", 1)[1]
+    assert "1 to train: about" in lines[3] and lines[4] == f"continue with: lor2c-probe run {path} --out {out} --resume"
+    assert json.loads((out / "study.json").read_text()) == meta
+    assert_user_error(runner.invoke(app, ["run", str(path), "--out", str(out), "--status", "--resume"]), "--status only reads; drop --resume")
+    res = runner.invoke(app, ["run", str(path), "--out", str(out), "--status", "--seeds", "5,6"])  # other folders: none started
+    assert res.output.count(" not started") == 4 and "0 of 4 completed; 4 to train" in res.output, res.output
     monkeypatch.setattr(loop.Trainer, "train_step", real)
     res = runner.invoke(app, ["run", str(path), "--out", str(out), "--resume", "--static"])
     assert res.exit_code == 0, res.output

@@ -1,0 +1,94 @@
+"""``lor2c-probe run <study> --status``: where a study built up over several sittings stands, without touching it.
+
+One line per planned run (in the order ``--resume`` trains them): its state, the training time it keeps (wall and
+process CPU, from its manifest), its final headline metric; then what is done and an estimate of what is left (the
+median completed run's wall time per run still to train; a run part-way counts whole, so the estimate errs long).
+Reads only: no lock is taken, nothing is written.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lor2c_probe.commands.run import Planned, _diff, plan
+
+
+@dataclass(frozen=True)
+class RunState:
+    name: str
+    method: str
+    seed: int
+    state: str
+    wall: float | None = None
+    cpu: float | None = None
+    final: str = ""
+
+
+def run_state(p: Planned) -> RunState:
+    """A planned run's state, read from its folder: not started, completed, training now, interrupted (with the
+    checkpoint it resumes from), diverged, or trained with another configuration."""
+    from lor2c_probe.config import RunConfig
+    from lor2c_probe.record.lock import holder
+    from lor2c_probe.record.store import read_manifest
+    from lor2c_probe.train.checkpoint import newest_intact
+
+    base = dict(name=p.run_dir.name, method=p.cfg.adapter.method, seed=p.seed)
+    if not (p.run_dir / "manifest.json").is_file():
+        left = p.run_dir.exists() and any(p.run_dir.iterdir())
+        return RunState(**base, state="not started" + (" (a folder without a manifest is there: it will be moved aside)" if left else ""))
+    m = read_manifest(p.run_dir)
+    try:
+        same = RunConfig.from_dict(m.get("config", {})) == p.cfg
+    except (TypeError, ValueError, KeyError):
+        same = False
+    if not same:
+        return RunState(**base, state=f"trained with another configuration ({_diff(m.get('config', {}), p.cfg.to_dict())})")
+    res = m.get("results") or {}
+    wall, cpu = res.get("wall_seconds", res.get("wall_seconds_this_session")), res.get("cpu_seconds")
+    status = m.get("status")
+    busy = holder(p.run_dir)
+    ckpt = newest_intact(p.run_dir).path
+    epochs = (m.get("schedule") or {}).get("epochs")
+    done = f"{int(ckpt.name.split('-')[1]) + 1} of {epochs} epochs checkpointed" if ckpt is not None else "no checkpoint yet"
+    if busy:
+        return RunState(**base, state=f"training now (pid {busy.get('pid')}; {done})")
+    if status == "completed":
+        head = res.get("headline_metric")
+        final = (res.get("final_eval") or {}).get(head)
+        return RunState(**base, state="completed", wall=wall, cpu=cpu, final=f"{head} {final:.4f}" if isinstance(final, float) else "")
+    if status == "diverged":
+        return RunState(**base, state=f"diverged at step {(m.get('diverged') or {}).get('step', '?')} (kept as it is)")
+    return RunState(**base, state=f"{status or 'stopped'}; " + (f"resumes from {ckpt.name} ({done})" if ckpt is not None
+                                                                 else "no checkpoint: retrains from the start"))
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
+def study_status(path: Path, overrides: dict[str, Any], *, out: Path | None, seeds: str | None) -> str:
+    study, out, planned = plan(path, overrides, out=out, seeds=seeds)
+    states = [run_state(p) for p in planned]
+    width = max(len(s.name) for s in states)
+    lines = [f"study {study.name} in {out}: {len(planned)} planned run(s)"]
+    for s in states:
+        t = f"{_hours(s.wall)} wall, {_hours(s.cpu)} CPU" if s.wall is not None and s.cpu is not None else (
+            f"{_hours(s.wall)} wall" if s.wall is not None else "")
+        lines.append("  " + "  ".join(x for x in (s.name.ljust(width), s.state, t, s.final) if x))
+    done = [s for s in states if s.state == "completed"]
+    walls, cpus = [s.wall for s in done if s.wall is not None], [s.cpu for s in done if s.cpu is not None]
+    left = len(planned) - len(done) - sum(s.state.startswith(("diverged", "trained with another")) for s in states)
+    total = f"{len(done)} of {len(planned)} completed"
+    if walls:
+        total += f", {_hours(sum(walls))} of training" + (f" ({_hours(sum(cpus))} CPU, {len(cpus)} run(s) that count it)" if cpus else "")
+    if left and walls:
+        total += f"; {left} to train: about {_hours(left * statistics.median(walls))} at the median completed run's {_hours(statistics.median(walls))}"
+    elif left:
+        total += f"; {left} to train"
+    lines.append(total)
+    if left:
+        lines.append(f"continue with: lor2c-probe run {study.source} --out {out} --resume")
+    return "\n".join(lines)
