@@ -1,8 +1,9 @@
 """The gallery's verdict table: each paper claim at each depth, from study folders, as markdown on stdout.
 
 Usage: python scripts/verdicts.py "depth 6=runs/gallery/minilm-full" "depth 12=runs/gallery/fig7-depth12,runs/gallery/fig2-depth12"
-Only completed runs count; a column lists the study folders whose runs it pools (runs are grouped by method and paired
-by seed). Each claim states its effect, 95% interval, test, n and verdict (lor2c_probe.compare.claims).
+Only completed runs count. A column lists the study folders of one depth; each claim reads the one folder with the most
+seeds holding every method it compares (never pooling two studies) and names it. Runs are grouped by method and paired
+by seed. Each claim states its effect, 95% interval, test, n and verdict (lor2c_probe.compare.claims).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ def run_study(path: Path, overrides: dict[str, Any], *, out: Path | None, overwr
     from lor2c_probe.record.outputs import check_output, only_transient, writing
 
     study, out, planned = plan(path, overrides, out=out, seeds=seeds)
-    rep = _check_resumable(out, study) if resume else check_output(out, "study", overwrite)
+    rep = check_study_out(out, study) if resume else check_output(out, "study", overwrite)
     if resume:  # every run's fate is decided before anything trains: a changed configuration is refused up front
         for p in planned:
             _state(p, overwrite)
@@ -68,18 +68,19 @@ def plan(path: Path, overrides: dict[str, Any], *, out: Path | None, seeds: str 
     return study, out, planned
 
 
-def _check_resumable(out: Path, study: Study) -> None:
+def check_study_out(out: Path, study: Study, action: str = "--resume") -> None:
+    """``out`` is empty or holds this study's outputs (its marker, written by lor2c-probe); else a UserError."""
     from lor2c_probe.record.outputs import KINDS, is_ours, only_transient
 
     if out.exists() and not only_transient(out):
         marker = out / MARKER
         if not marker.is_file() or not is_ours(marker, KINDS["study"]):
-            raise UserError(f"cannot --resume in {out}: it does not hold a study's outputs (no {MARKER} written by lor2c-probe)")
+            raise UserError(f"cannot {action} in {out}: it does not hold a study's outputs (no {MARKER} written by lor2c-probe)")
         from lor2c_probe.record.atomic import read_json
 
         name = (read_json(marker, "study marker").get("study") or {}).get("name")
         if name != study.name:
-            raise UserError(f"cannot --resume in {out}: it holds study {name!r}, not {study.name!r}")
+            raise UserError(f"cannot {action} in {out}: it holds study {name!r}, not {study.name!r}")
     return None
 
 
@@ -99,7 +100,7 @@ def _state(p: Planned, overwrite: bool) -> str:
         recorded = None
     if recorded != p.cfg:
         if not overwrite:
-            diff = _diff(m.get("config", {}), p.cfg.to_dict())
+            diff = config_diff(m.get("config", {}), p.cfg.to_dict())
             raise UserError(f"run {p.run_dir} was trained with another configuration ({diff}); pass --overwrite to move it aside "
                             "and retrain it, or use another --out")
         return "restart"
@@ -115,7 +116,7 @@ def _state(p: Planned, overwrite: bool) -> str:
     return "resume" if newest_intact(p.run_dir).path is not None else "restart"
 
 
-def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
+def config_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
     """The first field that differs (fields added since, absent from ``old``, do not count)."""
     from lor2c_probe.config import flatten
 
@@ -199,7 +200,8 @@ def _run(study: Study, planned: list[Planned], out: Path, marker: dict[str, Any]
         cpu[p.run_dir.name] = r.get("cpu_seconds")
     marker.update({"status": "completed with diverged runs" if diverged else "completed",
                    "run_train_seconds": seconds,  # per run, from its manifest: training + per-epoch evals, kept runs included
-                   "run_cpu_seconds": cpu, "train_cpu_seconds": round(sum(v for v in cpu.values() if v), 1),
+                   "run_cpu_seconds": cpu,  # None for a run trained before runs counted CPU time, or resumed from then
+                   "train_cpu_seconds": round(sum(cpu.values()), 1) if all(v is not None for v in cpu.values()) else None,
                    "run_wall_seconds_this_invocation": walls, "runs_kept": kept, "runs_diverged": diverged,
                    "train_wall_seconds_this_invocation": round(train_wall, 1), "report_wall_seconds": round(report_wall, 1),
                    "results": results, "report": str(res.html), "sections": {k: v or "drawn" for k, v in res.sections.items()}})

@@ -3,7 +3,8 @@
 One line per planned run (in the order ``--resume`` trains them): its state, the training time it keeps (wall and
 process CPU, from its manifest), its final headline metric; then what is done and an estimate of what is left (the
 median completed run's wall time per run still to train; a run part-way counts whole, so the estimate errs long).
-Reads only: no lock is taken, nothing is written.
+Reads only: nothing is written and no lock is held (a shared lock is tried for an instant to see whether a run is
+being trained).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lor2c_probe.commands.run import Planned, _diff, plan
+from lor2c_probe.commands.run import Planned, check_study_out, config_diff, plan
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def run_state(p: Planned) -> RunState:
     except (TypeError, ValueError, KeyError):
         same = False
     if not same:
-        return RunState(**base, state=f"trained with another configuration ({_diff(m.get('config', {}), p.cfg.to_dict())})")
+        return RunState(**base, state=f"trained with another configuration ({config_diff(m.get('config', {}), p.cfg.to_dict())})")
     res = m.get("results") or {}
     wall, cpu = res.get("wall_seconds", res.get("wall_seconds_this_session")), res.get("cpu_seconds")
     status = m.get("status")
@@ -66,11 +67,14 @@ def run_state(p: Planned) -> RunState:
 
 
 def _hours(seconds: float) -> str:
-    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
 
 
 def study_status(path: Path, overrides: dict[str, Any], *, out: Path | None, seeds: str | None) -> str:
     study, out, planned = plan(path, overrides, out=out, seeds=seeds)
+    check_study_out(out, study, "--status")  # --out holding another study (or something else) is refused, as --resume refuses it
     states = [run_state(p) for p in planned]
     width = max(len(s.name) for s in states)
     lines = [f"study {study.name} in {out}: {len(planned)} planned run(s)"]
@@ -80,7 +84,9 @@ def study_status(path: Path, overrides: dict[str, Any], *, out: Path | None, see
         lines.append("  " + "  ".join(x for x in (s.name.ljust(width), s.state, t, s.final) if x))
     done = [s for s in states if s.state == "completed"]
     walls, cpus = [s.wall for s in done if s.wall is not None], [s.cpu for s in done if s.cpu is not None]
-    left = len(planned) - len(done) - sum(s.state.startswith(("diverged", "trained with another")) for s in states)
+    changed = sum(s.state.startswith("trained with another") for s in states)
+    busy = any(s.state.startswith("training now") for s in states)
+    left = len(planned) - len(done) - sum(s.state.startswith("diverged") for s in states)
     total = f"{len(done)} of {len(planned)} completed"
     if walls:
         total += f", {_hours(sum(walls))} of training" + (f" ({_hours(sum(cpus))} CPU, {len(cpus)} run(s) that count it)" if cpus else "")
@@ -89,6 +95,12 @@ def study_status(path: Path, overrides: dict[str, Any], *, out: Path | None, see
     elif left:
         total += f"; {left} to train"
     lines.append(total)
-    if left:
-        lines.append(f"continue with: lor2c-probe run {study.source} --out {out} --resume")
+    again = f"lor2c-probe run {study.source} --out {out} --resume" + (" --overwrite" if changed else "")
+    if changed:
+        lines.append(f"{changed} run(s) were trained with another configuration: --resume refuses them; with --overwrite they are "
+                     "moved aside and retrained")
+    if busy:
+        lines.append(f"a run is being trained now; once that process stops, continue with: {again}")
+    elif left:
+        lines.append(f"continue with: {again}")
     return "\n".join(lines)

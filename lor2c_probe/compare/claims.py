@@ -51,8 +51,13 @@ def _missing(claim: str, what: str) -> Claim:
     return Claim(claim, "", "", "", "", f"not measured ({what})")
 
 
+def _clean(runs: list[RecordedRun]) -> list[RecordedRun]:
+    """Runs of the method itself: not those emulating the reference code's bugs (reference-bugs study)."""
+    return [r for r in runs if not r.manifest.get("config", {}).get("structure", {}).get("emulate_reference_bugs")]
+
+
 def _group(runs: list[RecordedRun], method: str) -> list[RecordedRun]:
-    return [r for r in runs if r.method == method and not r.manifest.get("config", {}).get("structure", {}).get("emulate_reference_bugs")]
+    return [r for r in _clean(runs) if r.method == method]
 
 
 def one_study(runs: list[RecordedRun], methods: tuple[str, ...]) -> tuple[list[RecordedRun], str]:
@@ -87,7 +92,7 @@ def _gradient_claims(runs: list[RecordedRun]) -> list[Claim]:
     from lor2c_probe.analysis.gradient_claims import above_one
     from lor2c_probe.compare.gradients import compare_gradients
 
-    runs, source = one_study([r for r in runs if r.has("grads")], ("lora", "lor2c"))
+    runs, source = one_study([r for r in _clean(runs) if r.has("grads")], ("lora", "lor2c"))
     lora, lor2c = _group(runs, "lora"), _group(runs, "lor2c")
     if not lora or not lor2c:
         return [_missing(c, "needs lor2c and lora runs with the grads probe at the same seed") for c in CLAIMS[:3]]
@@ -138,7 +143,7 @@ def _activation_claim(res, group: str) -> Claim:
 def _low_rank_claim(runs: list[RecordedRun]) -> Claim:
     from lor2c_probe.analysis.low_rank import claim_table, low_rank_evidence
 
-    runs, source = one_study([r for r in runs if r.has("spectra")], ("full-rank-residual",))
+    runs, source = one_study([r for r in _clean(runs) if r.has("spectra")], ("full-rank-residual",))
     full = _group(runs, "full-rank-residual")
     if not full:
         return _missing(CLAIMS[3], "needs full-rank-residual runs with the spectra probe")
@@ -157,7 +162,7 @@ def _low_rank_claim(runs: list[RecordedRun]) -> Claim:
 def _parity_claim(runs: list[RecordedRun], method: str, claim: str) -> Claim:
     from lor2c_probe.analysis.comparison import paired_by_seed
 
-    runs, source = one_study([r for r in runs if r.manifest.get("status") == "completed"], (method, "lora"))
+    runs, source = one_study([r for r in _clean(runs) if r.manifest.get("status") == "completed"], (method, "lora"))
     rows = []
     for r in _group(runs, method) + _group(runs, "lora"):
         final = (r.manifest.get("results") or {}).get("final_eval") or {}

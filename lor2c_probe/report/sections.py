@@ -127,28 +127,30 @@ def training_section(runs: list[RecordedRun], opts: Options | None = None) -> Se
         s.blocks.append(f"The runs use different headline metrics ({', '.join(sorted(map(str, heads)))}); the eval panel shows {head}.")
     s.blocks.append(Fig("training_curves", "Train loss per optimizer step (trailing mean; raw values faint) and the eval metric at each epoch end.",
                         lambda: training_curves_figure(metrics, headline=head), lambda: training_curves_plotly(metrics, headline=head)))
-    _flattening_blocks(s, [r for r in runs if r.label in metrics and r.headline == head], head)
+    if head == "accuracy":
+        _flattening_blocks(s, [r for r in runs if r.label in metrics and r.headline == head])
     return s
 
 
-def _flattening_blocks(s: Section, runs: list[RecordedRun], metric: str) -> None:
+def _flattening_blocks(s: Section, runs: list[RecordedRun]) -> None:
+    """Completed runs only: a run stopped part-way has not had its last epoch."""
     from lor2c_probe.analysis import training
 
     inputs = []
     for r in runs:
-        curve = training.eval_curve(r.table("metrics"), metric)
-        if len(curve) < 2:
+        curve = training.eval_curve(r.table("metrics"), "accuracy")
+        if r.manifest.get("status") != "completed" or len(curve) < 2:
             continue
-        pair = training.last_two_predictions(r.table("predictions")) if metric == "accuracy" and r.has("predictions") else None
+        pair = training.last_two_predictions(r.table("predictions")) if r.has("predictions") else None
         inputs.append(training.RunCurve(r.group, r.seed, curve, r.manifest.get("task", {}).get("n_eval"), pair))
     if not inputs:
         return
     table = training.summary(training.per_run(inputs))
-    s.blocks.append(Table(table, f"Where the eval {metric} flattens: the first evaluation from which every later one is within one binomial "
-                          "standard error of the final (median and range over seeds), and what the last epoch added, with a 95% interval "
-                          "(Student t over seeds; one seed: per example, paired proportions); flattened = the interval within +-margin.",
-                          data="flattening"))
-    s.blocks.append(Pre(training.describe(table, metric=metric)))
+    s.blocks.append(Table(table, "Where the eval accuracy flattens (completed runs): the first evaluation from which every later one is within "
+                          "one binomial standard error of the final (median and range over seeds), and what the last epoch added, with a 95% "
+                          "interval and p (Student t over seeds; one seed: per example, exact McNemar); flattened = the interval within "
+                          "+-margin.", data="flattening"))
+    s.blocks.append(Pre(training.describe(table)))
 
 
 def comparison_section(runs: list[RecordedRun], opts: Options | None = None) -> Section:

@@ -123,16 +123,22 @@ class Elapsed:
     time but no CPU time). A resumed run starts from what its checkpoint had counted, so work redone after an
     interruption counts once; ``session()`` is this process's share alone."""
 
-    wall: float = 0.0
-    cpu: float = 0.0
+    wall: float | None = 0.0  # None: unknown (resumed from a checkpoint that did not count), and so stays
+    cpu: float | None = 0.0
     _start: tuple[float, float] = field(default_factory=lambda: (time.perf_counter(), time.process_time()), repr=False)
+
+    @classmethod
+    def resumed(cls, saved: dict[str, float | None] | None) -> Elapsed:
+        """From a checkpoint's ``elapsed``; a checkpoint written before runs counted their time gives unknown totals."""
+        saved = saved or {}
+        return cls(saved.get("wall"), saved.get("cpu"))
 
     def session(self) -> dict[str, float]:
         return {"wall": round(time.perf_counter() - self._start[0], 3), "cpu": round(time.process_time() - self._start[1], 3)}
 
-    def total(self) -> dict[str, float]:
+    def total(self) -> dict[str, float | None]:
         s = self.session()
-        return {"wall": round(self.wall + s["wall"], 3), "cpu": round(self.cpu + s["cpu"], 3)}
+        return {k: None if before is None else round(before + s[k], 3) for k, before in (("wall", self.wall), ("cpu", self.cpu))}
 
 
 def results(trainer: Trainer, spec: TaskSpec, clock: Elapsed) -> dict[str, Any]:
@@ -146,7 +152,7 @@ def results(trainer: Trainer, spec: TaskSpec, clock: Elapsed) -> dict[str, Any]:
         "final_eval": hist[-1] if hist else None,
         "best_eval": best,  # the paper reports the best per-epoch value
         "headline_metric": headline,
-        "wall_seconds": total["wall"],  # training + evals, every session's kept work
+        "wall_seconds": total["wall"],  # training + evals, every session's kept work; None when a session's is unknown
         "cpu_seconds": total["cpu"],
         "wall_seconds_this_session": session["wall"],
         "cpu_seconds_this_session": session["cpu"],

@@ -185,7 +185,7 @@ def _train(
         # rank 0 writes; a failure there (a full disk) stops every rank rather than leaving them in the next all-reduce
         distributed.raise_from_main(_check(save) if distributed.is_main() else None)
 
-    clock = Elapsed(**(state.get("elapsed") or {})) if resume_from is not None else Elapsed()
+    clock = Elapsed.resumed(state.get("elapsed")) if resume_from is not None else Elapsed()
     with sigterm_as_interrupt(), _closing(live):
         try:
             if start_epoch < cfg.train.epochs:

@@ -22,6 +22,8 @@ def test_flat_step_is_the_first_evaluation_within_one_binomial_se_of_the_final()
     assert training.flat_step(np.array([100, 200]), np.array([0.86, 0.86]), 100) == 100
     assert np.isnan(training.flat_step(np.array([100, 200]), np.array([0.5, 0.6]), None))  # no n: not a proportion we can judge
     assert np.isnan(training.flat_step(np.array([100, 200]), np.array([1.5, 2.0]), 100))  # a loss, not a proportion
+    assert np.isnan(training.flat_step(np.array([100]), np.array([0.86]), 100))  # one evaluation: nothing to flatten
+    assert training.flat_step(np.array([100, 200, 300]), np.array([0.5, np.nan, 0.86]), 100) == 300  # a missing one is left out
 
 
 def test_eval_curve_picks_the_eval_rows_of_the_metric():
@@ -61,5 +63,17 @@ def test_one_seed_uses_the_per_example_interval_of_its_last_two_evaluations():
     assert per_run.loc[0, "gain_p"] == pytest.approx(sps.binomtest(30, 40, 0.5).pvalue)
     assert (per_run.loc[0, "gain_low"], per_run.loc[0, "gain_high"]) == pytest.approx((0.05 - 1.959964 * se, 0.05 + 1.959964 * se), abs=1e-6)
     row = training.summary(per_run).iloc[0]
-    assert row["interval"].startswith("per example") and row["flattened"] == "does not hold"  # 5 points [2.9, 7.1] > 1
-    assert "the last epoch changed accuracy by +5.00 points" in training.describe(training.summary(per_run), metric="accuracy")
+    assert row["interval"].startswith("per example") and row["flattened"] == "does not hold"  # 5 points [1.9, 8.1] > 1
+    assert row["p"] == per_run.loc[0, "gain_p"]
+    assert "the last epoch changed it by +5.00 points [+1.94, +8.06]" in training.describe(training.summary(per_run))
+    # predictions of other evaluations than the last two of the curve: no per-example interval for this gain
+    shifted = training.per_run([training.RunCurve("a", 1, _curve([0.85, 0.90, 0.95], [100, 200, 300]), n,
+                                                  (pair[0].assign(step=100), pair[1].assign(step=200)))])
+    assert np.isnan(shifted.loc[0, "gain_low"]) and training.summary(shifted).iloc[0]["flattened"] == "cannot tell"
+
+
+def test_identical_gains_over_seeds_give_no_interval():
+    runs = [training.RunCurve("a", s, _curve([0.80, 0.85]), 400) for s in (1, 2, 3)]  # +5 points each: t's interval has width 0
+    row = training.summary(training.per_run(runs)).iloc[0]
+    assert row["last_gain"] == pytest.approx(0.05) and np.isnan(row["low"]) and row["flattened"] == "cannot tell"
+    assert row["interval"] == "none: the 3 seeds' gains are identical"

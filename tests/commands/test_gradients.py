@@ -216,13 +216,16 @@ def test_seeds_pair_each_run_with_the_baseline_of_its_seed(tiny_models, tiny_dat
     table = claims_markdown({"tiny": claims})
     assert table.count("\n") == len(CLAIMS) + 1 and "**not measured" in table
     assert claims[0].source == claims[4].source == "seeds" and "(seeds)" in table  # the study folder each line was read from
-    # a second study at the same depth (a lor2c run of seed 3 with another schedule) joins the column: no claim pools it
-    # with this one (its seed 3 would pair twice with lora-s3); each claim keeps the study with the most paired seeds
+    # a second study at the same depth (lor2c and lora of seed 3 only) joins the column: no claim pools it with this
+    # one (its seed 3 would pair twice); each claim keeps the study with the most paired seeds (2 here, against 1)
     import shutil
 
-    other = tmp_path / "fig2-like" / "runs" / "lor2c-s3"
-    shutil.copytree(out / "runs" / "lor2c-s3", other)
-    assert paper_claims(load_runs(sorted((out / "runs").iterdir()) + [other])) == claims
+    other = tmp_path / "other-study" / "runs"
+    for name in ("lor2c-s3", "lora-s3"):
+        shutil.copytree(out / "runs" / name, other / name)
+    assert paper_claims(load_runs(sorted((out / "runs").iterdir()) + sorted(other.iterdir()))) == claims
+    alone = paper_claims(load_runs(sorted(other.iterdir()) + [out / "runs" / "lor2c-s4"]))  # now other-study pairs one seed, seeds none
+    assert alone[4].source == "other-study" and alone[4].n == "1 seed(s)"
 
 
 def test_one_seed_gets_step_intervals(compared):

@@ -87,7 +87,7 @@ def test_offline_with_plotly_inlined_once(full_report):
     assert html.count("Plotly.newPlot") >= 4  # training curves, ratio surface, low-rank, sfs traces
 
 
-def test_each_figure_as_png_and_svg(full_report):
+def test_each_figure_as_png_and_svg(full_report, recorded):
     out = full_report[0]
     meta = json.loads((out / "report.json").read_text())
     expected = {"training_curves", "comparison", "gradient_ratio", "activation_profile", "activation_grads", "low_rank", "subspace"}
@@ -102,8 +102,34 @@ def test_each_figure_as_png_and_svg(full_report):
 
     ratio = pd.read_parquet(out / "data" / "gradient_ratio.parquet")  # numbers, not the formatted cells shown in the page
     assert {"method", "epoch", "layer", "ratio", "ci_low", "ci_high", "n_seeds"} <= set(ratio.columns) and ratio.ratio.dtype == float
-    flat = pd.read_parquet(out / "data" / "flattening.parquet")  # one row per method (each its own group here)
-    assert {"group", "flat_step_median", "last_gain", "low", "high", "flattened"} <= set(flat.columns) and len(flat) == 4
+    flat = pd.read_parquet(out / "data" / "flattening.parquet").set_index("group")  # one row per method (each its own group here)
+    assert {"flat_step_median", "last_gain", "low", "high", "p", "flattened"} <= set(flat.columns) and len(flat) == 4
+    assert flat.flat_step_median.notna().all() and flat.low.notna().all()  # 2 evaluations each, predictions recorded
+    from lor2c_probe.record.store import read_table
+
+    m = read_table(recorded["lor2c"], "metrics")
+    acc = m[(m.split == "eval") & (m.name == "accuracy")].sort_values("step").value.to_numpy()
+    assert flat.loc["lor2c", "last_gain"] == pytest.approx(acc[-1] - acc[-2], abs=1e-12)  # by hand from the recorded evals
+
+
+def test_flattening_reads_completed_runs_and_accuracy_only(recorded, tmp_path):
+    from lor2c_probe.record.runs import load_runs
+    from lor2c_probe.report.sections import training_section
+
+    runs = {}
+    for name in ("lor2c", "lora"):
+        runs[name] = tmp_path / name
+        shutil.copytree(recorded[name], runs[name])
+    manifest = json.loads((runs["lora"] / "manifest.json").read_text())
+    (runs["lora"] / "manifest.json").write_text(json.dumps({**manifest, "status": "interrupted"}))
+    table = next(b for b in training_section(load_runs(list(runs.values()))).blocks if getattr(b, "data", None) == "flattening")
+    assert list(table.frame.group) == ["lor2c"]  # the interrupted run has not had its last epoch
+    for name in runs:  # a headline that is not a proportion: no binomial rule, no accuracy-point margin
+        m = json.loads((runs[name] / "manifest.json").read_text())
+        m["results"]["headline_metric"] = "f1"
+        (runs[name] / "manifest.json").write_text(json.dumps(m))
+    blocks = training_section(load_runs(list(runs.values()))).blocks
+    assert not any(getattr(b, "data", None) == "flattening" for b in blocks) and len(blocks) == 1
 
 
 def test_static_report_embeds_svgs_without_javascript(recorded, tmp_path):
