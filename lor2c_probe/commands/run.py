@@ -38,9 +38,8 @@ def run_study(path: Path, overrides: dict[str, Any], *, out: Path | None, overwr
 
     study, out, planned = plan(path, overrides, out=out, seeds=seeds)
     rep = check_study_out(out, study) if resume else check_output(out, "study", overwrite)
-    if resume:  # every run's fate is decided before anything trains: a changed configuration is refused up front
-        for p in planned:
-            _state(p, overwrite)
+    fates = {p.run_dir: _state(p, overwrite) if resume else "train" for p in planned}  # a changed configuration is refused up front
+    preflight([p for p in planned if fates[p.run_dir] not in ("keep", "keep-diverged")], quiet=quiet)
     created = not out.exists() or only_transient(out)
     with writing(out, rep, "study output", fresh=not resume):
         try:
@@ -66,6 +65,35 @@ def plan(path: Path, overrides: dict[str, Any], *, out: Path | None, seeds: str 
         cfg, sources = config_from_options(opts)
         planned.append(Planned(label, seed, cfg, sources, out / "runs" / study.run_dir_name(label, seed)))
     return study, out, planned
+
+
+def preflight(planned: list[Planned], *, quiet: bool = True) -> None:
+    """Build each distinct configuration of the runs still to train once (seeds aside) before any of them trains, so a
+    run that cannot start (no LoRA targets for the model, a target that is not there, a merge schedule that does not
+    fit) is refused up front rather than after hours of the runs before it. Writes nothing."""
+    import json
+    from dataclasses import replace
+
+    from lor2c_probe.data.load import load_task
+    from lor2c_probe.train.build import build_model, make_structure
+
+    seen: set[str] = set()
+    for p in planned:
+        key = json.dumps(replace(p.cfg, train=replace(p.cfg.train, seed=0)).to_dict(), sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        if not quiet:
+            typer.echo(f"checking that {p.run_dir.name} can start ...")
+        try:
+            train_ex, _, spec, _ = load_task(p.cfg.data)
+            built = build_model(p.cfg, spec)
+            make_structure(p.cfg, built.backbone, len(train_ex))
+        except UserError as e:
+            err = UserError(f"run {p.run_dir.name} cannot start, so nothing was trained: {e}")
+            err.exit_code = e.exit_code
+            raise err from None
+        del built
 
 
 def check_study_out(out: Path, study: Study, action: str = "--resume") -> None:

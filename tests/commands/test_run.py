@@ -114,6 +114,13 @@ def test_bad_input(study_run, tmp_path):
     missing.write_text(text[:start] + str(tmp_path / "nope.csv") + text[text.index('"', start):])
     assert_user_error(runner.invoke(app, ["run", str(missing), "--out", str(tmp_path / "z"), "--quiet"]), "nope.csv")
     assert not (tmp_path / "z").exists()
+    # a run that cannot start (its LoRA target is not in the model) is refused before the runs ahead of it train
+    late = tmp_path / "late.toml"
+    late.write_text(path.read_text().replace('label = "lora"\nmethod = "lora"', 'label = "lora"\nmethod = "lora"\ntarget_modules = "nope"'))
+    assert 'target_modules = "nope"' in late.read_text()
+    res = runner.invoke(app, ["run", str(late), "--out", str(tmp_path / "w"), "--quiet"])
+    assert_user_error(res, "run lora cannot start, so nothing was trained: PEFT")
+    assert not (tmp_path / "w").exists()  # lor2c, planned first, did not train
 
 
 def test_an_interrupted_study_resumes_its_runs_and_refuses_a_changed_one(tiny_models, tiny_data, tmp_path, monkeypatch):
