@@ -54,6 +54,8 @@ def run_state(p: Planned) -> RunState:
     ckpt = newest_intact(p.run_dir).path
     epochs = (m.get("schedule") or {}).get("epochs")
     done = f"{int(ckpt.name.split('-')[1]) + 1} of {epochs} epochs checkpointed" if ckpt is not None else "no checkpoint yet"
+    if status != "completed":
+        done = f"{_last_step(p.run_dir, m)}; {done}"
     if busy:
         return RunState(**base, state=f"training now (pid {busy.get('pid')}; {done})")
     if status == "completed":
@@ -64,6 +66,20 @@ def run_state(p: Planned) -> RunState:
         return RunState(**base, state=f"diverged at step {(m.get('diverged') or {}).get('step', '?')} (kept as it is)")
     return RunState(**base, state=f"{status or 'stopped'}; " + (f"resumes from {ckpt.name} ({done})" if ckpt is not None
                                                                  else "no checkpoint: retrains from the start"))
+
+
+def _last_step(run_dir: Path, manifest: dict[str, Any]) -> str:
+    """"step S of T" from the newest shard of the metrics table (flushed every ``flush_every`` steps)."""
+    from lor2c_probe.errors import StorageError
+    from lor2c_probe.record.store import read_table_shard, shard_paths
+
+    total = (manifest.get("schedule") or {}).get("total_steps", "?")
+    shards = shard_paths(run_dir, "metrics")
+    try:
+        step = int(read_table_shard(shards[-1][1], "metrics")["step"].max()) if shards else 0
+    except (StorageError, ValueError):
+        return f"step ? of {total}"
+    return f"step {step} of {total} recorded"
 
 
 def _hours(seconds: float) -> str:

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lor2c_probe.cli import app
-from lor2c_probe.record.store import read_manifest
+from lor2c_probe.record.store import read_manifest, read_table
 from tests.test_cli import assert_user_error
 
 runner = CliRunner()
@@ -152,7 +152,8 @@ def test_an_interrupted_study_resumes_its_runs_and_refuses_a_changed_one(tiny_mo
     wall, cpu, acc = r["wall_seconds"], r["cpu_seconds"], r["final_eval"]["accuracy"]
     assert wall < 120 and cpu < 120  # seconds print as seconds
     assert lines[1] == f"  lor2c  completed  {wall:.0f} s wall, {cpu:.0f} s CPU  accuracy {acc:.4f}"
-    assert lines[2] == "  lora   interrupted; resumes from epoch-0000 (1 of 2 epochs checkpointed)"
+    last = int(read_table(out / "runs" / "lora", "metrics").step.max())  # the newest rows recorded before the interrupt
+    assert lines[2] == f"  lora   interrupted; resumes from epoch-0000 (step {last} of 8 recorded; 1 of 2 epochs checkpointed)" and last >= 4
     assert lines[3] == (f"1 of 2 completed, {wall:.0f} s of training ({cpu:.0f} s CPU, 1 run(s) that count it); "
                         f"1 to train: about {wall:.0f} s at the median completed run's {wall:.0f} s")
     assert lines[4] == f"continue with: lor2c-probe run {path} --out {out} --resume"
