@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${LOR2C_PROBE:-.venv/bin/lor2c-probe}
+PY=${PYTHON:-.venv/bin/python}  # for scripts/shrink_pngs.py (Pillow comes with matplotlib)
 studies=("$@")
 if [ ${#studies[@]} -eq 0 ]; then
   studies=(fig7-gradient-ratio fig2-low-rank sfs-traces table1-methods reference-bugs peft-zoo peft-zoo-lr)
@@ -18,6 +19,7 @@ for s in "${studies[@]}"; do
   # PNGs only: the static report.html embeds every figure as SVG already (the gallery stays under 15 MB)
   cp "runs/gallery/$s/report/report.html" "figures/$s/"
   cp "runs/gallery/$s/report/figures/"*.png "figures/$s/figures/"
+  "$PY" scripts/shrink_pngs.py "figures/$s/figures/"*.png || echo "warning: the PNGs of $s were not shrunk" >&2
   [ -d "runs/gallery/$s/report/data" ] && cp -r "runs/gallery/$s/report/data" "figures/$s/"
   cp "runs/gallery/$s/study.json" "figures/$s/study.json"
 done
