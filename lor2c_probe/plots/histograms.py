@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from lor2c_probe.plots.layout import title_and_tighten
+
 
 def histograms_figure(last: pd.DataFrame, updates: pd.DataFrame, *, title: str) -> Figure:
     """Left, middle: |gradient| and |weight| histograms per layer at the last histogram step (log x; the zero bin drawn
@@ -33,8 +35,7 @@ def histograms_figure(last: pd.DataFrame, updates: pd.DataFrame, *, title: str) 
     axes[2].set_yscale("log")
     axes[2].set(xlabel="step", ylabel="||Δθ|| / ||θ||", title="update-to-weight ratio")
     axes[0].legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
+    title_and_tighten(fig, title)
     return fig
 
 
@@ -48,6 +49,5 @@ def update_norm_figure(norms: dict[str, pd.DataFrame], *, title: str) -> Figure:
         ax.set(xlabel="step", ylabel="||ΔW||_F", title=run)
         if n["module"].nunique() <= 12:
             ax.legend(fontsize=6)
-    fig.suptitle(title)
-    fig.tight_layout()
+    title_and_tighten(fig, title)
     return fig

@@ -8,6 +8,8 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from lor2c_probe.plots.layout import title_and_tighten
+
 MAX_INDEX = 64  # the interesting part of a spectrum; beyond it everything is in the tail
 
 
@@ -47,8 +49,7 @@ def low_rank_figure(curves: pd.DataFrame, *, title: str) -> Figure:
         row[0].set_title(f"{run}: normalised spectrum (epoch {int(c.epoch.max())})", fontsize=10)
         row[1].set_title(f"{run}: cumulative energy share of the top i", fontsize=10)
         row[0].legend(fontsize=7, ncol=2)
-    fig.suptitle(title, fontsize=12)
-    fig.tight_layout()
+    title_and_tighten(fig, title, fontsize=12)
     return fig
 
 
