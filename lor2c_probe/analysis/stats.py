@@ -81,8 +81,9 @@ def _pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def spearman_test(x: np.ndarray, y: np.ndarray, *, groups: np.ndarray | None = None, perms: int = 10_000, reps: int = 5_000,
                   level: float = 0.95, seed: int = 0) -> Correlation:
     """Spearman ρ(x, y) with a permutation p-value and a bootstrap interval. With ``groups`` (e.g. the seed of each
-    (layer, ratio) pair), y is permuted within each group and pairs are resampled by group, so seeds pool without
-    pretending their layers are independent draws. Vectorised: ρ is the Pearson r of the ranks (average ranks for ties);
+    (layer, ratio) pair), y is permuted within each group and, with 3 or more groups, pairs are resampled by group, so
+    seeds pool without pretending their layers are independent draws (with 1 or 2 groups, pairs are resampled within
+    each group: a bootstrap over 2 seeds has only 3 distinct outcomes). Vectorised: ρ is the Pearson r of the ranks (average ranks for ties);
     permuting y permutes its ranks, and each bootstrap sample is ranked afresh."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     ok = np.isfinite(x) & np.isfinite(y)
@@ -100,7 +101,7 @@ def spearman_test(x: np.ndarray, y: np.ndarray, *, groups: np.ndarray | None = N
         idx[:, m] = m[np.argsort(rng.random((perms, len(m))), axis=1)]
     null = _pearson_rows(np.broadcast_to(rx, (perms, n)), ry[idx])
     p = (1 + np.sum(np.abs(null) >= abs(rho) - 1e-12)) / (1 + perms)
-    if len(members) > 1:  # resample whole groups (seeds)
+    if len(members) >= 3:  # resample whole groups (seeds)
         picks = rng.integers(0, len(members), size=(reps, len(members)))
         sizes = {len(m) for m in members}
         if len(sizes) == 1:
@@ -108,8 +109,8 @@ def spearman_test(x: np.ndarray, y: np.ndarray, *, groups: np.ndarray | None = N
             bidx = stacked[picks].reshape(reps, -1)
         else:
             bidx = [np.concatenate([members[k] for k in row]) for row in picks]
-    else:
-        bidx = rng.integers(0, n, size=(reps, n))
+    else:  # one or two groups: resampling 2 seeds has 3 distinct outcomes, so resample pairs within each group instead
+        bidx = np.concatenate([m[rng.integers(0, len(m), size=(reps, len(m)))] for m in members], axis=1)
     if isinstance(bidx, np.ndarray):
         boots = _pearson_rows(sps.rankdata(x[bidx], axis=1), sps.rankdata(y[bidx], axis=1))
     else:

@@ -48,6 +48,17 @@ def test_spearman_pooled_within_seeds():
     assert r.p < 0.01 and r.n == 18  # permuted within seeds: the level differences cannot fake or hide the trend
 
 
+def test_spearman_interval_with_two_seeds_resamples_layers_within_seeds():
+    # two identical seeds: resampling whole seeds gives the same sample every time (a zero-width interval); resampling
+    # layers within each seed shows the spread the layers carry
+    layers = np.tile(np.arange(8), 2)
+    y = np.tile([3.0, 1.0, 4.0, 1.5, 5.0, 9.0, 2.0, 6.0], 2)
+    r = stats.spearman_test(layers, y, groups=np.repeat([0, 1], 8), perms=500, reps=500, seed=2)
+    assert r.low < r.rho < r.high and r.high - r.low > 0.3, r
+    one = stats.spearman_test(np.arange(8), y[:8], perms=500, reps=500, seed=2)  # one seed: the same rule as before
+    assert one.low < one.rho < one.high
+
+
 def test_paired_sign_flip_exact():
     p = stats.paired_permutation([2, 2, 2, 2, 2], [1, 1, 1, 1, 1])
     assert p.difference == 1.0 and p.p == pytest.approx(2 / 32) and p.n == 5  # all + or all - of 2^5 sign patterns
