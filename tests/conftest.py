@@ -12,6 +12,15 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # pytest -n N: the cores are shared out, not oversubscribed N times
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto``: one worker per core, at most 4 (each holds torch, transformers and PEFT: about 1 GiB)."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 POSITIVE = ["great", "loved", "wonderful", "moving", "brilliant", "fun"]
 NEGATIVE = ["terrible", "boring", "dull", "awful", "slow", "bad"]

@@ -21,7 +21,7 @@ DOCS = ROOT / "docs"
 MKDOCS_YML = ROOT / "mkdocs.yml"
 
 MAIN_JOB = "bash scripts/install.sh && .venv/bin/lor2c-probe gradients --out runs/gradients"
-TEST_COMMAND = "bash scripts/install.sh && HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -q"
+TEST_COMMAND = "bash scripts/install.sh && HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -q -n auto --dist loadscope"
 COMMANDS = ("train", "gradients", "spectrum", "sfs", "params", "bench", "report", "run")
 MAX_README_LINES = 220
 

@@ -64,8 +64,10 @@ def run_state(p: Planned) -> RunState:
         return RunState(**base, state="completed", wall=wall, cpu=cpu, final=f"{head} {final:.4f}" if isinstance(final, float) else "")
     if status == "diverged":
         return RunState(**base, state=f"diverged at step {(m.get('diverged') or {}).get('step', '?')} (kept as it is)")
-    return RunState(**base, state=f"{status or 'stopped'}; " + (f"resumes from {ckpt.name} ({done})" if ckpt is not None
-                                                                 else "no checkpoint: retrains from the start"))
+    # "running" with no process holding the run: it was killed (kill -9, a lost machine) before it could say so
+    said = "killed while training (no process holds it)" if status == "running" else (status or "stopped")
+    return RunState(**base, state=f"{said}; " + (f"resumes from {ckpt.name} ({done})" if ckpt is not None
+                                                 else "no checkpoint: retrains from the start"))
 
 
 def _last_step(run_dir: Path, manifest: dict[str, Any]) -> str:

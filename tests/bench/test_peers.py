@@ -4,7 +4,6 @@ smoke run writes every part of the JSON, with a clear line for a peer that is mi
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

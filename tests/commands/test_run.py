@@ -158,6 +158,13 @@ def test_an_interrupted_study_resumes_its_runs_and_refuses_a_changed_one(tiny_mo
                         f"1 to train: about {wall:.0f} s at the median completed run's {wall:.0f} s")
     assert lines[4] == f"continue with: lor2c-probe run {path} --out {out} --resume"
     assert json.loads((out / "study.json").read_text()) == meta
+    # kill -9 leaves "running" in the manifest and no process holding the run: said as killed, not as running
+    killed = {**read_manifest(out / "runs" / "lora"), "status": "running"}
+    saved = (out / "runs" / "lora" / "manifest.json").read_text()
+    (out / "runs" / "lora" / "manifest.json").write_text(json.dumps(killed))
+    res = runner.invoke(app, ["run", str(path), "--out", str(out), "--status"])
+    assert res.output.splitlines()[2].startswith("  lora   killed while training (no process holds it); resumes from epoch-0000"), res.output
+    (out / "runs" / "lora" / "manifest.json").write_text(saved)
     assert_user_error(runner.invoke(app, ["run", str(path), "--out", str(out), "--status", "--resume"]), "--status only reads; drop --resume")
     res = runner.invoke(app, ["run", str(path), "--out", str(out), "--status", "--seeds", "5,6"])  # other folders: none started
     assert res.output.count(" not started") == 4 and "0 of 4 completed; 4 to train" in res.output, res.output
