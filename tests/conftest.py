@@ -18,6 +18,7 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # pytest -n N: the cores are sh
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest without xdist (or -p no:xdist) does not know this hook
 def pytest_xdist_auto_num_workers(config) -> int:
     """``-n auto``: one worker per core, at most 4 (each holds torch, transformers and PEFT: about 1 GiB)."""
     return max(1, min(4, os.cpu_count() or 1))

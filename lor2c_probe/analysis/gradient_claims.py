@@ -3,9 +3,13 @@
 
 Inputs are per-seed ratio tables (``ratio_table`` rows plus a ``seed`` column) and, for one seed, per-step values.
 Rules, stated once:
-- Cell interval: with two or more seeds, a Student-t interval of the per-seed ratios (``stats.t_test``: a bootstrap over
-  3-5 seeds under-covers); with one seed, a moving-block bootstrap over the epoch's steps of the ratio of step means
-  (within-run noise only: it says nothing about another seed).
+- Cell value and interval: with two or more seeds, the geometric mean of the per-seed ratios and the Student-t interval
+  of their logs, exponentiated (``stats.t_test``: a bootstrap over 3-5 seeds under-covers). A ratio is multiplicative
+  and positive: on the linear scale two seeds' t interval (t = 12.7) reached below zero in most cells of a 12-layer
+  surface; on the log scale it cannot, and it is the scale the "above 1" test uses. A cell where a seed's ratio is 0
+  (a numerator of exactly 0) falls back to the arithmetic mean and its linear t interval, and says so in ``ci_method``.
+  With one seed, a moving-block bootstrap over the epoch's steps of the ratio of step means (within-run noise only: it
+  says nothing about another seed).
 - Trend ("the ratio rises toward lower layers"): per epoch, Spearman ρ(layer, ratio) over every (layer, seed) pair,
   permutation p with layers shuffled within each seed, a group-bootstrap interval; Holm across the epochs judged;
   verdict at α = 0.05 with the claimed sign ρ < 0. Repeated without the highest layer.
@@ -22,7 +26,8 @@ import pandas as pd
 from lor2c_probe.analysis import stats
 
 SURFACE_COLUMNS = ["epoch", "layer", "numerator", "denominator", "ratio", "status", "ci_low", "ci_high", "n_seeds", "ci_method"]
-CI_SEEDS, CI_STEPS = "t over seeds", "block bootstrap over steps"
+CI_SEEDS, CI_STEPS = "t over seeds (log scale)", "block bootstrap over steps"
+CI_SEEDS_LINEAR = "t over seeds (linear: a ratio of 0)"
 
 
 def step_intervals(num_steps: pd.DataFrame, den_steps: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
@@ -37,9 +42,10 @@ def step_intervals(num_steps: pd.DataFrame, den_steps: pd.DataFrame, *, seed: in
 
 
 def aggregate_seeds(per_seed: pd.DataFrame, step_ci: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One surface from per-seed ratio tables (columns seed + ``RATIO_COLUMNS``): per (epoch, layer) the mean over
-    the seeds whose ratio is defined, its interval, and how many seeds it rests on. A cell no seed defines keeps the
-    first seed's status (why it is undefined)."""
+    """One surface from per-seed ratio tables (columns seed + ``RATIO_COLUMNS``): per (epoch, layer) the geometric mean
+    over the seeds whose ratio is defined, its interval, and how many seeds it rests on (``numerator`` and
+    ``denominator`` are arithmetic means over those seeds). A cell no seed defines keeps the first seed's status (why it
+    is undefined)."""
     rows = []
     n_total = per_seed["seed"].nunique()
     for (epoch, layer), g in per_seed.groupby(["epoch", "layer"], sort=True):
@@ -47,13 +53,16 @@ def aggregate_seeds(per_seed: pd.DataFrame, step_ci: pd.DataFrame | None = None)
         if ok.empty:
             rows.append((epoch, layer, g["numerator"].mean(), g["denominator"].mean(), np.nan, g["status"].iloc[0], np.nan, np.nan, 0, ""))
             continue
-        if n_total > 1:
-            t = stats.t_test(ok["ratio"].to_numpy())
-            low, high, how = t.low, t.high, CI_SEEDS
+        r = ok["ratio"].to_numpy(dtype=float)
+        if n_total > 1 and (r > 0).all():
+            t = stats.t_test(np.log(r))
+            est, low, high, how = float(np.exp(t.estimate)), float(np.exp(t.low)), float(np.exp(t.high)), CI_SEEDS
+        elif n_total > 1:
+            t = stats.t_test(r)
+            est, low, high, how = t.estimate, t.low, t.high, CI_SEEDS_LINEAR
         else:
-            low = high = np.nan
-            how = CI_STEPS
-        rows.append((epoch, layer, ok["numerator"].mean(), ok["denominator"].mean(), ok["ratio"].mean(), "ok", low, high, len(ok), how))
+            est, low, high, how = float(r.mean()), np.nan, np.nan, CI_STEPS
+        rows.append((epoch, layer, ok["numerator"].mean(), ok["denominator"].mean(), est, "ok", low, high, len(ok), how))
     out = pd.DataFrame(rows, columns=SURFACE_COLUMNS)
     if n_total == 1 and step_ci is not None and not step_ci.empty:
         ci = out[["epoch", "layer"]].merge(step_ci, on=["epoch", "layer"], how="left")
@@ -157,7 +166,8 @@ def summarize(per_seed: pd.DataFrame, surface: pd.DataFrame, *, numerator: str, 
         else:
             line += "; too few layers with a ratio (or a constant ratio) for a trend test"
         lines.append(line)
-    subject = ("Paper claim (LoR2C's gradient ratio to LoRA rises toward lower layers)" if paper_claim
+    on = "" if numerator == "lor2c" else f", tested on {numerator}"  # a variant (ShareLoR2C, IMLoR2C) is named
+    subject = (f"Paper claim (LoR2C's gradient ratio to LoRA rises toward lower layers){on}" if paper_claim
                else f"Trend: the {numerator} / {denominator} ratio rises toward lower layers")
     judged = trend.dropna(subset=["rho"]) if not trend.empty else trend
     verdicts = list(judged["verdict"]) if not judged.empty else []
@@ -165,7 +175,7 @@ def summarize(per_seed: pd.DataFrame, surface: pd.DataFrame, *, numerator: str, 
     if verdicts and "holds" in verdicts and "holds" not in list(judged["verdict_without_top"]):
         lines.append("Caution: without the highest layer no epoch shows a significant rise; that layer carries the trend.")
     a = above_one(per_seed)
-    claim2 = ("Paper claim (LoR2C's modules receive larger gradients than LoRA's)" if paper_claim
+    claim2 = (f"Paper claim (LoR2C's modules receive larger gradients than LoRA's){on}" if paper_claim
               else f"{numerator}'s module gradient exceeds {denominator}'s")
     if a.n >= 2:
         v = stats.verdict(a.p, a.low, a.high, claim_sign=+1)
@@ -177,7 +187,7 @@ def summarize(per_seed: pd.DataFrame, surface: pd.DataFrame, *, numerator: str, 
         gm = float(np.exp(np.log(ok.loc[ok.ratio > 0, "ratio"]).mean())) if (ok.ratio > 0).any() else float("nan")
         lines.append(f"{claim2}: cannot tell at n = 1 seed (geometric-mean ratio over cells {_n(gm)}); within this run, "
                      f"{above} of {len(ok)} cells have a step interval wholly above 1 and {below} wholly below.")
-    lines.append(f"Share of (epoch, layer) cells where the mean ratio exceeds 1: {(ok.ratio > 1).mean():.0%}.")
+    lines.append(f"Share of (epoch, layer) cells where the ratio (geometric mean over seeds) exceeds 1: {(ok.ratio > 1).mean():.0%}.")
     return "\n".join(lines + _undefined(surface, numerator, denominator))
 
 

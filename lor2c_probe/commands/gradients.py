@@ -118,7 +118,7 @@ def _write_outputs(out: Path, runs: list[RecordedRun], baseline: list[RecordedRu
             "baseline": den,
             "baseline_runs": [b.label for b in baseline],
             "seeds": sorted({r.seed for r in runs if r.seed is not None}),
-            "intervals": "95%: Student t over seeds (two or more seeds), else a moving-block bootstrap over the epoch's steps",
+            "intervals": "95%: Student t of the log ratio over seeds, exponentiated, around the geometric mean (two or more seeds), else a moving-block bootstrap over the epoch's steps",
             "runs": {r.label: str(r.path) for r in runs},
             "stat": args.stat,
             "factor": args.factor,

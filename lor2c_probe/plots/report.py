@@ -82,7 +82,8 @@ def training_curves_plotly(metrics: dict[str, pd.DataFrame], *, headline: str) -
 
 def activation_profile_figure(profiles: pd.DataFrame, *, stat: str) -> Figure:
     """||dL/dh_i|| against block input i in the last epoch, log scale: where gradient fades. One line per run, or, with
-    a ``group`` column whose groups hold several runs (seeds), the mean over them with a shaded 95% Student-t band."""
+    a ``group`` column whose groups hold several runs (seeds), their geometric mean with a shaded 95% band: the Student-t
+    interval of the seeds' log norms, exponentiated (positive, symmetric on the log axis it is drawn on)."""
     from lor2c_probe.analysis.stats import t_test
 
     fig = Figure(figsize=(6.4, 4.2), dpi=120)
@@ -98,10 +99,12 @@ def activation_profile_figure(profiles: pd.DataFrame, *, stat: str) -> Figure:
             last = last.sort_values("layer")
             ax.plot(last.layer, last.value, marker="o", color=color, label=label)
             continue
-        per = [(layer, t_test(g.value.to_numpy())) for layer, g in last.groupby("layer")]
+        positive = last[last.value > 0]  # a norm of exactly 0 has no log; it is left out of the mean
+        per = [(layer, t_test(np.log(g.value.to_numpy()))) for layer, g in positive.groupby("layer")]
         layers = [lay for lay, _ in per]
-        ax.plot(layers, [t.estimate for _, t in per], marker="o", color=color, label=f"{label} (mean of {last['method'].nunique()} seeds)")
-        ax.fill_between(layers, [max(t.low, t.estimate / 100) for _, t in per], [t.high for _, t in per], color=color, alpha=0.2, lw=0)
+        ax.plot(layers, [np.exp(t.estimate) for _, t in per], marker="o", color=color,
+                label=f"{label} (geometric mean of {last['method'].nunique()} seeds)")
+        ax.fill_between(layers, [np.exp(t.low) for _, t in per], [np.exp(t.high) for _, t in per], color=color, alpha=0.2, lw=0)
         banded = True
     top = int(profiles.layer.max())
     ax.set_xticks(range(0, top + 1))
@@ -112,7 +115,7 @@ def activation_profile_figure(profiles: pd.DataFrame, *, stat: str) -> Figure:
     ax.yaxis.set_minor_formatter(plain)
     ax.tick_params(axis="y", which="minor", labelsize=7)
     when = f"epoch {epochs.pop()}" if len(epochs) == 1 else "each run's last epoch"
-    band = "; bands: 95% t interval over seeds" if banded else ""
+    band = "; bands: 95% t interval over seeds, log scale" if banded else ""
     ax.set(xlabel="block input i", ylabel=f"||dL/dh_i|| ({stat}, epoch mean, log scale)",
            title=f"Gradient reaching each block's input ({when}{band})")
     ax.legend()

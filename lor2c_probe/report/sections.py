@@ -265,10 +265,10 @@ def gradients_section(runs: list[RecordedRun], opts: Options) -> Section:
     den = bases[0].group if len(bases) > 1 else bases[0].label
     seeds = sorted({r.seed for r in with_grads if r.seed is not None})
     s.blocks.append(f"For each epoch and layer: the epoch mean of the per-step {opts.stat} gradient of each method's adapter module "
-                    f"(factor {opts.factor}), divided by the same for {den}; with several seeds ({len(seeds)} here), the mean over seeds of "
-                    "each seed's ratio. Above 1: the method's module receives more gradient. Brackets and hover text give the 95% interval "
-                    "(Student t over seeds; with one seed a block bootstrap over the epoch's steps, which measures within-run noise only).")
-    s.blocks.append(Fig("gradient_ratio", f"Gradient ratio surface vs {den} ({opts.stat}, factor {opts.factor}); map cells show the mean and its 95% interval.",
+                    f"(factor {opts.factor}), divided by the same for {den}; with several seeds ({len(seeds)} here), the geometric mean over "
+                    "seeds of each seed's ratio. Above 1: the method's module receives more gradient. Brackets and hover text give the 95% "
+                    "interval (Student t of the seeds' log ratios, exponentiated: always positive; with one seed a block bootstrap over the epoch's steps, which measures within-run noise only).")
+    s.blocks.append(Fig("gradient_ratio", f"Gradient ratio surface vs {den} ({opts.stat}, factor {opts.factor}); map cells show the (geometric) mean and its 95% interval.",
                         lambda: ratio_surface_figure(surface, denominator=den, stat=opts.stat),
                         lambda: ratio_surface_plotly(surface, denominator=den, stat=opts.stat)))
     cell = surface.assign(cell=[_with_interval(r, lo, hi) for r, lo, hi in zip(surface.ratio, surface.ci_low, surface.ci_high)])

@@ -18,13 +18,25 @@ def per_seed(ratios: dict[int, list[list[float]]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLS)
 
 
-def test_aggregate_over_seeds_uses_a_t_interval():
+def test_aggregate_over_seeds_uses_a_t_interval_of_the_log_ratio():
     t = per_seed({1: [[2.0, 1.0]], 2: [[3.0, 1.0]], 3: [[4.0, 1.0]]})
     s = aggregate_seeds(t).set_index("layer")
-    # layer 0: ratios 2, 3, 4: mean 3, sd 1, t_0.975,2 = 4.303 -> 3 +- 4.303 / sqrt(3)
-    assert s.loc[0, "ratio"] == 3.0 and s.loc[0, "n_seeds"] == 3 and s.loc[0, "ci_method"] == "t over seeds"
-    assert (s.loc[0, "ci_low"], s.loc[0, "ci_high"]) == pytest.approx((3 - 2.4843, 3 + 2.4843), abs=1e-3)
-    assert s.loc[1, "ci_low"] == s.loc[1, "ci_high"] == 1.0  # identical seeds: no spread
+    # layer 0: ratios 2, 3, 4: geometric mean 24^(1/3) = 2.8845; logs' sd 0.34824, t_0.975,2 = 4.3027 ->
+    # exp(ln 2.8845 -+ 4.3027 * 0.34824 / sqrt(3)) = [1.2144, 6.8512] (by hand with numpy and scipy.stats.t.ppf)
+    assert s.loc[0, "ratio"] == pytest.approx(24 ** (1 / 3), rel=1e-12) and s.loc[0, "n_seeds"] == 3
+    assert s.loc[0, "ci_method"] == "t over seeds (log scale)"
+    assert (s.loc[0, "ci_low"], s.loc[0, "ci_high"]) == pytest.approx((1.2144, 6.8512), abs=1e-4)
+    assert s.loc[1, "ci_low"] == pytest.approx(1.0) and s.loc[1, "ci_high"] == pytest.approx(1.0)  # identical seeds: no spread
+
+
+def test_two_seeds_far_apart_keep_a_positive_interval_and_a_zero_ratio_falls_back_to_linear():
+    # ratios 1 and 10: on the linear scale t_0.975,1 = 12.706 gives 5.5 -+ 57.2, below zero; on the log scale
+    # [exp(ln sqrt(10) - 12.706 * ln 10 / 2), ...] = [1.40e-6, 7.13e6], wide but positive, around sqrt(10) = 3.162
+    s = aggregate_seeds(per_seed({1: [[1.0]], 2: [[10.0]]})).iloc[0]
+    assert s.ratio == pytest.approx(10 ** 0.5) and s.ci_low == pytest.approx(1.4025e-6, rel=1e-3) and s.ci_high == pytest.approx(7.1302e6, rel=1e-3)
+    z = aggregate_seeds(per_seed({1: [[0.0]], 2: [[2.0]]})).iloc[0]  # a numerator of exactly 0 in one seed: no log
+    assert z.ci_method == "t over seeds (linear: a ratio of 0)" and z.ratio == 1.0
+    assert (z.ci_low, z.ci_high) == pytest.approx((1 - 12.7062, 1 + 12.7062), abs=1e-3)  # sd sqrt(2), se 1
 
 
 def test_aggregate_keeps_undefined_cells_and_counts_seeds():
@@ -32,7 +44,7 @@ def test_aggregate_keeps_undefined_cells_and_counts_seeds():
     t.loc[(t.seed == 2) & (t.layer == 0), ["ratio", "status"]] = [np.nan, "zero_denominator"]
     t = pd.concat([t, pd.DataFrame([(1, 0, 2, 0.0, 0.0, np.nan, "zero_both"), (2, 0, 2, 0.0, 0.0, np.nan, "zero_both")], columns=COLS)])
     s = aggregate_seeds(t).set_index("layer")
-    assert s.loc[0, "ratio"] == 2.0 and s.loc[0, "n_seeds"] == 1 and np.isnan(s.loc[0, "ci_low"])  # one seed defines it
+    assert s.loc[0, "ratio"] == pytest.approx(2.0) and s.loc[0, "n_seeds"] == 1 and np.isnan(s.loc[0, "ci_low"])  # one seed defines it
     assert s.loc[2, "status"] == "zero_both" and s.loc[2, "n_seeds"] == 0 and np.isnan(s.loc[2, "ratio"])
 
 
@@ -93,11 +105,13 @@ def test_summary_states_test_n_effect_interval_and_verdict():
     down = [[6.0, 5.0, 4.0, 3.0, 2.0, 1.0], [5.0, 4.0, 3.5, 3.0, 2.0, 1.5]]
     seeded = per_seed({1: down, 2: [[x * 1.1 for x in e] for e in down], 3: [[x * 0.9 for x in e] for e in down]})
     text = summarize(seeded, aggregate_seeds(seeded), numerator="lor2c", denominator="lora", stat="mean_abs", factor="all", paper_claim=True)
-    assert "3 seed(s) (1, 2, 3); cell intervals: t over seeds (95%)" in text
+    assert "3 seed(s) (1, 2, 3); cell intervals: t over seeds (log scale) (95%)" in text
     assert "permutation p = " in text and "n = 18 (layer, seed) pairs: holds" in text
     assert "Paper claim (LoR2C's gradient ratio to LoRA rises toward lower layers): holds (in all 2 epochs)" in text
     assert "Paper claim (LoR2C's modules receive larger gradients than LoRA's): holds" in text and "n = 3 seeds" in text
     assert "nan" not in text.lower()
+    share = summarize(seeded, aggregate_seeds(seeded), numerator="share-lor2c", denominator="lora", stat="mean_abs", factor="all", paper_claim=True)
+    assert "Paper claim (LoR2C's modules receive larger gradients than LoRA's), tested on share-lor2c: holds" in share
 
 
 def test_summary_with_one_seed_says_cannot_tell_and_never_prints_nan():

@@ -92,6 +92,8 @@ def test_t_test_by_hand():
     assert (r.estimate, r.n) == (2.0, 3)
     assert r.p == pytest.approx(0.07418, abs=1e-4)
     assert (r.low, r.high) == pytest.approx((2 - 4.3027 / np.sqrt(3), 2 + 4.3027 / np.sqrt(3)), abs=1e-3)
+    same = stats.t_test(np.array([0.1 + 0.2, 0.3]))  # equal up to rounding (0.30000000000000004): no spread
+    assert same.low == same.high == same.estimate and same.p == 0.0
     one = stats.t_test(np.array([5.0]))
     assert one.estimate == 5.0 and np.isnan(one.p) and np.isnan(one.low)
 

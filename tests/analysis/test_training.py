@@ -77,3 +77,11 @@ def test_identical_gains_over_seeds_give_no_interval():
     row = training.summary(training.per_run(runs)).iloc[0]
     assert row["last_gain"] == pytest.approx(0.05) and np.isnan(row["low"]) and row["flattened"] == "cannot tell"
     assert row["interval"] == "none: the 3 seeds' gains are identical"
+    # the same gain of one example reached from different accuracies can differ in the 16th digit (1,133 -> 1,134 and
+    # 1,102 -> 1,103 of 1,275); fig7-depth12's two ShareLoR2C seeds each gained one example and a t interval on the
+    # rounding read p = 4.5e-14
+    two = [training.RunCurve("a", 1, _curve([1133 / 1275, 1134 / 1275]), 1275), training.RunCurve("a", 2, _curve([1102 / 1275, 1103 / 1275]), 1275)]
+    gains = training.per_run(two)
+    assert gains["last_gain"].nunique() == 2  # not equal as floats
+    row = training.summary(gains).iloc[0]
+    assert np.isnan(row["low"]) and np.isnan(row["p"]) and row["interval"] == "none: the 2 seeds' gains are identical"

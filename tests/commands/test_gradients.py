@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -177,15 +178,15 @@ def test_seeds_pair_each_run_with_the_baseline_of_its_seed(tiny_models, tiny_dat
     seeds = pd.read_parquet(out / "gradient_ratio_seeds.parquet")
     surface = pd.read_parquet(out / "gradient_ratio.parquet")
     assert sorted(seeds.seed.unique()) == [3, 4] and set(surface.method) == {"lor2c"}
-    # the surface is the mean of the two seeds' ratios, each over the lora run of its own seed (recomputed from the tables)
+    # the surface is the geometric mean of the two seeds' ratios, each over the lora run of its own seed (recomputed from the tables)
     from lor2c_probe.analysis.gradients import gradient_ratio_surface
     from lor2c_probe.record.store import read_table
 
     by_hand = [gradient_ratio_surface(read_table(out / "runs" / f"lor2c-s{s}", "grads"), read_table(out / "runs" / f"lora-s{s}", "grads"))
                for s in (3, 4)]
-    mean = (by_hand[0].ratio.to_numpy() + by_hand[1].ratio.to_numpy()) / 2
+    mean = np.sqrt(by_hand[0].ratio.to_numpy() * by_hand[1].ratio.to_numpy())
     assert surface.sort_values(["epoch", "layer"]).ratio.to_numpy() == pytest.approx(mean, rel=1e-12)
-    assert (surface.ci_method == "t over seeds").all() and (surface.ci_low <= surface.ratio).all() and (surface.ratio <= surface.ci_high).all()
+    assert (surface.ci_method == "t over seeds (log scale)").all() and (surface.ci_low > 0).all() and (surface.ci_low <= surface.ratio).all() and (surface.ratio <= surface.ci_high).all()
     assert (surface.n_seeds == 2).all()
     trend = pd.read_parquet(out / "gradient_trend.parquet")
     assert set(trend.verdict) <= {"holds", "does not hold", "cannot tell"} and (trend.seeds == 2).all()
@@ -199,8 +200,6 @@ def test_seeds_pair_each_run_with_the_baseline_of_its_seed(tiny_models, tiny_dat
 
     # the gallery's claim lines from the same runs: claim 1 recomputed by hand from the per-seed ratios
     import math
-
-    import numpy as np
 
     from lor2c_probe.compare.claims import CLAIMS, claims_markdown, paper_claims
     from lor2c_probe.record.runs import load_runs
