@@ -12,16 +12,27 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count); os.cpu_count off Linux."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # pytest -n N: the cores are shared out, not oversubscribed N times
     import torch
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    torch.set_num_threads(max(1, _cores() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest without xdist (or -p no:xdist) does not know this hook
 def pytest_xdist_auto_num_workers(config) -> int:
-    """``-n auto``: one worker per core, at most 4 (each holds torch, transformers and PEFT: about 1 GiB)."""
-    return max(1, min(4, os.cpu_count() or 1))
+    """``-n auto``: one worker per core this process may run on, at most 4 (each holds torch, transformers and PEFT:
+    about 1 GiB); PYTEST_XDIST_AUTO_NUM_WORKERS still decides when set."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
+    return max(1, min(4, _cores()))
+
 
 POSITIVE = ["great", "loved", "wonderful", "moving", "brilliant", "fun"]
 NEGATIVE = ["terrible", "boring", "dull", "awful", "slow", "bad"]

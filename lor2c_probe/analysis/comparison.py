@@ -28,7 +28,7 @@ def paired_by_seed(values: pd.DataFrame, baseline: str, *, margin: float = PARIT
         g = g.set_index("seed")["value"]
         seeds = sorted(set(g.index) & set(base.index))
         d = (g.loc[seeds] - base.loc[seeds]).to_numpy(dtype=float)
-        t = stats.t_test(d)
+        t = stats.t_test(d)  # identical differences over seeds: no interval, p NaN (cannot tell)
         flip = stats.paired_permutation(g.loc[seeds].to_numpy(dtype=float), base.loc[seeds].to_numpy(dtype=float)) if seeds else None
         rows.append({"group": group, "baseline": baseline, "seeds": len(seeds), "difference": t.estimate, "low": t.low, "high": t.high,
                      "p": t.p, "p_sign_flip": flip.p if flip else np.nan, "better": stats.verdict(t.p, t.low, t.high, claim_sign=+1),

@@ -54,7 +54,9 @@ def aggregate_seeds(per_seed: pd.DataFrame, step_ci: pd.DataFrame | None = None)
             rows.append((epoch, layer, g["numerator"].mean(), g["denominator"].mean(), np.nan, g["status"].iloc[0], np.nan, np.nan, 0, ""))
             continue
         r = ok["ratio"].to_numpy(dtype=float)
-        if n_total > 1 and (r > 0).all():
+        if n_total > 1 and len(r) == 1:  # only one seed defines this cell: its ratio, no interval
+            est, low, high, how = float(r[0]), np.nan, np.nan, f"one seed of {n_total}: no interval"
+        elif n_total > 1 and (r > 0).all():
             t = stats.t_test(np.log(r))
             est, low, high, how = float(np.exp(t.estimate)), float(np.exp(t.low)), float(np.exp(t.high)), CI_SEEDS
         elif n_total > 1:
@@ -114,6 +116,12 @@ def lowest_input_test(act_per_seed: pd.DataFrame) -> tuple[int, stats.MeanTest] 
     return int(cell["layer"].iloc[0]), stats.t_test(np.log(cell["ratio"].to_numpy()))
 
 
+def _methods(surface: pd.DataFrame) -> str:
+    """The interval methods the surface's cells used (several when a cell fell back to the linear scale)."""
+    used = [m for m in surface["ci_method"].dropna().unique() if m]
+    return "; ".join(used) if used else CI_SEEDS
+
+
 def _n(x: float, spec: str = ".3g") -> str:
     return format(x, spec) if np.isfinite(x) else "undefined"
 
@@ -141,14 +149,14 @@ def overall(verdicts: list[str]) -> str:
 
 
 def summarize(per_seed: pd.DataFrame, surface: pd.DataFrame, *, numerator: str, denominator: str, stat: str, factor: str,
-              paper_claim: bool = False, trend: pd.DataFrame | None = None) -> str:
+              paper_claim: bool = False, trend: pd.DataFrame | None = None, method: str | None = "lor2c") -> str:
     """The reading of one numerator over the baseline: per epoch the effect at the ends with intervals and the trend test;
     then the two claims, each with test, n, effect, interval and verdict at α = 0.05."""
     seeds = sorted(int(s) for s in per_seed["seed"].unique())
     trend = trend_tests(per_seed) if trend is None else trend
     head = (f"Gradient ratio {numerator} / {denominator} (statistic {stat}, factor {factor}), epoch means of per-step values; "
             f"{len(seeds)} seed(s) ({', '.join(map(str, seeds))}); cell intervals: "
-            f"{CI_SEEDS if len(seeds) > 1 else CI_STEPS} (95%).")
+            f"{_methods(surface) if len(seeds) > 1 else CI_STEPS} (95%).")
     lines = [head]
     ok = surface[surface["status"] == "ok"]
     if ok.empty:
@@ -166,7 +174,7 @@ def summarize(per_seed: pd.DataFrame, surface: pd.DataFrame, *, numerator: str, 
         else:
             line += "; too few layers with a ratio (or a constant ratio) for a trend test"
         lines.append(line)
-    on = "" if numerator == "lor2c" else f", tested on {numerator}"  # a variant (ShareLoR2C, IMLoR2C) is named
+    on = "" if method == "lor2c" else f", tested on {numerator}"  # a variant (ShareLoR2C, IMLoR2C) is named
     subject = (f"Paper claim (LoR2C's gradient ratio to LoRA rises toward lower layers){on}" if paper_claim
                else f"Trend: the {numerator} / {denominator} ratio rises toward lower layers")
     judged = trend.dropna(subset=["rho"]) if not trend.empty else trend
@@ -187,7 +195,8 @@ def summarize(per_seed: pd.DataFrame, surface: pd.DataFrame, *, numerator: str, 
         gm = float(np.exp(np.log(ok.loc[ok.ratio > 0, "ratio"]).mean())) if (ok.ratio > 0).any() else float("nan")
         lines.append(f"{claim2}: cannot tell at n = 1 seed (geometric-mean ratio over cells {_n(gm)}); within this run, "
                      f"{above} of {len(ok)} cells have a step interval wholly above 1 and {below} wholly below.")
-    lines.append(f"Share of (epoch, layer) cells where the ratio (geometric mean over seeds) exceeds 1: {(ok.ratio > 1).mean():.0%}.")
+    over = " (geometric mean over seeds)" if len(seeds) > 1 else ""
+    lines.append(f"Share of (epoch, layer) cells where the ratio{over} exceeds 1: {(ok.ratio > 1).mean():.0%}.")
     return "\n".join(lines + _undefined(surface, numerator, denominator))
 
 

@@ -129,13 +129,16 @@ class MeanTest:
     p: float  # two-sided one-sample t-test of mean == ``null``
     n: int
     test: str = "one-sample t-test"
+    identical: bool = False  # n >= 2 values equal up to rounding: no spread, so no interval and no p
 
 
 def t_test(values: np.ndarray, *, null: float = 0.0, level: float = 0.95) -> MeanTest:
     """Mean of a few independent values (one per seed) with a Student-t interval and p-value. At the 3-5 seeds a CPU
     study affords, a percentile bootstrap over seeds under-covers badly (about 75% for a nominal 95% at n = 3, measured
     in tests/analysis/test_stats.py) and a sign-flip test cannot reach p < 0.0625 at n <= 5; the t interval is exact for
-    normal seed means and is what this module uses for seed-level means. Fewer than 2 values: no interval, p NaN."""
+    normal seed means and is what this module uses for seed-level means. Fewer than 2 values: no interval, p NaN.
+    Values equal up to rounding (``identical``): no interval and p NaN too: a sample without spread says nothing about
+    the next seed, and a t statistic on rounding noise would read as p ~ 0."""
     x = np.asarray(values, dtype=float)
     x = x[np.isfinite(x)]
     n = len(x)
@@ -145,10 +148,10 @@ def t_test(values: np.ndarray, *, null: float = 0.0, level: float = 0.95) -> Mea
     if n < 2:
         return MeanTest(est, float("nan"), float("nan"), float("nan"), n)
     se = float(x.std(ddof=1)) / np.sqrt(n)
-    # identical values, also up to rounding (two runs' accuracy gains of 1,133/1,275 - 1,132/1,275 differ in the 17th
-    # digit, and a t interval on that noise read as p = 4.5e-14): the mean is known exactly
-    if se <= 1e-12 * float(np.abs(x).max()):
-        return MeanTest(est, est, est, 0.0 if est != null else 1.0, n)
+    # equal up to rounding: accuracy gains of one example computed from different accuracies differ by ~1e-16 (about
+    # 1e-12 of the gain at 1,275 examples, 4e-12 at 40,430); 1e-9 of the largest value leaves real spreads alone
+    if se <= 1e-9 * float(np.abs(x).max()) or se == 0:
+        return MeanTest(est, float("nan"), float("nan"), float("nan"), n, identical=True)
     t = sps.t.ppf(1 - (1 - level) / 2, n - 1)
     p = float(2 * sps.t.sf(abs(est - null) / se, n - 1))
     return MeanTest(est, est - t * se, est + t * se, p, n)

@@ -97,7 +97,7 @@ def summary(runs: pd.DataFrame, *, margin: float = PARITY_MARGIN) -> pd.DataFram
         if len(g) == 1 and np.isfinite(g["gain_low"].iloc[0]):
             low, high, p = (float(g[k].iloc[0]) for k in ("gain_low", "gain_high", "gain_p"))
             how = "per example (paired proportions, exact McNemar p), one seed"
-        elif t.n >= 2 and low == high:  # identical gains: a zero-width interval says nothing about the next seed
+        elif t.identical:  # identical gains: no spread says nothing about the next seed
             low, high, p, how = np.nan, np.nan, np.nan, f"none: the {t.n} seeds' gains are identical"
         fs = g["flat_step"].dropna()
         rows.append({"group": group, "seeds": len(g), "last_step": g["last_step"].max(),

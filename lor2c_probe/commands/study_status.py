@@ -64,8 +64,11 @@ def run_state(p: Planned) -> RunState:
         return RunState(**base, state="completed", wall=wall, cpu=cpu, final=f"{head} {final:.4f}" if isinstance(final, float) else "")
     if status == "diverged":
         return RunState(**base, state=f"diverged at step {(m.get('diverged') or {}).get('step', '?')} (kept as it is)")
-    # "running" with no process holding the run: it was killed (kill -9, a lost machine) before it could say so
-    said = "killed while training (no process holds it)" if status == "running" else (status or "stopped")
+    # "running" with no process holding the run: it was killed (kill -9, a lost machine) before it could say so. The
+    # manifest is read again first: a run that finished between the two reads is not called killed.
+    if status == "running" and read_manifest(p.run_dir).get("status") == "completed":
+        return run_state(p)
+    said = "killed while training (no process on this host holds it)" if status == "running" else (status or "stopped")
     return RunState(**base, state=f"{said}; " + (f"resumes from {ckpt.name} ({done})" if ckpt is not None
                                                  else "no checkpoint: retrains from the start"))
 

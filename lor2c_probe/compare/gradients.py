@@ -103,7 +103,8 @@ def compare_gradients(runs: list[RecordedRun], baseline: RecordedRun | list[Reco
         seeds_long.append(seeded.assign(method=group))
         trends.append(trend.assign(method=group))
         summaries.append(summarize(seeded, surface, numerator=group, denominator=den, stat=stat, factor=factor,
-                                   paper_claim=is_paper_comparison(members[0][0], members[0][1]), trend=trend))
+                                   paper_claim=is_paper_comparison(members[0][0], members[0][1]), trend=trend,
+                                   method=method_of(members[0][0])))
         if act_seed:
             act_seeds[group] = pd.concat(act_seed, ignore_index=True)
             act_ratios.append(aggregate_seeds(act_seeds[group], act_ci).assign(method=group))

@@ -102,8 +102,9 @@ def activation_profile_figure(profiles: pd.DataFrame, *, stat: str) -> Figure:
         positive = last[last.value > 0]  # a norm of exactly 0 has no log; it is left out of the mean
         per = [(layer, t_test(np.log(g.value.to_numpy()))) for layer, g in positive.groupby("layer")]
         layers = [lay for lay, _ in per]
+        dropped = "; zero norms left out" if len(positive) < len(last) else ""
         ax.plot(layers, [np.exp(t.estimate) for _, t in per], marker="o", color=color,
-                label=f"{label} (geometric mean of {last['method'].nunique()} seeds)")
+                label=f"{label} (geometric mean of {last['method'].nunique()} seeds{dropped})")
         ax.fill_between(layers, [np.exp(t.low) for _, t in per], [np.exp(t.high) for _, t in per], color=color, alpha=0.2, lw=0)
         banded = True
     top = int(profiles.layer.max())

@@ -267,14 +267,16 @@ def gradients_section(runs: list[RecordedRun], opts: Options) -> Section:
     s.blocks.append(f"For each epoch and layer: the epoch mean of the per-step {opts.stat} gradient of each method's adapter module "
                     f"(factor {opts.factor}), divided by the same for {den}; with several seeds ({len(seeds)} here), the geometric mean over "
                     "seeds of each seed's ratio. Above 1: the method's module receives more gradient. Brackets and hover text give the 95% "
-                    "interval (Student t of the seeds' log ratios, exponentiated: always positive; with one seed a block bootstrap over the epoch's steps, which measures within-run noise only).")
+                    "interval (Student t of the seeds' log ratios, exponentiated, so positive; a cell where a seed's ratio is exactly 0 takes the "
+                    "arithmetic mean and a linear interval instead; with one seed a block bootstrap over the epoch's steps, which measures within-run noise only).")
     s.blocks.append(Fig("gradient_ratio", f"Gradient ratio surface vs {den} ({opts.stat}, factor {opts.factor}); map cells show the (geometric) mean and its 95% interval.",
                         lambda: ratio_surface_figure(surface, denominator=den, stat=opts.stat),
                         lambda: ratio_surface_plotly(surface, denominator=den, stat=opts.stat)))
     cell = surface.assign(cell=[_with_interval(r, lo, hi) for r, lo, hi in zip(surface.ratio, surface.ci_low, surface.ci_high)])
     wide = cell.pivot_table(index=["method", "layer"], columns="epoch", values="cell", aggfunc="first").reset_index()
     wide.columns = [f"epoch {c}" if isinstance(c, (int,)) or str(c).isdigit() else c for c in wide.columns]
-    s.blocks.append(Table(wide, "Ratio per layer (rows) and epoch (columns): mean [95% interval]. data/gradient_ratio.parquet holds the "
+    s.blocks.append(Table(wide, "Ratio per layer (rows) and epoch (columns): the seeds' geometric mean (one seed: its ratio) [95% interval]. "
+                          "data/gradient_ratio.parquet holds the "
                           "numbers (one row per method, epoch and layer).", data="gradient_ratio", data_frame=surface))
     if not res.trend.empty:
         cols = ["method", "epoch", "n", "seeds", "rho", "rho_low", "rho_high", "p", "p_holm", "verdict", "rho_without_top", "p_without_top_holm",

@@ -25,6 +25,11 @@ def test_paired_by_seed_by_hand():
     assert t.loc["lor2c", "p_sign_flip"] == pytest.approx(0.25)  # 2 of 8 flips: the exact test cannot reject at n = 3
     assert t.loc["share", "parity"] == "holds" and t.loc["share", "better"] == "cannot tell"  # interval inside +-1 point
     assert t.loc["share", "seeds"] == 3
+    # one example better on each of two seeds, from different accuracies: the differences agree up to rounding; no
+    # spread gives no interval and no p, so neither "better" nor "parity" can be told (a t on rounding read p ~ 0)
+    same = paired_by_seed(values([("lora", 1, 1133 / 1275), ("lora", 2, 1102 / 1275),
+                                  ("im", 1, 1134 / 1275), ("im", 2, 1103 / 1275)]), "lora").iloc[0]
+    assert np.isnan(same.p) and same.better == "cannot tell" and same.parity == "cannot tell"
 
 
 def test_parity_rules():

@@ -26,7 +26,7 @@ def test_aggregate_over_seeds_uses_a_t_interval_of_the_log_ratio():
     assert s.loc[0, "ratio"] == pytest.approx(24 ** (1 / 3), rel=1e-12) and s.loc[0, "n_seeds"] == 3
     assert s.loc[0, "ci_method"] == "t over seeds (log scale)"
     assert (s.loc[0, "ci_low"], s.loc[0, "ci_high"]) == pytest.approx((1.2144, 6.8512), abs=1e-4)
-    assert s.loc[1, "ci_low"] == pytest.approx(1.0) and s.loc[1, "ci_high"] == pytest.approx(1.0)  # identical seeds: no spread
+    assert s.loc[1, "ratio"] == pytest.approx(1.0) and np.isnan(s.loc[1, "ci_low"])  # identical seeds: no spread, no interval
 
 
 def test_two_seeds_far_apart_keep_a_positive_interval_and_a_zero_ratio_falls_back_to_linear():
@@ -44,7 +44,8 @@ def test_aggregate_keeps_undefined_cells_and_counts_seeds():
     t.loc[(t.seed == 2) & (t.layer == 0), ["ratio", "status"]] = [np.nan, "zero_denominator"]
     t = pd.concat([t, pd.DataFrame([(1, 0, 2, 0.0, 0.0, np.nan, "zero_both"), (2, 0, 2, 0.0, 0.0, np.nan, "zero_both")], columns=COLS)])
     s = aggregate_seeds(t).set_index("layer")
-    assert s.loc[0, "ratio"] == pytest.approx(2.0) and s.loc[0, "n_seeds"] == 1 and np.isnan(s.loc[0, "ci_low"])  # one seed defines it
+    assert s.loc[0, "ratio"] == 2.0 and s.loc[0, "n_seeds"] == 1 and np.isnan(s.loc[0, "ci_low"])  # one seed defines it
+    assert s.loc[0, "ci_method"] == "one seed of 2: no interval"
     assert s.loc[2, "status"] == "zero_both" and s.loc[2, "n_seeds"] == 0 and np.isnan(s.loc[2, "ratio"])
 
 
@@ -87,7 +88,8 @@ def test_top_layer_carrying_the_trend_is_seen():
 def test_above_one_by_hand():
     t = per_seed({1: [[2.0, 2.0]], 2: [[4.0, 1.0]], 3: [[1.0, 4.0]]})  # geometric means 2, 2, 2
     a = above_one(t)
-    assert a.n == 3 and np.exp(a.estimate) == pytest.approx(2.0) and a.p == 0.0
+    # identical seeds (as when the seed changes nothing): no spread, so no p; the claim cannot be told, not "p = 0"
+    assert a.n == 3 and np.exp(a.estimate) == pytest.approx(2.0) and a.identical and np.isnan(a.p)
     t2 = per_seed({1: [[2.0]], 2: [[0.5]], 3: [[1.5]]})
     b = above_one(t2)
     assert b.p == pytest.approx(sps.ttest_1samp(np.log([2.0, 0.5, 1.5]), 0).pvalue)
@@ -110,8 +112,12 @@ def test_summary_states_test_n_effect_interval_and_verdict():
     assert "Paper claim (LoR2C's gradient ratio to LoRA rises toward lower layers): holds (in all 2 epochs)" in text
     assert "Paper claim (LoR2C's modules receive larger gradients than LoRA's): holds" in text and "n = 3 seeds" in text
     assert "nan" not in text.lower()
-    share = summarize(seeded, aggregate_seeds(seeded), numerator="share-lor2c", denominator="lora", stat="mean_abs", factor="all", paper_claim=True)
+    share = summarize(seeded, aggregate_seeds(seeded), numerator="share-lor2c", denominator="lora", stat="mean_abs", factor="all",
+                      paper_claim=True, method="share-lor2c")
     assert "Paper claim (LoR2C's modules receive larger gradients than LoRA's), tested on share-lor2c: holds" in share
+    labelled = summarize(seeded, aggregate_seeds(seeded), numerator="lor2c [reference]", denominator="lora", stat="mean_abs",
+                         factor="all", paper_claim=True, method="lor2c")  # a label is not a variant
+    assert "Paper claim (LoR2C's modules receive larger gradients than LoRA's): holds" in labelled
 
 
 def test_summary_with_one_seed_says_cannot_tell_and_never_prints_nan():

@@ -93,7 +93,14 @@ def test_t_test_by_hand():
     assert r.p == pytest.approx(0.07418, abs=1e-4)
     assert (r.low, r.high) == pytest.approx((2 - 4.3027 / np.sqrt(3), 2 + 4.3027 / np.sqrt(3)), abs=1e-3)
     same = stats.t_test(np.array([0.1 + 0.2, 0.3]))  # equal up to rounding (0.30000000000000004): no spread
-    assert same.low == same.high == same.estimate and same.p == 0.0
+    assert same.identical and np.isnan(same.low) and np.isnan(same.p) and same.estimate == pytest.approx(0.3)
+    # one-example gains on a 40,430-example set, reached from different accuracies: rounding differs, not the gain
+    gains = np.array([36001 / 40430 - 36000 / 40430, 35001 / 40430 - 35000 / 40430])
+    assert gains[0] != gains[1] and stats.t_test(gains).identical
+    zeros = stats.t_test(np.zeros(3))
+    assert zeros.identical and np.isnan(zeros.p)
+    tiny = stats.t_test(np.array([1e-8, 1.1e-8, 1.2e-8]))  # a real spread at a small scale is kept
+    assert not tiny.identical and tiny.low < 1.1e-8 < tiny.high
     one = stats.t_test(np.array([5.0]))
     assert one.estimate == 5.0 and np.isnan(one.p) and np.isnan(one.low)
 

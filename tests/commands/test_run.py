@@ -163,7 +163,7 @@ def test_an_interrupted_study_resumes_its_runs_and_refuses_a_changed_one(tiny_mo
     saved = (out / "runs" / "lora" / "manifest.json").read_text()
     (out / "runs" / "lora" / "manifest.json").write_text(json.dumps(killed))
     res = runner.invoke(app, ["run", str(path), "--out", str(out), "--status"])
-    assert res.output.splitlines()[2].startswith("  lora   killed while training (no process holds it); resumes from epoch-0000"), res.output
+    assert res.output.splitlines()[2].startswith("  lora   killed while training (no process on this host holds it); resumes from epoch-0000"), res.output
     (out / "runs" / "lora" / "manifest.json").write_text(saved)
     assert_user_error(runner.invoke(app, ["run", str(path), "--out", str(out), "--status", "--resume"]), "--status only reads; drop --resume")
     res = runner.invoke(app, ["run", str(path), "--out", str(out), "--status", "--seeds", "5,6"])  # other folders: none started

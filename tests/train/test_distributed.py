@@ -18,6 +18,8 @@ import pytest
 
 from lor2c_probe.record.store import read_manifest, read_table
 
+pytestmark = pytest.mark.launch  # torchrun / accelerate launch child processes: run by .ci/run's `pytest -m launch`
+
 RTOL = 1e-4
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
