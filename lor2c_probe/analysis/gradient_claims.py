@@ -57,8 +57,8 @@ def aggregate_seeds(per_seed: pd.DataFrame, step_ci: pd.DataFrame | None = None)
         if n_total > 1 and len(r) == 1:  # only one seed defines this cell: its ratio, no interval
             est, low, high, how = float(r[0]), np.nan, np.nan, f"one seed of {n_total}: no interval"
         elif n_total > 1 and (r > 0).all():
-            t = stats.t_test(np.log(r))
-            est, low, high, how = float(np.exp(t.estimate)), float(np.exp(t.low)), float(np.exp(t.high)), CI_SEEDS
+            t = stats.geometric_t(r)
+            est, low, high, how = t.estimate, t.low, t.high, CI_SEEDS
         elif n_total > 1:
             t = stats.t_test(r)
             est, low, high, how = t.estimate, t.low, t.high, CI_SEEDS_LINEAR

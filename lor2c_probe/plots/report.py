@@ -84,7 +84,7 @@ def activation_profile_figure(profiles: pd.DataFrame, *, stat: str) -> Figure:
     """||dL/dh_i|| against block input i in the last epoch, log scale: where gradient fades. One line per run, or, with
     a ``group`` column whose groups hold several runs (seeds), their geometric mean with a shaded 95% band: the Student-t
     interval of the seeds' log norms, exponentiated (positive, symmetric on the log axis it is drawn on)."""
-    from lor2c_probe.analysis.stats import t_test
+    from lor2c_probe.analysis.stats import geometric_t
 
     fig = Figure(figsize=(6.4, 4.2), dpi=120)
     ax = fig.add_subplot(1, 1, 1)
@@ -100,12 +100,12 @@ def activation_profile_figure(profiles: pd.DataFrame, *, stat: str) -> Figure:
             ax.plot(last.layer, last.value, marker="o", color=color, label=label)
             continue
         positive = last[last.value > 0]  # a norm of exactly 0 has no log; it is left out of the mean
-        per = [(layer, t_test(np.log(g.value.to_numpy()))) for layer, g in positive.groupby("layer")]
+        per = [(layer, geometric_t(g.value.to_numpy())) for layer, g in positive.groupby("layer")]
         layers = [lay for lay, _ in per]
         dropped = "; zero norms left out" if len(positive) < len(last) else ""
-        ax.plot(layers, [np.exp(t.estimate) for _, t in per], marker="o", color=color,
+        ax.plot(layers, [t.estimate for _, t in per], marker="o", color=color,
                 label=f"{label} (geometric mean of {last['method'].nunique()} seeds{dropped})")
-        ax.fill_between(layers, [np.exp(t.low) for _, t in per], [np.exp(t.high) for _, t in per], color=color, alpha=0.2, lw=0)
+        ax.fill_between(layers, [t.low for _, t in per], [t.high for _, t in per], color=color, alpha=0.2, lw=0)
         banded = True
     top = int(profiles.layer.max())
     ax.set_xticks(range(0, top + 1))
