@@ -20,7 +20,8 @@ def completed_runs(folders: list[Path]) -> list[Path]:
     out = []
     for f in folders:
         for m in sorted((f / "runs").glob("*/manifest.json")):
-            if read_manifest(m.parent).get("status") == "completed":
+            # a run moved aside by --overwrite or a restart (<run>.replaced-<time>) is not part of the study any more
+            if ".replaced-" not in m.parent.name and read_manifest(m.parent).get("status") == "completed":
                 out.append(m.parent)
     return out
 

@@ -145,12 +145,17 @@ def _state(p: Planned, overwrite: bool) -> str:
 
 
 def config_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
-    """The first field that differs (fields added since, absent from ``old``, do not count)."""
+    """The first field that differs (fields added since, absent from ``old``, do not count). ``old`` comes from JSON,
+    so a tuple of ``new`` is compared as the list JSON made of it."""
     from lor2c_probe.config import flatten
 
     a, b = flatten(old), flatten(new)
-    changed = [k for k in sorted(b) if k in a and a[k] != b[k]]
+    changed = [k for k in sorted(b) if k in a and _json(a[k]) != _json(b[k])]
     return f"{changed[0]}: {a[changed[0]]!r} then, {b[changed[0]]!r} now" if changed else "a field added since"
+
+
+def _json(v: Any) -> Any:
+    return [_json(x) for x in v] if isinstance(v, (list, tuple)) else v
 
 
 def _run(study: Study, planned: list[Planned], out: Path, marker: dict[str, Any], *, resume: bool, overwrite: bool, quiet: bool,

@@ -61,7 +61,8 @@ def run_state(p: Planned) -> RunState:
     if status == "completed":
         head = res.get("headline_metric")
         final = (res.get("final_eval") or {}).get(head)
-        return RunState(**base, state="completed", wall=wall, cpu=cpu, final=f"{head} {final:.4f}" if isinstance(final, float) else "")
+        shown = f"{head} {final:.4f}" if isinstance(final, float) else ""
+        return RunState(**base, state="completed", wall=wall, cpu=cpu, final=shown + _chance(p.run_dir) if head == "accuracy" else shown)
     if status == "diverged":
         return RunState(**base, state=f"diverged at step {(m.get('diverged') or {}).get('step', '?')} (kept as it is)")
     # "running" with no process holding the run: it was killed (kill -9, a lost machine) before it could say so. The
@@ -71,6 +72,20 @@ def run_state(p: Planned) -> RunState:
     said = "killed while training (no process on this host holds it)" if status == "running" else (status or "stopped")
     return RunState(**base, state=f"{said}; " + (f"resumes from {ckpt.name} ({done})" if ckpt is not None
                                                  else "no checkpoint: retrains from the start"))
+
+
+def _chance(run_dir: Path) -> str:
+    """" (did not learn: ...)" when the final accuracy is not above always predicting the majority class."""
+    from lor2c_probe.compare.chance import chance_of
+    from lor2c_probe.errors import StorageError
+
+    try:
+        t = chance_of(run_dir)
+    except StorageError:
+        return ""
+    if t is None or t.learned:
+        return ""
+    return f" (did not learn: the majority class alone scores {t.majority_share:.4f}, exact binomial p = {t.p:.2g})"
 
 
 def _last_step(run_dir: Path, manifest: dict[str, Any]) -> str:

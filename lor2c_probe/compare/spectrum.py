@@ -49,9 +49,27 @@ def compare_spectra(runs: list[RecordedRun], source: str, ks: tuple[int, ...], *
     grid, phi_note = _subspace(pairs[0], strict_phi) if pairs else (None, "phi: needs two runs")
     phi = _phi_tests(pairs, strict_phi) if grid is not None else None
     k = 8 if 8 in ks else max(ks)
-    claims = claim_table(summary, k)
+    claims = _claims(summary, runs, k)
     text = _text(summary, grid, pairs[0] if pairs else runs, source, ks, phi_note, claims, phi)
     return SpectrumComparison(summary, curve, grid, text, claims, phi)
+
+
+def _claims(summary: pd.DataFrame, runs: list[RecordedRun], k: int) -> pd.DataFrame:
+    """``claim_table`` over the runs that learned their task; a group none of whose runs did keeps its numbers from all
+    of them, with the verdict "cannot tell". Column ``left_out``: the group's runs that did not learn."""
+    from lor2c_probe.compare.chance import failed_runs
+
+    failed = set(failed_runs(runs))
+    kept = summary[~summary["run"].isin(failed)]
+    groups = list(dict.fromkeys(summary["group"]))
+    parts = [claim_table(kept, k)] if not kept.empty else []
+    lost = [g for g in groups if g not in set(kept["group"])]
+    if lost:
+        parts.append(claim_table(summary[summary["group"].isin(lost)], k)
+                     .assign(verdict="cannot tell (no run of it learned the task)"))
+    table = pd.concat(parts, ignore_index=True).set_index("group").loc[groups].reset_index()
+    left = summary[summary["run"].isin(failed)].groupby("group")["run"].nunique()
+    return table.assign(left_out=[int(left.get(g, 0)) for g in table["group"]])
 
 
 def _seed_pairs(runs: list[RecordedRun]) -> list[tuple[RecordedRun, RecordedRun]]:
@@ -128,7 +146,9 @@ def _text(summary: Any, grid: Any, runs: Any, source: str, ks: tuple[int, ...], 
             continue
         lines.append(f"  Low rank ({c.group}: top-{k} energy above the control's): {c.verdict}; difference {c.difference:+.1%} "
                      f"{_ci(c.difference_low, c.difference_high, '+.1%')}, one-sample t-test across {c.unit}s, p = {_p(c.p)}, n = {c.n} {c.unit}s"
-                     + (" (layers of one run are not independent: within-run evidence only)" if c.unit == "layer" else "") + ".")
+                     + (" (layers of one run are not independent: within-run evidence only)" if c.unit == "layer" else "")
+                     + (f"; {c.left_out} run(s) that did not learn the task left out" if c.left_out and not c.verdict.startswith("cannot tell (no run") else "")
+                     + ".")
     for run, s in summary.groupby("run", sort=False):
         last = s[s.epoch == s.epoch.max()].sort_values("layer")
         for r in last.itertuples(index=False):

@@ -128,8 +128,27 @@ def training_section(runs: list[RecordedRun], opts: Options | None = None) -> Se
     s.blocks.append(Fig("training_curves", "Train loss per optimizer step (trailing mean; raw values faint) and the eval metric at each epoch end.",
                         lambda: training_curves_figure(metrics, headline=head), lambda: training_curves_plotly(metrics, headline=head)))
     if head == "accuracy":
+        _chance_blocks(s, [r for r in runs if r.label in metrics and r.headline == head])
         _flattening_blocks(s, [r for r in runs if r.label in metrics and r.headline == head])
     return s
+
+
+def _chance_blocks(s: Section, runs: list[RecordedRun]) -> None:
+    """Completed runs with per-example predictions: is the final accuracy above always predicting the majority class?"""
+    from lor2c_probe.analysis.chance import above_chance, chance_table
+    from lor2c_probe.analysis.comparison import final_predictions
+
+    finals = {r.label: final_predictions(r.table("predictions")) for r in runs
+              if r.manifest.get("status") == "completed" and r.has("predictions")}
+    table = chance_table(finals)
+    if table.empty:
+        return
+    failed = table[~table.learned]
+    if len(failed):
+        s.blocks.append(" ".join(above_chance(finals[name]).describe(name) for name in failed.run))
+    s.blocks.append(Table(table, "Did each run learn its task? Final accuracy against always predicting the eval set's majority class "
+                          "(exact one-sided binomial test, alpha = 0.05), and the share of examples given the most-predicted class.",
+                          data="chance"))
 
 
 def _flattening_blocks(s: Section, runs: list[RecordedRun]) -> None:
@@ -334,6 +353,12 @@ def low_rank_section(runs: list[RecordedRun], opts: Options | None = None) -> Se
     if not eligible:
         s.note = "no run recorded spectra of LoR2C residual maps; record a LoR2C-family or full-rank-residual run with `--probes spectra`"
         return s
+    from lor2c_probe.compare.chance import failed_runs
+
+    failed = failed_runs(eligible)
+    if failed:
+        s.blocks.append("Read with care: " + " ".join(t.describe(label) for label, t in failed.items())
+                        + " The spectra below include such runs; the low-rank test leaves them out.")
     try:
         # runs without structural events first: phi compares the first two, and needs the same layers in both
         eligible.sort(key=lambda r: r.has("events"))

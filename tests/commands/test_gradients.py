@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lor2c_probe.cli import app
+from tests.helpers import rewrite_predictions
 from tests.test_cli import assert_user_error
 
 runner = CliRunner()
@@ -204,6 +205,8 @@ def test_seeds_pair_each_run_with_the_baseline_of_its_seed(tiny_models, tiny_dat
     from lor2c_probe.compare.claims import CLAIMS, claims_markdown, paper_claims
     from lor2c_probe.record.runs import load_runs
 
+    for run in (out / "runs").iterdir():  # the tiny runs stay at chance, and claims 1-4 leave out runs that did not learn
+        rewrite_predictions(run, learned=True)
     claims = paper_claims(load_runs(sorted((out / "runs").iterdir())))
     assert [c.claim for c in claims] == list(CLAIMS)
     ok = seeds[seeds.status == "ok"]
@@ -225,6 +228,10 @@ def test_seeds_pair_each_run_with_the_baseline_of_its_seed(tiny_models, tiny_dat
     assert paper_claims(load_runs(sorted((out / "runs").iterdir()) + sorted(other.iterdir()))) == claims
     alone = paper_claims(load_runs(sorted(other.iterdir()) + [out / "runs" / "lor2c-s4"]))  # now other-study pairs one seed, seeds none
     assert alone[4].source == "other-study" and alone[4].n == "1 seed(s)"
+    # a run that did not learn leaves the gradient claims (its seed loses its pair) but not the accuracy comparison
+    rewrite_predictions(out / "runs" / "lora-s4", learned=False)
+    failed = paper_claims(load_runs(sorted((out / "runs").iterdir())))
+    assert failed[0].n.startswith("1 seed(s); 1 run(s) that did not learn the task left out (lora") and failed[4] == claims[4]
 
 
 def test_one_seed_gets_step_intervals(compared):

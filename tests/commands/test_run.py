@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from lor2c_probe.cli import app
 from lor2c_probe.record.store import read_manifest, read_table
+from tests.helpers import rewrite_predictions
 from tests.test_cli import assert_user_error
 
 runner = CliRunner()
@@ -151,7 +152,13 @@ def test_an_interrupted_study_resumes_its_runs_and_refuses_a_changed_one(tiny_mo
     r = read_manifest(out / "runs" / "lor2c")["results"]
     wall, cpu, acc = r["wall_seconds"], r["cpu_seconds"], r["final_eval"]["accuracy"]
     assert wall < 120 and cpu < 120  # seconds print as seconds
+    rewrite_predictions(out / "runs" / "lor2c", learned=True)  # the tiny model's outcome is chance's: fixed here
+    res = runner.invoke(app, ["run", str(path), "--out", str(out), "--status"])
+    lines = res.output.splitlines()
     assert lines[1] == f"  lor2c  completed  {wall:.0f} s wall, {cpu:.0f} s CPU  accuracy {acc:.4f}"
+    rewrite_predictions(out / "runs" / "lor2c", learned=False)
+    flagged = runner.invoke(app, ["run", str(path), "--out", str(out), "--status"]).output.splitlines()[1]
+    assert flagged.startswith(lines[1] + " (did not learn: the majority class alone scores ") and "exact binomial p = " in flagged
     last = int(read_table(out / "runs" / "lora", "metrics").step.max())  # the newest rows recorded before the interrupt
     assert lines[2] == f"  lora   interrupted; resumes from epoch-0000 (step {last} of 8 recorded; 1 of 2 epochs checkpointed)" and last >= 4
     assert lines[3] == (f"1 of 2 completed, {wall:.0f} s of training ({cpu:.0f} s CPU, 1 run(s) that count it); "
@@ -180,6 +187,9 @@ def test_an_interrupted_study_resumes_its_runs_and_refuses_a_changed_one(tiny_mo
     assert m["status"] == "completed" and m["resumes"][0]["from"] == "epoch-0000"
     assert json.loads((out / "study.json").read_text())["status"] == "completed"
     # a changed configuration is refused by name; with --overwrite the old runs are moved aside and retrained
+    from lor2c_probe.commands.run import config_diff  # a tuple field read back from JSON as a list is not a change
+
+    assert config_diff({"probes": {"extra": []}, "lr": 1}, {"probes": {"extra": ()}, "lr": 2}) == "lr: 1 then, 2 now"
     path.write_text(text.replace("rank = 2", "rank = 4"))
     assert_user_error(runner.invoke(app, ["run", str(path), "--out", str(out), "--resume"]),
                       "was trained with another configuration (adapter.rank: 2 then, 4 now)")
