@@ -75,7 +75,7 @@ def run_state(p: Planned) -> RunState:
 
 
 def _chance(run_dir: Path) -> str:
-    """" (did not learn: ...)" when the final accuracy is not above always predicting the majority class."""
+    """" (did not learn: ...)" when the run is shown to be no better than always predicting the majority class."""
     from lor2c_probe.compare.chance import chance_of
     from lor2c_probe.errors import StorageError
 
@@ -83,9 +83,9 @@ def _chance(run_dir: Path) -> str:
         t = chance_of(run_dir)
     except StorageError:
         return ""
-    if t is None or t.learned:
+    if t is None or not t.at_chance:
         return ""
-    return f" (did not learn: the majority class alone scores {t.majority_share:.4f}, exact binomial p = {t.p:.2g})"
+    return f" (did not learn: the majority class alone scores {t.majority_share:.4f}; difference {100 * t.difference:+.2f} points, upper 95% end {100 * t.high:+.2f})"
 
 
 def _last_step(run_dir: Path, manifest: dict[str, Any]) -> str:

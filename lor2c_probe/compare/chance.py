@@ -1,4 +1,5 @@
-"""Did a recorded run learn its task? Its final accuracy against always predicting the majority class (analysis.chance)."""
+"""Did a recorded run learn its task? Diverged runs did not; completed classification runs are compared with always
+predicting the majority class (``analysis.chance``)."""
 
 from __future__ import annotations
 
@@ -11,18 +12,24 @@ from lor2c_probe.record.store import read_table
 
 
 def chance_of(run_dir: Path) -> ChanceTest | None:
-    """None without per-example predictions (regression runs, or runs stopped before their first evaluation)."""
+    """None without a test: no predictions (runs recorded before the table existed, or stopped before their first
+    evaluation), a regression task, a single-class eval set."""
     return above_chance(final_predictions(read_table(run_dir, "predictions")))
 
 
 def learned(run: RecordedRun) -> ChanceTest | None:
-    return above_chance(final_predictions(run.table("predictions"))) if run.has("predictions") else None  # the run's cached table
+    if run.manifest.get("task", {}).get("regression") or not run.has("predictions"):
+        return None
+    return above_chance(final_predictions(run.table("predictions")))  # the run's cached table
 
 
-def failed_runs(runs: list[RecordedRun]) -> dict[str, ChanceTest]:
-    """Completed runs whose final accuracy is not above the majority class's share, by label."""
+def failed_runs(runs: list[RecordedRun]) -> dict[str, str]:
+    """Label -> why, for the runs that did not learn their task: diverged, or completed at chance."""
     out = {}
     for r in runs:
-        if r.manifest.get("status") == "completed" and (t := learned(r)) is not None and not t.learned:
-            out[r.label] = t
+        status = r.manifest.get("status")
+        if status == "diverged":
+            out[r.label] = f"{r.label} diverged at step {(r.manifest.get('diverged') or {}).get('step', '?')}."
+        elif status == "completed" and (t := learned(r)) is not None and t.at_chance:
+            out[r.label] = t.describe(r.label)
     return out

@@ -9,9 +9,10 @@ Claims (each only where the runs hold what it needs; otherwise the line says wha
 5. Table I, LoR2C matches LoRA with half the parameters: paired accuracy difference, parity within ±1 point.
 6. IMLoR2C keeps LoRA's accuracy with fewer parameters: the same for IMLoR2C.
 
-Claims 1-4 read weights and gradients, so they leave out runs that did not learn their task (final accuracy not above
-always predicting the majority class, ``analysis.chance``): a failed optimisation says nothing about its method. The
-line's n names what was left out. Claims 5-6 compare accuracies, where a failed run counts as what it scored.
+Claims 1-4 read weights and gradients, so they leave out runs that did not learn their task (diverged, or shown to be
+no better than always predicting the majority class, ``analysis.chance``) before choosing their folder: a failed
+optimisation says nothing about its method. The line's n names what was left out. Claims 5-6 compare accuracies,
+where a failed run counts as what it scored.
 
 Runs may come from several studies (one folder of runs each, e.g. a Fig. 7 study and a Fig. 2 study at one depth).
 A claim never pools studies: a seed of one study does not pair with the same seed of another (other schedule, other
@@ -97,8 +98,8 @@ def _gradient_claims(runs: list[RecordedRun]) -> list[Claim]:
     from lor2c_probe.analysis.gradient_claims import above_one
     from lor2c_probe.compare.gradients import compare_gradients
 
-    runs, source = one_study([r for r in _clean(runs) if r.has("grads")], ("lora", "lor2c"))
-    runs, left_out = _learned_only(runs)
+    cands = [r for r in _clean(runs) if r.has("grads") and r.method in ("lora", "lor2c")]
+    runs, source, left_out = _learned_study(cands, ("lora", "lor2c"))
     lora, lor2c = _group(runs, "lora"), _group(runs, "lor2c")
     paired = {r.seed for r in lora} & {r.seed for r in lor2c}  # compare_gradients lets one baseline run serve every seed
     lora, lor2c = [r for r in lora if r.seed in paired], [r for r in lor2c if r.seed in paired]
@@ -129,13 +130,16 @@ def _gradient_claims(runs: list[RecordedRun]) -> list[Claim]:
     return [replace(c, source=source, n=c.n + (f"; {left_out}" if left_out else "")) if c.effect else c for c in (c1, c2, c3)]
 
 
-def _learned_only(runs: list[RecordedRun]) -> tuple[list[RecordedRun], str]:
-    """The runs that learned their task (or cannot be tested: no predictions), and a note naming the others."""
+def _learned_study(cands: list[RecordedRun], methods: tuple[str, ...]) -> tuple[list[RecordedRun], str, str]:
+    """``one_study`` over the runs that learned their task (or cannot be tested), and a note naming the chosen
+    folder's runs that did not (all of them when no folder is left)."""
     from lor2c_probe.compare.chance import failed_runs
 
-    failed = failed_runs(runs)
-    note = f"{len(failed)} run(s) that did not learn the task left out ({', '.join(failed)})" if failed else ""
-    return [r for r in runs if r.label not in failed], note
+    failed = failed_runs(cands)
+    runs, source = one_study([r for r in cands if r.label not in failed], methods)
+    folder = runs[0].path.resolve().parent if runs else None
+    left = [r.label for r in cands if r.label in failed and (folder is None or r.path.resolve().parent == folder)]
+    return runs, source, f"{len(left)} run(s) that did not learn the task left out ({', '.join(left)})" if left else ""
 
 
 def _activation_claim(res, group: str) -> Claim:
@@ -160,37 +164,28 @@ def _activation_claim(res, group: str) -> Claim:
 
 def _low_rank_claim(runs: list[RecordedRun]) -> Claim:
     from lor2c_probe.analysis.low_rank import claim_table, low_rank_evidence
-    from lor2c_probe.compare.chance import failed_runs
 
-    runs, source = one_study([r for r in _clean(runs) if r.has("spectra")], ("full-rank-residual",))
-    full = _group(runs, "full-rank-residual")
-    if not full:
+    cands = [r for r in _clean(runs) if r.has("spectra") and r.method == "full-rank-residual"]
+    if not cands:
         return _missing(CLAIMS[3], "needs full-rank-residual runs with the spectra probe")
     # a map from a run that never learned its task is a failed optimisation's, not the method's: left out of the test
-    tests = failed_runs(full)
-    failed = [r for r in full if r.label in tests]
-    kept = [r for r in full if r.label not in tests]
+    full, source, left_out = _learned_study(cands, ("full-rank-residual",))
+    none_learned = not full
+    if none_learned:  # their numbers, without a verdict
+        full, source = one_study(cands, ("full-rank-residual",))
     frames = []
-    for r in kept or full:
+    for r in full:
         sp = r.table("spectra")
         s, _ = low_rank_evidence(sp[sp.module.str.startswith("lor2c.")], source="weights", ks=(8,))
         frames.append(s.assign(group=r.group, seed=r.seed or 0))
     c = claim_table(pd.concat(frames, ignore_index=True), 8).iloc[0]
     p = f", p = {c.p:.2g}" if np.isfinite(c.p) else ""
-    n, verdict = f"{int(c.n)} {c.unit}s", str(c.verdict)
-    if failed:
-        t = tests[failed[0].label]
-        why = (f"{len(failed)} of {len(full)} full-rank run(s) did not learn the task (accuracy {t.accuracy:.1%}, not above the "
-               f"majority class's {t.majority_share:.1%}, exact binomial p = {t.p:.2g})")
-        if kept:
-            n += f"; {why}: left out"
-        else:
-            n += f"; {why}"
-            verdict = "cannot tell (no full-rank run learned the task: its map is not a learned one)"
+    n, verdict = f"{int(c.n)} {c.unit}s" + (f"; {left_out}" if left_out else ""), str(c.verdict)
+    if none_learned:
+        verdict = "cannot tell (no full-rank run learned the task: its map is not a learned one)"
     return Claim(CLAIMS[3], f"top-8 energy {c.top8_energy:.1%} vs control {c.control_top8_energy:.1%} (d = {int(c.directions)})",
                  f"difference [{c.difference_low:+.1%}, {c.difference_high:+.1%}]", f"one-sample t-test across {c.unit}s{p}",
                  n, verdict, source)
-
 
 
 def _parity_claim(runs: list[RecordedRun], method: str, claim: str) -> Claim:

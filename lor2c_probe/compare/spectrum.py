@@ -45,13 +45,23 @@ def compare_spectra(runs: list[RecordedRun], source: str, ks: tuple[int, ...], *
         curves.append(c.assign(run=r.label))
     summary = pd.concat(summaries, ignore_index=True)
     curve = pd.concat(curves, ignore_index=True)
-    pairs = _seed_pairs(runs)
+    pairs = _seed_pairs(_learned(runs))
     grid, phi_note = _subspace(pairs[0], strict_phi) if pairs else (None, "phi: needs two runs")
     phi = _phi_tests(pairs, strict_phi) if grid is not None else None
     k = 8 if 8 in ks else max(ks)
     claims = _claims(summary, runs, k)
     text = _text(summary, grid, pairs[0] if pairs else runs, source, ks, phi_note, claims, phi)
     return SpectrumComparison(summary, curve, grid, text, claims, phi)
+
+
+def _learned(runs: list[RecordedRun]) -> list[RecordedRun]:
+    """The runs that learned their task, when every method keeps one and two or more runs are left (phi against a
+    failed map says nothing); otherwise all of them."""
+    from lor2c_probe.compare.chance import failed_runs
+
+    failed = failed_runs(runs)
+    kept = [r for r in runs if r.label not in failed]
+    return kept if len(kept) >= 2 and {r.group for r in kept} == {r.group for r in runs} else runs
 
 
 def _claims(summary: pd.DataFrame, runs: list[RecordedRun], k: int) -> pd.DataFrame:
@@ -65,8 +75,8 @@ def _claims(summary: pd.DataFrame, runs: list[RecordedRun], k: int) -> pd.DataFr
     parts = [claim_table(kept, k)] if not kept.empty else []
     lost = [g for g in groups if g not in set(kept["group"])]
     if lost:
-        parts.append(claim_table(summary[summary["group"].isin(lost)], k)
-                     .assign(verdict="cannot tell (no run of it learned the task)"))
+        t = claim_table(summary[summary["group"].isin(lost)], k)
+        parts.append(t.assign(verdict=t["verdict"].where(t["verdict"] == "not tested (rank <= k)", "cannot tell (no run of it learned the task)")))
     table = pd.concat(parts, ignore_index=True).set_index("group").loc[groups].reset_index()
     left = summary[summary["run"].isin(failed)].groupby("group")["run"].nunique()
     return table.assign(left_out=[int(left.get(g, 0)) for g in table["group"]])

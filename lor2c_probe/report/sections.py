@@ -143,12 +143,13 @@ def _chance_blocks(s: Section, runs: list[RecordedRun]) -> None:
     table = chance_table(finals)
     if table.empty:
         return
-    failed = table[~table.learned]
-    if len(failed):
-        s.blocks.append(" ".join(above_chance(finals[name]).describe(name) for name in failed.run))
-    s.blocks.append(Table(table, "Did each run learn its task? Final accuracy against always predicting the eval set's majority class "
-                          "(exact one-sided binomial test, alpha = 0.05), and the share of examples given the most-predicted class.",
-                          data="chance"))
+    doubtful = table[table.reading != "learned"]
+    if len(doubtful):
+        s.blocks.append(" ".join(above_chance(finals[name]).describe(name) for name in doubtful.run))
+    s.blocks.append(Table(table, "Did each run learn its task? Final accuracy minus always predicting the eval set's majority class, "
+                          "paired on the same examples: 95% interval and exact one-sided McNemar p; learned: p < 0.05; at chance: "
+                          "the interval's upper end below 1 point (such runs are left out of the weight and gradient claims); "
+                          "otherwise cannot tell. Also the share of examples given the most-predicted class.", data="chance"))
 
 
 def _flattening_blocks(s: Section, runs: list[RecordedRun]) -> None:
@@ -283,6 +284,10 @@ def gradients_section(runs: list[RecordedRun], opts: Options) -> Section:
     surface = res.surface
     den = bases[0].group if len(bases) > 1 else bases[0].label
     seeds = sorted({r.seed for r in with_grads if r.seed is not None})
+    from lor2c_probe.compare.chance import failed_runs
+
+    if failed := failed_runs(with_grads):  # drawn as recorded; the paper-claim lines (compare.claims) leave them out
+        s.blocks.append("Read with care: " + " ".join(failed.values()) + " The surface and trend tests below include such runs.")
     s.blocks.append(f"For each epoch and layer: the epoch mean of the per-step {opts.stat} gradient of each method's adapter module "
                     f"(factor {opts.factor}), divided by the same for {den}; with several seeds ({len(seeds)} here), the geometric mean over "
                     "seeds of each seed's ratio. Above 1: the method's module receives more gradient. Brackets and hover text give the 95% "
@@ -357,8 +362,9 @@ def low_rank_section(runs: list[RecordedRun], opts: Options | None = None) -> Se
 
     failed = failed_runs(eligible)
     if failed:
-        s.blocks.append("Read with care: " + " ".join(t.describe(label) for label, t in failed.items())
-                        + " The spectra below include such runs; the low-rank test leaves them out.")
+        s.blocks.append("Read with care: " + " ".join(failed.values())
+                        + " The spectra below include such runs; the low-rank test leaves them out, and so does phi where every method "
+                        "keeps a run that learned.")
     try:
         # runs without structural events first: phi compares the first two, and needs the same layers in both
         eligible.sort(key=lambda r: r.has("events"))

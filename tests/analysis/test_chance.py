@@ -1,4 +1,5 @@
-"""Did a run learn? Final accuracy against always predicting the majority class, on constructed predictions."""
+"""Did a run learn? Its final predictions against always predicting the majority class, paired on the same examples;
+expected values by hand (counts) and from scipy.stats.binomtest."""
 
 from __future__ import annotations
 
@@ -10,46 +11,56 @@ from scipy import stats as sps
 from lor2c_probe.analysis.chance import above_chance, chance_table
 
 
-def final(labels: np.ndarray, preds: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({"step": 400, "split": "eval", "example": np.arange(len(labels)), "label": labels.astype(float),
-                         "prediction": preds.astype(float)})
+def final(labels, preds) -> pd.DataFrame:
+    labels, preds = np.asarray(labels, dtype=float), np.asarray(preds, dtype=float)
+    return pd.DataFrame({"step": 400, "split": "eval", "example": np.arange(len(labels)), "label": labels, "prediction": preds})
 
 
-def test_a_constant_classifier_did_not_learn():
-    # the fig2-depth12 full-rank runs' case: 746 of 1,275 labels are 1 (58.51%), every prediction is 1
+def test_a_constant_classifier_is_at_chance():
+    # the fig2-depth12 full-rank runs at lr 5e-4: 746 of 1,275 labels are 1 (58.51%), every prediction is 1
     labels = np.r_[np.ones(746), np.zeros(529)]
     t = above_chance(final(labels, np.ones(1275)))
     assert t.accuracy == pytest.approx(746 / 1275) and t.majority_share == pytest.approx(746 / 1275) and t.majority_label == 1
-    assert t.top_prediction_share == 1.0 and t.n == 1275 and not t.learned
-    assert t.p == pytest.approx(sps.binomtest(746, 1275, 746 / 1275, alternative="greater").pvalue)  # about 0.5
-    assert "did not learn the task" in t.describe("full-rank-residual-s17") and "100%" in t.describe("x")
+    assert (t.difference, t.low, t.high, t.p) == (0, 0, 0, 1.0)  # no discordant example: nothing differs from the constant
+    assert t.reading == "at chance" and t.at_chance and t.top_prediction_share == 1.0 and t.n == 1275
+    assert "did not learn the task" in t.describe("full-rank-residual-s17") and "100% of the examples" in t.describe("x")
+    worse = above_chance(final(labels, 1 - labels))  # every prediction wrong: worse than the constant, also at chance
+    assert worse.accuracy == 0 and worse.high < 0 and worse.at_chance
 
 
-def test_accuracy_clearly_above_the_majority_learned():
+def test_the_test_is_paired_on_the_examples():
+    # 600 of 1,000 labels are 1. Right on every majority example but 20, and on 250 of the 400 others: the run is right
+    # where the constant is wrong on 250 examples and wrong where it is right on 20: one-sided exact McNemar
     labels = np.r_[np.ones(600), np.zeros(400)]
-    preds = labels.copy()
-    preds[:150] = 0  # 850 of 1,000 right against 600 for always 1
+    preds = np.r_[np.ones(580), np.zeros(20), np.zeros(250), np.ones(150)]
     t = above_chance(final(labels, preds))
-    assert t.accuracy == pytest.approx(0.85) and t.majority_share == pytest.approx(0.6) and t.learned
-    assert t.p == pytest.approx(sps.binomtest(850, 1000, 0.6, alternative="greater").pvalue) and t.p < 1e-12
-    assert t.top_prediction_share == pytest.approx(0.55)  # 450 ones, 550 zeros predicted
+    assert t.accuracy == pytest.approx(0.83) and t.difference == pytest.approx(0.23) and t.reading == "learned"
+    assert t.p == pytest.approx(sps.binomtest(250, 270, 0.5, alternative="greater").pvalue)
     assert "learned the task" in t.describe("lor2c")
+    # the constant everywhere but 20 minority examples, all right: 20 against 0 discordant, p = 0.5^20, learned,
+    # although 62% is within a binomial SE of 60% (an unpaired test against 60% would miss it)
+    near = above_chance(final(labels, np.r_[np.ones(600), np.zeros(20), np.ones(380)]))
+    assert near.accuracy == pytest.approx(0.62) and near.p == pytest.approx(0.5 ** 20) and near.reading == "learned"
 
 
-def test_a_small_edge_is_not_enough_and_below_chance_is_not_learning():
-    labels = np.r_[np.ones(60), np.zeros(40)]
-    preds = labels.copy()
-    preds[:35] = 0  # 65 of 100 against 60: one-sided binomial p about 0.18
+def test_a_small_set_a_few_points_up_cannot_tell():
+    # an RTE-sized set: 277 examples, 146 of class 1; the run is right on 155 (56.0%, against 52.7%), discordant 28 against 19
+    labels = np.r_[np.ones(146), np.zeros(131)]
+    preds = np.r_[np.ones(127), np.zeros(19), np.zeros(28), np.ones(103)]
     t = above_chance(final(labels, preds))
-    assert t.accuracy == pytest.approx(0.65) and 0.05 < t.p < 0.5 and not t.learned
-    worse = above_chance(final(labels, 1 - labels))  # every prediction wrong
-    assert worse.accuracy == 0 and worse.p == pytest.approx(1.0) and not worse.learned
+    assert t.accuracy == pytest.approx(155 / 277) and t.p == pytest.approx(sps.binomtest(28, 47, 0.5, alternative="greater").pvalue)
+    assert t.p > 0.05 and t.high > 0.01 and t.reading == "cannot tell" and not t.at_chance
+    assert "cannot tell whether it learned" in t.describe("r")
 
 
-def test_table_and_edge_cases():
+def test_ties_classes_and_tasks_without_a_test():
+    tie = above_chance(final([0, 0, 1, 1], [1, 1, 1, 1]))  # a tie for the majority: the class the run predicts is named
+    assert tie.majority_label == 1 and tie.at_chance
+    three = above_chance(final([0, 1, 2, 2, 2, 1], [2, 2, 2, 2, 2, 2]))  # three classes: the constant is class 2
+    assert three.majority_label == 2 and three.accuracy == pytest.approx(0.5) and three.at_chance
+    assert above_chance(final([0.5, 3.8, 2.2], [0.4, 3.9, 2.0])) is None  # regression (STS-B-like scores): no test
+    assert above_chance(final([1, 1, 1], [1, 1, 1])) is None  # one class in the eval set: nothing to beat
+    assert above_chance(final([], [])) is None
     labels = np.r_[np.ones(60), np.zeros(40)]
-    table = chance_table({"a": final(labels, labels), "b": final(labels, np.ones(100)), "empty": final(labels[:0], labels[:0])})
-    assert list(table.run) == ["a", "b"] and list(table.learned) == [True, False]
-    one_class = above_chance(final(np.ones(10), np.ones(10)))  # every label the same: nothing to beat, cannot be shown
-    assert one_class.majority_share == 1 and one_class.p == 1.0 and not one_class.learned
-    assert above_chance(final(labels[:0], labels[:0])) is None
+    table = chance_table({"a": final(labels, labels), "b": final(labels, np.ones(100)), "r": final([0.5, 1.5], [0.5, 1.5])})
+    assert list(table.run) == ["a", "b"] and list(table.reading) == ["learned", "at chance"]

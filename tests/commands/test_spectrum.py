@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lor2c_probe.cli import app
+from tests.helpers import rewrite_predictions
 from tests.test_cli import assert_user_error
 
 runner = CliRunner()
@@ -92,7 +93,15 @@ def test_seeds_give_intervals_and_phi_against_chance(tiny_models, tiny_data, tmp
     out = tmp_path / "seeds"
     res = runner.invoke(app, tiny(tiny_models["bert"], tiny_data, out, "--seeds", "3,4"))
     assert res.exit_code == 0, res.output
+    # the tiny runs stay near chance, and runs at chance leave the test: made to have learned, then analysed again
+    runs = sorted((out / "runs").iterdir())
+    for run in runs:
+        rewrite_predictions(run, learned=True)
+    out = tmp_path / "again"
+    res = runner.invoke(app, ["spectrum", *map(str, runs), "--out", str(out)])
+    assert res.exit_code == 0, res.output
     claims = pd.read_parquet(out / "low_rank_claims.parquet").set_index("group")
+    assert (claims.left_out == 0).all()
     assert claims.loc["full-rank-residual", "unit"] == "seed" and claims.loc["full-rank-residual", "n"] == 2
     assert claims.loc["full-rank-residual", "top8_energy_low"] <= claims.loc["full-rank-residual", "top8_energy"]
     # the estimate is the mean over seeds of each seed's mean over layers, recomputed from the per-layer table
