@@ -180,9 +180,12 @@ def _low_rank_claim(runs: list[RecordedRun]) -> Claim:
         frames.append(s.assign(group=r.group, seed=r.seed or 0))
     c = claim_table(pd.concat(frames, ignore_index=True), 8).iloc[0]
     p = f", p = {c.p:.2g}" if np.isfinite(c.p) else ""
-    n, verdict = f"{int(c.n)} {c.unit}s" + (f"; {left_out}" if left_out else ""), str(c.verdict)
+    n, verdict = f"{int(c.n)} {c.unit}s", str(c.verdict)
     if none_learned:
+        n += f"; no run learned the task ({', '.join(r.label for r in full)}): the numbers are theirs"
         verdict = "cannot tell (no full-rank run learned the task: its map is not a learned one)"
+    elif left_out:
+        n += f"; {left_out}"
     return Claim(CLAIMS[3], f"top-8 energy {c.top8_energy:.1%} vs control {c.control_top8_energy:.1%} (d = {int(c.directions)})",
                  f"difference [{c.difference_low:+.1%}, {c.difference_high:+.1%}]", f"one-sample t-test across {c.unit}s{p}",
                  n, verdict, source)

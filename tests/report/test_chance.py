@@ -66,7 +66,7 @@ def test_failed_run_named_and_left_out(recorded, tmp_path):
     c = compare_spectra(runs, "weights", (8,), strict_phi=False).claims.iloc[0]
     assert c.left_out == 2 and c.seeds == 2 and c.verdict == "cannot tell (no run of it learned the task)"
     claim = paper_claims(runs)[3]
-    assert claim.verdict.startswith("cannot tell (no full-rank run learned the task") and "2 run(s) that did not learn" in claim.n
+    assert claim.verdict.startswith("cannot tell (no full-rank run learned the task") and "2 seeds; no run learned the task (" in claim.n
 
 
 def test_diverged_runs_and_rank_r_maps(recorded, tmp_path):
