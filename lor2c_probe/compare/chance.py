@@ -7,6 +7,7 @@ from pathlib import Path
 
 from lor2c_probe.analysis.chance import ChanceTest, above_chance
 from lor2c_probe.analysis.comparison import final_predictions
+from lor2c_probe.errors import StorageError
 from lor2c_probe.record.runs import RecordedRun
 from lor2c_probe.record.store import read_table
 
@@ -18,9 +19,14 @@ def chance_of(run_dir: Path) -> ChanceTest | None:
 
 
 def learned(run: RecordedRun) -> ChanceTest | None:
+    """None without a test, as ``chance_of``; also when the predictions table is damaged (the sections that read it
+    for themselves say so)."""
     if run.manifest.get("task", {}).get("regression") or not run.has("predictions"):
         return None
-    return above_chance(final_predictions(run.table("predictions")))  # the run's cached table
+    try:
+        return above_chance(final_predictions(run.table("predictions")))  # the run's cached table
+    except StorageError:
+        return None
 
 
 def failed_runs(runs: list[RecordedRun]) -> dict[str, str]:

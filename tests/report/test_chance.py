@@ -75,6 +75,10 @@ def test_diverged_runs_and_rank_r_maps(recorded, tmp_path):
 
     full = copy_run(recorded["full"], tmp_path / "full", seed=3, learned=True, status="diverged", diverged={"step": 7})
     assert failed_runs(load_runs([full])) == {"full-rank-residual": "full-rank-residual diverged at step 7."}
+    damaged = copy_run(recorded["full"], tmp_path / "damaged", seed=3, learned=False)
+    shard = shard_paths(damaged, "predictions")[0][1]
+    shard.write_bytes(shard.read_bytes()[:50])  # a damaged table: no test, rather than a failed claim line
+    assert failed_runs(load_runs([damaged])) == {}
     # a rank-2 LoR2C map none of whose runs learned keeps "not tested": its top-8 share is 1 by construction
     lor2c = copy_run(recorded["im-lor2c"], tmp_path / "im", seed=3, learned=False)
     c = compare_spectra(load_runs([lor2c]), "weights", (8,), strict_phi=False).claims.iloc[0]
