@@ -86,14 +86,9 @@ def above_chance(final: pd.DataFrame, *, alpha: float = ALPHA, margin: float = P
                       m.low, m.high, p, m.n, reading)
 
 
-def chance_table(finals: dict[str, pd.DataFrame], *, alpha: float = ALPHA) -> pd.DataFrame:
-    """One row per run (``finals``: run name -> its final prediction rows); runs without a test (see ``above_chance``)
-    are left out."""
-    rows = []
-    for name, f in finals.items():
-        t = above_chance(f, alpha=alpha)
-        if t is not None:
-            rows.append({"run": name, "accuracy": t.accuracy, "majority_share": t.majority_share, "majority_label": t.majority_label,
-                         "top_prediction_share": t.top_prediction_share, "difference": t.difference, "low": t.low, "high": t.high,
-                         "p": t.p, "n": t.n, "reading": t.reading})
+def chance_table(tests: dict[str, ChanceTest | None]) -> pd.DataFrame:
+    """One row per run (``tests``: run name -> its ``above_chance``); runs without a test are left out."""
+    rows = [{"run": name, "accuracy": t.accuracy, "majority_share": t.majority_share, "majority_label": t.majority_label,
+             "top_prediction_share": t.top_prediction_share, "difference": t.difference, "low": t.low, "high": t.high,
+             "p": t.p, "n": t.n, "reading": t.reading} for name, t in tests.items() if t is not None]
     return pd.DataFrame(rows)

@@ -45,31 +45,28 @@ def compare_spectra(runs: list[RecordedRun], source: str, ks: tuple[int, ...], *
         curves.append(c.assign(run=r.label))
     summary = pd.concat(summaries, ignore_index=True)
     curve = pd.concat(curves, ignore_index=True)
-    pairs = _seed_pairs(_learned(runs))
+    from lor2c_probe.compare.chance import failed_runs
+
+    failed = set(failed_runs(runs))
+    pairs = _seed_pairs(_learned(runs, failed))
     grid, phi_note = _subspace(pairs[0], strict_phi) if pairs else (None, "phi: needs two runs")
     phi = _phi_tests(pairs, strict_phi) if grid is not None else None
     k = 8 if 8 in ks else max(ks)
-    claims = _claims(summary, runs, k)
+    claims = _claims(summary, failed, k)
     text = _text(summary, grid, pairs[0] if pairs else runs, source, ks, phi_note, claims, phi)
     return SpectrumComparison(summary, curve, grid, text, claims, phi)
 
 
-def _learned(runs: list[RecordedRun]) -> list[RecordedRun]:
-    """The runs that learned their task, when every method keeps one and two or more runs are left (phi against a
-    failed map says nothing); otherwise all of them."""
-    from lor2c_probe.compare.chance import failed_runs
-
-    failed = failed_runs(runs)
+def _learned(runs: list[RecordedRun], failed: set[str]) -> list[RecordedRun]:
+    """The runs that learned their task (``failed``: labels of those that did not), when every method keeps one and two
+    or more runs are left (phi against a failed map says nothing); otherwise all of them."""
     kept = [r for r in runs if r.label not in failed]
     return kept if len(kept) >= 2 and {r.group for r in kept} == {r.group for r in runs} else runs
 
 
-def _claims(summary: pd.DataFrame, runs: list[RecordedRun], k: int) -> pd.DataFrame:
+def _claims(summary: pd.DataFrame, failed: set[str], k: int) -> pd.DataFrame:
     """``claim_table`` over the runs that learned their task; a group none of whose runs did keeps its numbers from all
     of them, with the verdict "cannot tell". Column ``left_out``: the group's runs that did not learn."""
-    from lor2c_probe.compare.chance import failed_runs
-
-    failed = set(failed_runs(runs))
     kept = summary[~summary["run"].isin(failed)]
     groups = list(dict.fromkeys(summary["group"]))
     parts = [claim_table(kept, k)] if not kept.empty else []

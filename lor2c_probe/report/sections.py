@@ -138,14 +138,13 @@ def _chance_blocks(s: Section, runs: list[RecordedRun]) -> None:
     from lor2c_probe.analysis.chance import above_chance, chance_table
     from lor2c_probe.analysis.comparison import final_predictions
 
-    finals = {r.label: final_predictions(r.table("predictions")) for r in runs
-              if r.manifest.get("status") == "completed" and r.has("predictions")}
-    table = chance_table(finals)
+    tests = {r.label: above_chance(final_predictions(r.table("predictions"))) for r in runs
+             if r.manifest.get("status") == "completed" and r.has("predictions")}
+    table = chance_table(tests)
     if table.empty:
         return
-    doubtful = table[table.reading != "learned"]
-    if len(doubtful):
-        s.blocks.append(" ".join(above_chance(finals[name]).describe(name) for name in doubtful.run))
+    if doubtful := [tests[name].describe(name) for name in table.run[table.reading != "learned"]]:
+        s.blocks.append(" ".join(doubtful))
     s.blocks.append(Table(table, "Did each run learn its task? Final accuracy minus always predicting the eval set's majority class, "
                           "paired on the same examples: 95% interval and exact one-sided McNemar p; learned: p < 0.05; at chance: "
                           "the interval's upper end below 1 point (such runs are left out of the weight and gradient claims); "

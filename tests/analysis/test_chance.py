@@ -62,5 +62,6 @@ def test_ties_classes_and_tasks_without_a_test():
     assert above_chance(final([1, 1, 1], [1, 1, 1])) is None  # one class in the eval set: nothing to beat
     assert above_chance(final([], [])) is None
     labels = np.r_[np.ones(60), np.zeros(40)]
-    table = chance_table({"a": final(labels, labels), "b": final(labels, np.ones(100)), "r": final([0.5, 1.5], [0.5, 1.5])})
+    table = chance_table({name: above_chance(f) for name, f in
+                          {"a": final(labels, labels), "b": final(labels, np.ones(100)), "r": final([0.5, 1.5], [0.5, 1.5])}.items()})
     assert list(table.run) == ["a", "b"] and list(table.reading) == ["learned", "at chance"]
