@@ -8,6 +8,8 @@
   equivalence reading: holds inside, does not hold when the interval lies wholly below -margin, else cannot tell).
 - Per example: on the shared eval set, exact McNemar per seed (examples right under one method and wrong under the
   other), with a paired-proportion interval; Holm across a method's seeds.
+Each method against the baseline is its own claim (one row of the paper's Table I), so nothing is corrected across
+methods; a claim tested in many cells (seeds here, epochs for the trend, layers for φ) is Holm-corrected over them.
 """
 
 from __future__ import annotations
@@ -82,10 +84,12 @@ def summarize(paired: pd.DataFrame, mcnemar: pd.DataFrame, *, metric: str) -> st
     """Sentences with test, n, effect, interval and verdict (differences in points of ``metric`` x 100)."""
     lines = []
     for r in paired.itertuples(index=False):
-        ci = f"[{_pt(r.low)}, {_pt(r.high)}]" if np.isfinite(r.low) else "[no interval: one seed]"
+        why = "one seed" if r.seeds < 2 else "the seeds' differences are identical"
+        ci = f"[{_pt(r.low)}, {_pt(r.high)}]" if np.isfinite(r.low) else f"[no interval: {why}]"
         p = f"{r.p:.2g}" if np.isfinite(r.p) else "undefined"
+        flip = f"{r.p_sign_flip:.2g}" if np.isfinite(r.p_sign_flip) else "undefined"
         lines.append(f"{r.group} - {r.baseline}: final {metric} difference {_pt(r.difference)} points {ci} (95%, paired t across "
-                     f"n = {r.seeds} seeds, p = {p}; exact sign-flip p = {r.p_sign_flip:.2g}). "
+                     f"n = {r.seeds} seeds, p = {p}; exact sign-flip p = {flip}). "
                      f"Better than {r.baseline}: {r.better}. Parity within +-{100 * r.margin:g} point(s): {r.parity}.")
     for group, g in (mcnemar.groupby("group", sort=False) if not mcnemar.empty else []):
         parts = [f"seed {int(x.seed)}: {x.only_group} vs {x.only_baseline} discordant, {_pt(x.difference)} points [{_pt(x.low)}, {_pt(x.high)}], "

@@ -1,9 +1,10 @@
 """Uncertainty for the analyses: bootstrap confidence intervals, permutation tests, McNemar, multiple comparisons.
 
-Pure numpy/scipy. Every function takes a ``seed`` (a ``numpy.random.Generator`` seed) so a summary is reproducible,
-and returns plain floats or small dataclasses. Conventions: two-sided tests; intervals are percentile bootstrap
-intervals at ``level`` (default 95%); a permutation p-value counts the observed statistic among the permutations,
-``(1 + #{|t*| >= |t|}) / (1 + n)``, so it is never 0.
+Pure numpy/scipy. Every random function takes a ``seed`` (a ``numpy.random.Generator`` seed) so a summary is
+reproducible, and returns plain floats or small dataclasses. Conventions: two-sided tests; intervals at ``level``
+(default 95%): Student t over seeds (few units, docs/statistics.md says why), percentile bootstrap where the units are
+many (layers × seeds, steps, eval examples); a permutation p-value counts the observed statistic among the
+permutations, ``(1 + #{|t*| >= |t|}) / (1 + n)``, so it is never 0.
 """
 
 from __future__ import annotations

@@ -176,6 +176,23 @@ def _text(summary: Any, grid: Any, runs: Any, source: str, ks: tuple[int, ...], 
             f"2,000 draws: mean {phi.chance_mean.iloc[0]:.3f}, 95th percentile {phi.chance_q95.iloc[0]:.3f}): median observed {phi.phi.median():.3f}; "
             f"above chance (one-sided p, Holm across layers within a seed, alpha = 0.05) in {sig} of {len(phi)} (seed, layer) maps; "
             f"smallest p = {_p(float(phi.p.min()))}.")
+        lines.append(_phi_effect(phi))
     elif phi_note:
         lines.append(phi_note)
     return "\n".join(lines)
+
+
+def _phi_effect(phi: Any) -> str:
+    """Each seed's mean phi over its layers minus the chance mean: its t interval across seeds (the independent unit)
+    and a one-sided claim "above chance"; with one seed, the mean only (layers of one run are within-run evidence)."""
+    from lor2c_probe.analysis import stats
+    from lor2c_probe.analysis.gradient_claims import _ci, _p
+
+    per_seed = (phi.groupby("seed", sort=True)["phi"].mean() - phi["chance_mean"].iloc[0]).to_numpy(dtype=float)
+    means = ", ".join(f"{v + phi['chance_mean'].iloc[0]:.3f}" for v in per_seed)
+    if len(per_seed) < 2:
+        return f"Mean phi over layers {means} (chance {phi['chance_mean'].iloc[0]:.3f}): one seed, no test across seeds."
+    t = stats.t_test(per_seed)
+    v = stats.verdict(t.p, t.low, t.high, claim_sign=+1)
+    return (f"Mean phi over layers per seed: {means}; above chance by {t.estimate:+.3f} {_ci(t.low, t.high, '+.3f')} "
+            f"(one-sample t-test across n = {t.n} seeds, p = {_p(t.p)}): above chance {v}.")

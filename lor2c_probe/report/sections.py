@@ -302,11 +302,19 @@ def gradients_section(runs: list[RecordedRun], opts: Options) -> Section:
                           "data/gradient_ratio.parquet holds the "
                           "numbers (one row per method, epoch and layer).", data="gradient_ratio", data_frame=surface))
     if not res.trend.empty:
-        cols = ["method", "epoch", "n", "seeds", "rho", "rho_low", "rho_high", "p", "p_holm", "verdict", "rho_without_top", "p_without_top_holm",
-                "verdict_without_top"]
+        cols = ["method", "epoch", "n", "seeds", "rho", "rho_low", "rho_high", "p", "p_holm", "verdict", "rho_without_top",
+                "rho_without_top_low", "rho_without_top_high", "p_without_top_holm", "verdict_without_top"]
         s.blocks.append(Table(res.trend[cols], "Trend test per epoch: Spearman rho(layer, ratio) over (layer, seed) pairs, permutation p "
-                              "(layers shuffled within seeds), Holm across epochs; claim: rho < 0 (the ratio rises toward lower layers).",
+                              "(layers shuffled within seeds), Holm across epochs; claim: rho < 0 (the ratio rises toward lower layers). "
+                              "With one seed p and interval are within-run evidence and the verdict is cannot tell.",
                               data="gradient_trend"))
+    if res.act_ratio is not None and not res.act_ratio.empty:
+        act = res.act_ratio[res.act_ratio.epoch == res.act_ratio.epoch.max()]
+        act = act.assign(cell=[_with_interval(r, lo, hi) for r, lo, hi in zip(act.ratio, act.ci_low, act.ci_high)])
+        s.blocks.append(Table(act.pivot_table(index="layer", columns="method", values="cell", aggfunc="first").reset_index(),
+                              f"Gradient reaching each block input, ||dL/dh_i||, over {den}'s, last epoch: the seeds' geometric mean "
+                              "[95% interval, as for the surface]; layer L is the encoder output.",
+                              data="activation_grad_ratio", data_frame=res.act_ratio))
     s.blocks.append(Pre(res.summary))
     return s
 

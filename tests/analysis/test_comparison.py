@@ -73,3 +73,11 @@ def test_summary_states_test_n_interval_and_verdicts():
     assert "lor2c - lora: final accuracy difference +2.50 points" in text and "paired t across n = 2 seeds" in text
     assert "Better than lora: cannot tell" in text and "Parity within +-1 point(s)" in text
     assert "exact McNemar on 40 shared eval examples" in text and "0 vs 0 discordant" in text and "nan" not in text.lower()
+
+
+def test_summary_names_why_there_is_no_interval():
+    same = values([("lora", 1, 0.80), ("lora", 2, 0.82), ("lor2c", 1, 0.81), ("lor2c", 2, 0.83)])  # +1 point on both seeds
+    text = summarize(paired_by_seed(same, "lora"), pd.DataFrame(), metric="accuracy")
+    assert "[no interval: the seeds' differences are identical]" in text and "nan" not in text.lower()
+    one = summarize(paired_by_seed(values([("lora", 1, 0.80), ("lor2c", 1, 0.81)]), "lora"), pd.DataFrame(), metric="accuracy")
+    assert "[no interval: one seed]" in one and "exact sign-flip p = " in one and "nan" not in one.lower()

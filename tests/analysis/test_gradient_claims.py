@@ -70,6 +70,29 @@ def test_trend_holds_when_every_seed_rises_toward_lower_layers():
     assert up.verdict.iloc[0] == "does not hold"
 
 
+def test_one_seed_trend_is_within_run_evidence_never_a_verdict():
+    down = [[6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.5, 0.25]]
+    row = trend_tests(per_seed({17: down}), perms=2000, reps=300).iloc[0]
+    # a perfect order over 8 layers: the within-run permutation p is 1/2001 (8! = 40,320 orders), yet one run says
+    # nothing about another seed of the method
+    assert row.rho == pytest.approx(-1.0) and row.p == pytest.approx(1 / 2001) and row.seeds == 1
+    assert row.verdict == "cannot tell" and row.verdict_without_top == "cannot tell"
+    two = trend_tests(per_seed({17: down, 18: down}), perms=2000, reps=300).iloc[0]
+    assert two.verdict == "holds" and two.n_without_top == 14  # 7 layers below the top, 2 seeds
+
+
+def test_summary_states_the_trend_without_the_top_layer_with_interval_and_n():
+    down = [[6.0, 5.0, 4.0, 3.0, 2.0, 1.0]]
+    t = per_seed({1: down, 2: down, 3: down})
+    text = summarize(t, aggregate_seeds(t), numerator="lor2c", denominator="lora", stat="mean_abs", factor="all")
+    tr = trend_tests(t).iloc[0]
+    assert f"without layer 5: rho = -1.00 [{tr.rho_without_top_low:+.2f}, {tr.rho_without_top_high:+.2f}]" in text
+    assert "n = 15 pairs: holds" in text
+    one = summarize(per_seed({1: down}), aggregate_seeds(per_seed({1: down})), numerator="lor2c", denominator="lora",
+                    stat="mean_abs", factor="all")
+    assert "cannot tell at n = 1 seed (p and interval within this run)" in one
+
+
 def test_trend_cannot_tell_from_noise_and_holm_spans_epochs():
     rng = np.random.default_rng(4)
     noise = {s: [list(rng.lognormal(0, 0.3, 6)), [6.0, 5, 4, 3, 2, 1]] for s in (1, 2, 3)}

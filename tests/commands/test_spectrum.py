@@ -111,3 +111,4 @@ def test_seeds_give_intervals_and_phi_against_chance(tiny_models, tiny_data, tmp
     phi = pd.read_parquet(out / "phi_chance.parquet")
     assert sorted(phi.seed.unique()) == [3, 4] and len(phi) == 2 * 3 and phi.p.between(0, 1).all()
     assert "phi(8, 2) against chance" in res.output and "one-sample t-test across seeds" in res.output
+    assert "Mean phi over layers per seed:" in res.output and "one-sample t-test across n = 2 seeds" in res.output

@@ -102,6 +102,11 @@ def test_each_figure_as_png_and_svg(full_report, recorded):
 
     ratio = pd.read_parquet(out / "data" / "gradient_ratio.parquet")  # numbers, not the formatted cells shown in the page
     assert {"method", "epoch", "layer", "ratio", "ci_low", "ci_high", "n_seeds"} <= set(ratio.columns) and ratio.ratio.dtype == float
+    act = pd.read_parquet(out / "data" / "activation_grad_ratio.parquet")  # block-input ratios with their intervals
+    assert {"method", "epoch", "layer", "ratio", "ci_low", "ci_high", "ci_method"} <= set(act.columns)
+    last = act[(act.method == "lor2c") & (act.epoch == act.epoch.max())].set_index("layer").ratio
+    raw = pd.read_parquet(out / "data" / "activation_grads.parquet").set_index("layer")  # the last epoch's ||dL/dh_i|| per run
+    assert last.to_numpy() == pytest.approx((raw["lor2c"] / raw["lora"]).loc[last.index].to_numpy(), rel=1e-9)
     flat = pd.read_parquet(out / "data" / "flattening.parquet").set_index("group")  # one row per method (each its own group here)
     assert {"flat_step_median", "last_gain", "low", "high", "p", "flattened"} <= set(flat.columns) and len(flat) == 4
     assert flat.flat_step_median.notna().all() and flat.low.notna().all()  # 2 evaluations each, predictions recorded
