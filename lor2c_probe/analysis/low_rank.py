@@ -151,6 +151,26 @@ def claim_table(summary: pd.DataFrame, k: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def by_layer(summary: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Per group and layer, last epoch: top-k energy and effective rank as the mean over seeds with a 95% Student-t
+    interval across seeds (no interval with one seed), next to the control's mean. Groups whose maps have at most k
+    directions are left out (their top-k energy is 1 by construction)."""
+    from lor2c_probe.analysis import stats
+
+    rows = []
+    for group, g in summary.groupby("group", sort=False):
+        last = g[g["epoch"] == g.groupby("seed")["epoch"].transform("max")]
+        if int(last["n"].max()) <= k:
+            continue
+        for layer, cell in last.groupby("layer"):
+            row = {"group": group, "layer": int(layer), "seeds": int(cell["seed"].nunique())}
+            for col in (f"top{k}_energy", "effective_rank"):
+                t = stats.t_test(cell[col].to_numpy(dtype=float))
+                row.update({col: t.estimate, f"{col}_low": t.low, f"{col}_high": t.high, f"control_{col}": float(cell[f"control_{col}"].mean())})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def phi_null(d: int, i: int, j: int, *, draws: int = 2_000, seed: int = 0) -> np.ndarray:
     """phi(i, j) between a fixed top-i subspace and a uniformly random j-dimensional subspace of R^d (Haar: QR of a
     Gaussian d x j matrix), ``draws`` times: the chance distribution phi is judged against (mean max(i, j) / d)."""

@@ -30,8 +30,18 @@ def loss_window(n_steps: int) -> int:
     return max(1, min(50, n_steps // 15))
 
 
-def training_curves_figure(metrics: dict[str, pd.DataFrame], *, headline: str) -> Figure:
-    """Left: train loss per step (trailing mean, raw faint). Right: eval ``headline`` at each epoch end."""
+def eval_half_width(values: pd.Series, headline: str, n_eval: int | None) -> np.ndarray | None:
+    """Half-width of each evaluation's 95% binomial (Wald) interval, 1.96 sqrt(p (1 - p) / n): accuracy on a known
+    eval size only (other metrics have no per-evaluation error here)."""
+    if headline != "accuracy" or not n_eval:
+        return None
+    p = values.to_numpy(dtype=float)
+    return 1.96 * np.sqrt(np.clip(p * (1 - p), 0, None) / n_eval)
+
+
+def training_curves_figure(metrics: dict[str, pd.DataFrame], *, headline: str, n_eval: dict[str, int | None] | None = None) -> Figure:
+    """Left: train loss per step (trailing mean, raw faint). Right: eval ``headline`` at each epoch end, with each
+    evaluation's 95% binomial interval when the metric is accuracy and ``n_eval[label]`` is known."""
     fig = Figure(figsize=(11, 4.0), dpi=120)
     ax_loss, ax_eval = fig.subplots(1, 2)
     for i, (label, m) in enumerate(metrics.items()):
@@ -43,7 +53,8 @@ def training_curves_figure(metrics: dict[str, pd.DataFrame], *, headline: str) -
             ax_loss.plot(loss.step, smooth(loss.value, w), color=color, lw=1.4, label=label)
         ev = m[(m.split == "eval") & (m.name == headline)].sort_values("step")
         if len(ev):
-            ax_eval.plot(ev.step, ev.value, color=color, marker="o", label=label)
+            err = eval_half_width(ev.value, headline, (n_eval or {}).get(label))
+            ax_eval.errorbar(ev.step, ev.value, yerr=err, color=color, marker="o", capsize=2 if err is not None else 0, label=label)
     w = loss_window(max((int(((m.split == "train") & (m.name == "loss")).sum()) for m in metrics.values()), default=1))
     ax_loss.set(xlabel="optimizer step", ylabel="train loss (nats)", title=f"Training loss (trailing mean over {w} steps)")
     ax_eval.set(xlabel="optimizer step (epoch end)", ylabel=f"eval {headline}", title=f"Eval {headline} after each epoch")
@@ -54,7 +65,7 @@ def training_curves_figure(metrics: dict[str, pd.DataFrame], *, headline: str) -
     return fig
 
 
-def training_curves_plotly(metrics: dict[str, pd.DataFrame], *, headline: str) -> Any:
+def training_curves_plotly(metrics: dict[str, pd.DataFrame], *, headline: str, n_eval: dict[str, int | None] | None = None) -> Any:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -67,13 +78,18 @@ def training_curves_plotly(metrics: dict[str, pd.DataFrame], *, headline: str) -
                                      line={"color": color}), row=1, col=1)
         ev = m[(m.split == "eval") & (m.name == headline)].sort_values("step")
         if len(ev):
+            err = eval_half_width(ev.value, headline, (n_eval or {}).get(label))
             fig.add_trace(go.Scatter(x=ev.step, y=ev.value, name=label, legendgroup=label, showlegend=not len(loss),
-                                     mode="lines+markers", line={"color": color}), row=1, col=2)
+                                     mode="lines+markers", line={"color": color},
+                                     error_y=None if err is None else {"type": "data", "array": err, "visible": True}), row=1, col=2)
     fig.update_xaxes(title_text="optimizer step")
     fig.update_yaxes(title_text="train loss (nats)", row=1, col=1)
     evals = pd.concat([m[(m.split == "eval") & (m.name == headline)].value for m in metrics.values()])
-    if len(evals):  # plotly pads a lone point to a meaningless range; keep the axis around the values
-        pad = max(0.01, 0.1 * float(evals.max() - evals.min()))
+    if len(evals):  # plotly pads a lone point to a meaningless range; keep the axis around the values (and their intervals)
+        widest = max((float(np.max(e)) for lab, m in metrics.items()
+                      if (e := eval_half_width(m[(m.split == "eval") & (m.name == headline)].value, headline, (n_eval or {}).get(lab))) is not None
+                      and len(e)), default=0.0)
+        pad = max(0.01, 0.1 * float(evals.max() - evals.min()), widest)
         fig.update_yaxes(range=[float(evals.min()) - pad, float(evals.max()) + pad], row=1, col=2)
     fig.update_yaxes(title_text=f"eval {headline}", row=1, col=2)
     fig.update_layout(height=420, width=1100, margin={"t": 50})

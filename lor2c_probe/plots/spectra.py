@@ -53,6 +53,29 @@ def low_rank_figure(curves: pd.DataFrame, *, title: str) -> Figure:
     return fig
 
 
+def low_rank_layers_figure(layers: pd.DataFrame, *, k: int, title: str) -> Figure:
+    """Per group: top-k energy (left) and effective rank (right) by layer, mean over seeds with 95% t whiskers
+    (``analysis.low_rank.by_layer``); the same-norm Gaussian control dashed."""
+    fig = Figure(figsize=(11, 3.9), dpi=120)
+    axes = fig.subplots(1, 2)
+    for i, (group, g) in enumerate(layers.groupby("group", sort=False)):
+        g = g.sort_values("layer")
+        color = f"C{i % 10}"
+        for ax, col in zip(axes, (f"top{k}_energy", "effective_rank")):
+            lo, hi = g[f"{col}_low"].to_numpy(), g[f"{col}_high"].to_numpy()
+            has = ~(pd.isna(lo) | pd.isna(hi))
+            err = [(g[col] - lo).where(has, 0).to_numpy(), (hi - g[col]).where(has, 0).to_numpy()] if has.any() else None
+            seeds = int(g["seeds"].max())
+            ax.errorbar(g["layer"], g[col], yerr=err, color=color, marker="o", capsize=3,
+                        label=f"{group} ({seeds} seed{'s' if seeds != 1 else ''})")
+            ax.plot(g["layer"], g[f"control_{col}"], color=color, ls="--", lw=0.9, label=f"{group}: control")
+    axes[0].set(xlabel="layer", ylabel=f"energy share of the top {k}", title=f"Top-{k} energy per layer", ylim=(0, 1.02))
+    axes[1].set(xlabel="layer", ylabel="effective rank (entropy)", title="Effective rank per layer")
+    axes[0].legend(fontsize=7)
+    title_and_tighten(fig, title, fontsize=12)
+    return fig
+
+
 def low_rank_html(curves: pd.DataFrame, path: Path, *, title: str) -> None:
     low_rank_plotly(curves, title=title).write_html(path, include_plotlyjs=True, full_html=True)
 

@@ -125,8 +125,11 @@ def training_section(runs: list[RecordedRun], opts: Options | None = None) -> Se
     head = sorted(h for h in heads if h)[0] if any(heads) else "loss"
     if len(heads) > 1:
         s.blocks.append(f"The runs use different headline metrics ({', '.join(sorted(map(str, heads)))}); the eval panel shows {head}.")
-    s.blocks.append(Fig("training_curves", "Train loss per optimizer step (trailing mean; raw values faint) and the eval metric at each epoch end.",
-                        lambda: training_curves_figure(metrics, headline=head), lambda: training_curves_plotly(metrics, headline=head)))
+    n_eval = {r.label: r.manifest.get("task", {}).get("n_eval") for r in runs if r.label in metrics}
+    s.blocks.append(Fig("training_curves", "Train loss per optimizer step (trailing mean; raw values faint) and the eval metric at each epoch end "
+                        "(accuracy: whiskers give each evaluation's 95% binomial interval on the eval set).",
+                        lambda: training_curves_figure(metrics, headline=head, n_eval=n_eval),
+                        lambda: training_curves_plotly(metrics, headline=head, n_eval=n_eval)))
     if head == "accuracy":
         _chance_blocks(s, [r for r in runs if r.label in metrics and r.headline == head])
         _flattening_blocks(s, [r for r in runs if r.label in metrics and r.headline == head])
@@ -200,7 +203,9 @@ def comparison_section(runs: list[RecordedRun], opts: Options | None = None) -> 
         se = [math.sqrt(m * (1 - m) / n) for m, n in zip(table["mean"], table.n_eval)]
         table["se"] = se
         text.append(f"Sampling error of one accuracy on {int(table.n_eval.iloc[0]):,} eval examples: about {100 * max(se):.1f} points "
-                    "(binomial standard error); differences smaller than about twice that are not resolved by this evaluation.")
+                    "(binomial standard error; the figure shades +-2 of them). Differences between methods are judged by the paired tests "
+                    "below where a baseline and seeds allow (across seeds, and per example with McNemar on the shared eval set), not by "
+                    "comparing these errors.")
     if (table.n == 1).all():
         text.append("One seed per method: the seed-to-seed spread is not measured here.")
     from lor2c_probe.analysis.stats import t_test
@@ -353,7 +358,8 @@ def activations_section(runs: list[RecordedRun], opts: Options | None = None) ->
 # -- spectra ----------------------------------------------------------------------------------------------------
 def low_rank_section(runs: list[RecordedRun], opts: Options | None = None) -> Section:
     from lor2c_probe.compare.spectrum import compare_spectra
-    from lor2c_probe.plots.spectra import low_rank_figure, low_rank_plotly, subspace_figure
+    from lor2c_probe.analysis.low_rank import by_layer
+    from lor2c_probe.plots.spectra import low_rank_figure, low_rank_layers_figure, low_rank_plotly, subspace_figure
 
     s = Section("low_rank", "Low-rank evidence (paper Fig. 2) and subspace similarity")
     eligible = []
@@ -385,6 +391,13 @@ def low_rank_section(runs: list[RecordedRun], opts: Options | None = None) -> Se
                     "only a full-rank residual tests whether the learned map is low rank.")
     s.blocks.append(Fig("low_rank", "Normalised spectra (left, log scale) and cumulative energy (right); dashed: control; dotted line at 8.",
                         lambda: low_rank_figure(res.curves, title=title), lambda: low_rank_plotly(res.curves, title=title)))
+    learned = res.summary_table[~res.summary_table["run"].isin(set(failed))]
+    layers = by_layer(learned, 8) if "top8_energy" in learned and not learned.empty else pd.DataFrame()
+    if not layers.empty:
+        s.blocks.append(Fig("low_rank_layers", "Full-rank maps by layer, last epoch: top-8 energy and effective rank, mean over seeds "
+                            "with 95% Student-t whiskers across seeds (none with one seed); dashed: the same-norm Gaussian control. "
+                            "Runs that did not learn their task are left out, as in the low-rank test.",
+                            lambda: low_rank_layers_figure(layers, k=8, title="Where the learned maps concentrate, by layer")))
     t = res.summary_table
     cols = ["run", "epoch", "layer", "n", "top8_energy", "control_top8_energy", "effective_rank", "control_effective_rank", "stable_rank"]
     last = t[t.epoch == t.groupby("run").epoch.transform("max")]

@@ -123,3 +123,26 @@ def test_claim_table_across_seeds():
     assert c.loc["lor2c", "verdict"] == "not tested (rank <= k)"
     one = claim_table(pd.DataFrame([r for r in rows if r["seed"] == 1]), 8).set_index("group")
     assert one.loc["dense", "unit"] == "layer" and one.loc["dense", "verdict"] == "cannot tell (one seed)"
+
+
+def test_by_layer_is_a_t_interval_across_seeds_per_layer_and_skips_rank_k_maps():
+    from scipy import stats as sps
+
+    from lor2c_probe.analysis.low_rank import by_layer
+
+    rows = []
+    for seed, (e0, e1) in {17: (0.2, 0.8), 18: (0.3, 0.9), 19: (0.25, 0.7)}.items():
+        for layer, e in ((0, e0), (1, e1)):
+            rows.append(("dense", seed, 1, layer, 64, e, 0.1, 30.0 + seed, 50.0))
+            rows.append(("dense", seed, 0, layer, 64, 0.0, 0.1, 0.0, 50.0))  # an earlier epoch: not read
+            rows.append(("lor2c", seed, 1, layer, 8, 1.0, 1.0, 5.0, 6.0))  # 8 directions: top-8 energy is 1 by construction
+    summary = pd.DataFrame(rows, columns=["group", "seed", "epoch", "layer", "n", "top8_energy", "control_top8_energy",
+                                          "effective_rank", "control_effective_rank"])
+    t = by_layer(summary, 8).set_index("layer")
+    assert set(t.group) == {"dense"} and (t.seeds == 3).all()
+    vals = np.array([0.8, 0.9, 0.7])
+    half = sps.t.ppf(0.975, 2) * vals.std(ddof=1) / np.sqrt(3)  # by hand: mean 0.8, sd 0.1
+    assert t.loc[1, "top8_energy"] == pytest.approx(0.8) and (t.loc[1, "top8_energy_low"], t.loc[1, "top8_energy_high"]) == pytest.approx((0.8 - half, 0.8 + half))
+    assert t.loc[0, "control_top8_energy"] == pytest.approx(0.1) and t.loc[0, "effective_rank"] == pytest.approx(48.0)
+    one = by_layer(summary[summary.seed == 17], 8)
+    assert one.top8_energy_low.isna().all() and (one.seeds == 1).all()  # one seed: the value, no interval

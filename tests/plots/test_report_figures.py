@@ -29,3 +29,28 @@ def test_seed_band_is_the_exponentiated_t_interval_of_log_norms():
     half = sps.t.ppf(0.975, 1) * np.log(10) / np.sqrt(2) / np.sqrt(2)  # sd of (0, ln 10) is ln 10 / sqrt 2
     low, high = np.exp(np.log(10) / 2 - half), np.exp(np.log(10) / 2 + half)
     assert ys.min() == pytest.approx(low, rel=1e-9) and ys.max() == pytest.approx(high, rel=1e-9) and ys.min() > 0
+
+
+def _metrics(accs: list[float]) -> pd.DataFrame:
+    rows = [("train", "loss", s, 0.7 - 0.01 * s) for s in range(1, 5)]
+    rows += [("eval", "accuracy", 2 * (i + 1), a) for i, a in enumerate(accs)]
+    return pd.DataFrame(rows, columns=["split", "name", "step", "value"])
+
+
+def test_eval_points_carry_their_binomial_interval():
+    from lor2c_probe.plots.report import training_curves_figure, training_curves_plotly
+
+    metrics = {"lora": _metrics([0.8, 0.9]), "lor2c": _metrics([0.5, 0.6])}
+    fig = training_curves_figure(metrics, headline="accuracy", n_eval={"lora": 400, "lor2c": None})
+    ax_eval = fig.axes[1]
+    (bars,) = [c for c in ax_eval.containers if c.has_yerr]  # only the run whose eval size is known
+    segs = bars.lines[2][0].get_segments()
+    # accuracy 0.8 on 400 examples: 1.96 * sqrt(0.8 * 0.2 / 400) = 0.0392 (by hand)
+    assert segs[0][:, 1] == pytest.approx([0.8 - 0.0392, 0.8 + 0.0392])
+    assert segs[1][:, 1] == pytest.approx([0.9 - 1.96 * np.sqrt(0.09 / 400), 0.9 + 1.96 * np.sqrt(0.09 / 400)])
+    ply = training_curves_plotly(metrics, headline="accuracy", n_eval={"lora": 400, "lor2c": None})
+    ev = {t.name: t for t in ply.data if t.xaxis == "x2"}
+    assert list(ev["lora"].error_y.array) == pytest.approx([0.0392, 1.96 * np.sqrt(0.09 / 400)]) and ev["lor2c"].error_y.array is None
+    from lor2c_probe.plots.report import eval_half_width
+
+    assert eval_half_width(pd.Series([0.5]), "loss", 400) is None and eval_half_width(pd.Series([0.5]), "accuracy", None) is None

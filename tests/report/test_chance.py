@@ -59,7 +59,14 @@ def test_failed_run_named_and_left_out(recorded, tmp_path):
     table = next(b for b in training if getattr(b, "data", None) == "chance").frame
     assert list(table.reading) == ["learned", "at chance"] and table.top_prediction_share.iloc[1] == 1.0
     assert any(isinstance(b, str) and f"{runs[1].label} did not learn the task" in b for b in training)
-    assert any(isinstance(b, str) and b.startswith("Read with care") for b in low_rank_section(runs).blocks)
+    blocks = low_rank_section(runs).blocks
+    assert any(isinstance(b, str) and b.startswith("Read with care") for b in blocks)
+    by_layer_fig = next(b for b in blocks if getattr(b, "stem", None) == "low_rank_layers").draw()
+    (bars,) = by_layer_fig.axes[0].containers  # the learned run alone: its per-layer top-8 energy, one seed
+    drawn = bars.lines[0].get_ydata()
+    summary = mixed.summary_table
+    own = summary[(summary.run == runs[0].label) & (summary.epoch == summary.epoch.max())].sort_values("layer").top8_energy
+    assert list(drawn) == pytest.approx(list(own))
 
     rewrite_predictions(good, learned=False)  # no run learned: numbers from all, no verdict
     runs = load_runs([good, bad])
