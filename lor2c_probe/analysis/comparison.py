@@ -32,7 +32,7 @@ def paired_by_seed(values: pd.DataFrame, baseline: str, *, margin: float = PARIT
         d = (g.loc[seeds] - base.loc[seeds]).to_numpy(dtype=float)
         t = stats.t_test(d)  # identical differences over seeds: no interval, p NaN (cannot tell)
         flip = stats.paired_permutation(g.loc[seeds].to_numpy(dtype=float), base.loc[seeds].to_numpy(dtype=float)) if seeds else None
-        rows.append({"group": group, "baseline": baseline, "seeds": len(seeds), "difference": t.estimate, "low": t.low, "high": t.high,
+        rows.append({"group": group, "baseline": baseline, "seeds": t.n, "identical": t.identical, "difference": t.estimate, "low": t.low, "high": t.high,
                      "p": t.p, "p_sign_flip": flip.p if flip else np.nan, "better": stats.verdict(t.p, t.low, t.high, claim_sign=+1),
                      "parity": parity(t.low, t.high, margin), "margin": margin})
     return pd.DataFrame(rows)
@@ -84,7 +84,7 @@ def summarize(paired: pd.DataFrame, mcnemar: pd.DataFrame, *, metric: str) -> st
     """Sentences with test, n, effect, interval and verdict (differences in points of ``metric`` x 100)."""
     lines = []
     for r in paired.itertuples(index=False):
-        why = "one seed" if r.seeds < 2 else "the seeds' differences are identical"
+        why = {0: "no seed shared with the baseline", 1: "one seed"}.get(r.seeds, "the seeds' differences are identical" if r.identical else "")
         ci = f"[{_pt(r.low)}, {_pt(r.high)}]" if np.isfinite(r.low) else f"[no interval: {why}]"
         p = f"{r.p:.2g}" if np.isfinite(r.p) else "undefined"
         flip = f"{r.p_sign_flip:.2g}" if np.isfinite(r.p_sign_flip) else "undefined"

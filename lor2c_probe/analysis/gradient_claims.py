@@ -10,9 +10,10 @@ Rules, stated once:
   (a numerator of exactly 0) falls back to the arithmetic mean and its linear t interval, and says so in ``ci_method``.
   With one seed, a moving-block bootstrap over the epoch's steps of the ratio of step means (within-run noise only: it
   says nothing about another seed).
-- Trend ("the ratio rises toward lower layers"): per epoch, Spearman ρ(layer, ratio) over every (layer, seed) pair,
-  permutation p with layers shuffled within each seed, a group-bootstrap interval; Holm across the epochs judged;
-  verdict at α = 0.05 with the claimed sign ρ < 0. Repeated without the highest layer.
+- Trend ("the ratio rises toward lower layers"): per epoch, each seed's Spearman ρ(layer, ratio); their mean with a
+  Student-t interval and a one-sample t-test across seeds (n = seeds); Holm across the epochs judged; verdict at
+  α = 0.05 with the claimed sign ρ < 0. Repeated without the highest layer. The pooled permutation p (layers
+  shuffled within each seed) is reported beside it as within-run evidence only.
 - Above 1 ("LoR2C's modules receive larger gradients"): per seed the geometric mean ratio over the defined cells; a
   one-sample t-test of its log against 0 across seeds (n = seeds). With one seed: cannot tell (n = 1); the cells whose
   step interval lies wholly above or below 1 are counted, as within-run evidence only.
@@ -20,8 +21,11 @@ Rules, stated once:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from lor2c_probe.analysis import stats
 
@@ -75,31 +79,53 @@ def aggregate_seeds(per_seed: pd.DataFrame, step_ci: pd.DataFrame | None = None)
     return out
 
 
+def _seed_rhos(g: pd.DataFrame) -> np.ndarray:
+    """Each seed's Spearman ρ(layer, ratio) over its layers (NaN-free: a seed with < 3 layers or a constant ratio has none)."""
+    out = []
+    for _, s in g.groupby("seed"):
+        if len(s) >= 3 and np.ptp(s["layer"].to_numpy(dtype=float)) > 0 and np.ptp(s["ratio"].to_numpy(dtype=float)) > 0:
+            out.append(float(sps.spearmanr(s["layer"], s["ratio"]).statistic))
+    return np.asarray(out, dtype=float)
+
+
+def _trend(g: pd.DataFrame, perms: int, seed: int) -> dict[str, Any]:
+    """Seed-level test of ρ < 0 on one epoch's (layer, seed) pairs, and the pooled within-seed permutation p beside it."""
+    rhos = _seed_rhos(g)
+    t = stats.t_test(rhos)
+    within = stats.spearman_test(g["layer"], g["ratio"], groups=g["seed"], perms=perms, reps=2, seed=seed)
+    return {"n": within.n, "seeds": len(rhos), "rho": t.estimate, "rho_low": max(-1.0, t.low) if np.isfinite(t.low) else np.nan,
+            "rho_high": min(1.0, t.high) if np.isfinite(t.high) else np.nan, "p": t.p, "identical": t.identical,
+            "p_within": within.p, "rho_seeds": ", ".join(f"{r:+.2f}" for r in rhos)}
+
+
 def trend_tests(per_seed: pd.DataFrame, *, perms: int = 5_000, reps: int = 2_000, seed: int = 0) -> pd.DataFrame:
-    """Per epoch: the pooled Spearman test of the claim "the ratio rises toward lower layers" (ρ < 0), with and
-    without the highest layer, Holm-adjusted across epochs, and its verdict. With one seed the permutation p and the
-    interval are within-run evidence only (layers of one run are not independent draws of the method: one seed's
-    smooth layer profile can look significant), so the verdict is "cannot tell" whatever they say."""
+    """Per epoch, the claim "the ratio rises toward lower layers" (ρ < 0), with and without the highest layer.
+
+    The unit is the seed: each seed's Spearman ρ(layer, ratio); their mean with a Student-t interval (clipped to
+    [-1, 1]) and a one-sample t-test (n = seeds), Holm across epochs, the verdict at alpha = 0.05. Beside it, ``p_within``:
+    the pooled permutation p with layers shuffled within each seed. That p treats one run's layers as exchangeable,
+    which a seed's smooth layer profile is not: with no trend in the method, random-walk profiles pass it far more
+    often than alpha (tests/analysis/test_gradient_claims.py), so it is within-run evidence and never decides. One
+    seed, or seeds whose ρ are all equal (no spread): cannot tell. ``reps`` is unused (kept for callers)."""
+    del reps
     ok = per_seed[per_seed["status"] == "ok"]
     rows = []
     for epoch, g in ok.groupby("epoch"):
         top = g["layer"].max()
-        full = stats.spearman_test(g["layer"], g["ratio"], groups=g["seed"], perms=perms, reps=reps, seed=seed + int(epoch))
-        rest_g = g[g["layer"] != top]
-        rest = stats.spearman_test(rest_g["layer"], rest_g["ratio"], groups=rest_g["seed"], perms=perms, reps=reps, seed=seed + int(epoch))
-        rows.append({"epoch": int(epoch), "n": full.n, "seeds": int(g["seed"].nunique()), "layers": int(g["layer"].nunique()),
-                     "rho": full.rho, "rho_low": full.low, "rho_high": full.high, "p": full.p,
-                     "rho_without_top": rest.rho, "n_without_top": rest.n, "rho_without_top_low": rest.low, "rho_without_top_high": rest.high, "p_without_top": rest.p})
+        full = _trend(g, perms, seed + int(epoch))
+        rest = _trend(g[g["layer"] != top], perms, seed + int(epoch))
+        rows.append({"epoch": int(epoch), "layers": int(g["layer"].nunique()), **full,
+                     **{f"{k}_without_top" if k != "rho" else "rho_without_top": v for k, v in rest.items() if k != "rho"},
+                     "rho_without_top": rest["rho"]})
     t = pd.DataFrame(rows)
     if t.empty:
         return t
+    t = t.rename(columns={"rho_low_without_top": "rho_without_top_low", "rho_high_without_top": "rho_without_top_high"})
     t["p_holm"] = stats.holm(t["p"].to_numpy())
     t["p_without_top_holm"] = stats.holm(t["p_without_top"].to_numpy())
-    one_seed = t["seeds"] < 2
     t["verdict"] = [stats.verdict(p, lo, hi, claim_sign=-1) for p, lo, hi in zip(t.p_holm, t.rho_low, t.rho_high)]
     t["verdict_without_top"] = [stats.verdict(p, lo, hi, claim_sign=-1)
                                 for p, lo, hi in zip(t.p_without_top_holm, t.rho_without_top_low, t.rho_without_top_high)]
-    t.loc[one_seed, ["verdict", "verdict_without_top"]] = "cannot tell"
     return t
 
 
@@ -170,14 +196,20 @@ def summarize(per_seed: pd.DataFrame, surface: pd.DataFrame, *, numerator: str, 
         lo, hi = cells.iloc[0], cells.iloc[-1]
         line = (f"  epoch {r.epoch}: ratio {_n(lo.ratio)} {_ci(lo.ci_low, lo.ci_high)} at layer {lo.layer}, {_n(hi.ratio)} "
                 f"{_ci(hi.ci_low, hi.ci_high)} at layer {hi.layer}; {int((cells.ratio > 1).sum())}/{len(cells)} layers above 1")
-        if np.isfinite(r.rho):
-            within = " at n = 1 seed (p and interval within this run)" if r.seeds < 2 else ""
-            line += (f"; Spearman rho(layer, ratio) = {r.rho:+.2f} {_ci(r.rho_low, r.rho_high, '+.2f')}, permutation p = {_p(r.p)} "
-                     f"(Holm {_p(r.p_holm)}), n = {r.n} (layer, seed) pairs: {r.verdict}{within}")
+        if np.isfinite(r.rho) and r.seeds >= 2:
+            why = " (the seeds' rho are equal: no spread)" if r.identical else ""
+            line += (f"; Spearman rho(layer, ratio) per seed {r.rho_seeds}: mean {r.rho:+.2f} {_ci(r.rho_low, r.rho_high, '+.2f')}, "
+                     f"t-test across n = {r.seeds} seeds p = {_p(r.p)} (Holm {_p(r.p_holm)}){why}: {r.verdict}; pooled within-seed "
+                     f"permutation p = {_p(r.p_within)} over {r.n} (layer, seed) pairs (within-run evidence)")
             if np.isfinite(r.rho_without_top):
-                line += (f"; without layer {hi.layer}: rho = {r.rho_without_top:+.2f} "
+                line += (f"; without layer {hi.layer}: mean rho {r.rho_without_top:+.2f} "
                          f"{_ci(r.rho_without_top_low, r.rho_without_top_high, '+.2f')}, p = {_p(r.p_without_top_holm)} (Holm), "
-                         f"n = {r.n_without_top} pairs: {r.verdict_without_top}")
+                         f"n = {r.seeds_without_top} seeds: {r.verdict_without_top}")
+        elif np.isfinite(r.rho):
+            line += (f"; Spearman rho(layer, ratio) = {r.rho:+.2f}, permutation p over its {r.n} layers = {_p(r.p_within)} "
+                     f"(within-run evidence): cannot tell at n = 1 seed")
+            if np.isfinite(r.rho_without_top):
+                line += f"; without layer {hi.layer}: rho = {r.rho_without_top:+.2f}, p = {_p(r.p_within_without_top)}"
         else:
             line += "; too few layers with a ratio (or a constant ratio) for a trend test"
         lines.append(line)
@@ -186,7 +218,11 @@ def summarize(per_seed: pd.DataFrame, surface: pd.DataFrame, *, numerator: str, 
                else f"Trend: the {numerator} / {denominator} ratio rises toward lower layers")
     judged = trend.dropna(subset=["rho"]) if not trend.empty else trend
     verdicts = list(judged["verdict"]) if not judged.empty else []
-    lines.append(f"{subject}: {overall(verdicts)}; test: Spearman permutation within seeds, Holm across epochs, alpha = 0.05.")
+    if not judged.empty and judged["seeds"].max() < 2:
+        lines.append(f"{subject}: cannot tell at n = 1 seed (within-run evidence above).")
+    else:
+        lines.append(f"{subject}: {overall(verdicts)}; test: each seed's Spearman rho, one-sample t-test across seeds, Holm across "
+                     "epochs, alpha = 0.05.")
     if verdicts and "holds" in verdicts and "holds" not in list(judged["verdict_without_top"]):
         lines.append("Caution: without the highest layer no epoch shows a significant rise, so the rise may rest on that "
                      "layer alone (not itself tested).")

@@ -152,21 +152,24 @@ def claim_table(summary: pd.DataFrame, k: int) -> pd.DataFrame:
 
 
 def by_layer(summary: pd.DataFrame, k: int) -> pd.DataFrame:
-    """Per group and layer, last epoch: top-k energy and effective rank as the mean over seeds with a 95% Student-t
-    interval across seeds (no interval with one seed), next to the control's mean. Groups whose maps have at most k
-    directions are left out (their top-k energy is 1 by construction)."""
+    """Per group and layer, each run's last epoch: top-k energy and effective rank as the mean over runs (one per seed)
+    with a 95% Student-t interval across them (no interval with one), next to the control's mean; ``seeds`` counts the
+    runs. Groups whose maps have at most k directions are left out (their top-k energy is 1 by construction)."""
     from lor2c_probe.analysis import stats
 
+    cols = [f"top{k}_energy", "effective_rank", f"control_top{k}_energy", "control_effective_rank"]
     rows = []
     for group, g in summary.groupby("group", sort=False):
-        last = g[g["epoch"] == g.groupby("seed")["epoch"].transform("max")]
+        key = "run" if "run" in g else "seed"  # the unit: one run (one seed) each
+        last = g[g["epoch"] == g.groupby(key)["epoch"].transform("max")]
         if int(last["n"].max()) <= k:
             continue
         for layer, cell in last.groupby("layer"):
-            row = {"group": group, "layer": int(layer), "seeds": int(cell["seed"].nunique())}
+            per_run = cell.groupby(key)[cols].mean()  # several modules at one layer (e.g. unplaced ones): one value per run
+            row = {"group": group, "layer": int(layer), "seeds": len(per_run)}
             for col in (f"top{k}_energy", "effective_rank"):
-                t = stats.t_test(cell[col].to_numpy(dtype=float))
-                row.update({col: t.estimate, f"{col}_low": t.low, f"{col}_high": t.high, f"control_{col}": float(cell[f"control_{col}"].mean())})
+                t = stats.t_test(per_run[col].to_numpy(dtype=float))
+                row.update({col: t.estimate, f"{col}_low": t.low, f"{col}_high": t.high, f"control_{col}": float(per_run[f"control_{col}"].mean())})
             rows.append(row)
     return pd.DataFrame(rows)
 

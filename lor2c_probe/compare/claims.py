@@ -123,9 +123,15 @@ def _gradient_claims(runs: list[RecordedRun]) -> list[Claim]:
         c2 = _missing(CLAIMS[1], "no epoch with two layers")
     else:
         last = t.iloc[-1]
-        c2 = Claim(CLAIMS[1], f"ρ = {last.rho:+.2f}", f"[{last.rho_low:+.2f}, {last.rho_high:+.2f}]",
-                   f"Spearman, within-seed permutation, Holm over {len(t)} epochs, p = {last.p_holm:.2g}",
-                   f"{int(last.n)} (layer, seed) pairs, {int(last.seeds)} seed(s)", str(last.verdict))
+        from lor2c_probe.analysis.gradient_claims import _ci, _p
+
+        if last.seeds >= 2:
+            c2 = Claim(CLAIMS[1], f"mean per-seed ρ = {last.rho:+.2f} ({last.rho_seeds})", _ci(last.rho_low, last.rho_high, "+.2f"),
+                       f"one-sample t-test across seeds, Holm over {len(t)} epochs, p = {_p(last.p_holm)}",
+                       f"{int(last.seeds)} seed(s), {int(last.n)} (layer, seed) pairs", str(last.verdict))
+        else:
+            c2 = Claim(CLAIMS[1], f"ρ = {last.rho:+.2f}", "—", f"needs 2+ seeds (within-run permutation p = {_p(last.p_within)})",
+                       "1 seed(s)", "cannot tell")
     c3 = _activation_claim(res, lor2c[0].group)
     return [replace(c, source=source, n=c.n + (f"; {left_out}" if left_out else "")) if c.effect else c for c in (c1, c2, c3)]
 

@@ -183,15 +183,18 @@ def _text(summary: Any, grid: Any, runs: Any, source: str, ks: tuple[int, ...], 
 
 
 def _phi_effect(phi: Any) -> str:
-    """Each seed's mean phi over its layers minus the chance mean: its t interval across seeds (the independent unit)
-    and a one-sided claim "above chance"; with one seed, the mean only (layers of one run are within-run evidence)."""
+    """Each seed's mean over its layers of phi minus that map's chance mean: the t interval across seeds (the
+    independent unit), two-sided t p, and the verdict on the claim "above chance"; with one seed, the mean only
+    (layers of one run are within-run evidence)."""
     from lor2c_probe.analysis import stats
     from lor2c_probe.analysis.gradient_claims import _ci, _p
 
-    per_seed = (phi.groupby("seed", sort=True)["phi"].mean() - phi["chance_mean"].iloc[0]).to_numpy(dtype=float)
-    means = ", ".join(f"{v + phi['chance_mean'].iloc[0]:.3f}" for v in per_seed)
+    by_seed = phi.assign(excess=phi["phi"] - phi["chance_mean"]).groupby("seed", sort=True, dropna=False)
+    per_seed = by_seed["excess"].mean().to_numpy(dtype=float)
+    means = ", ".join(f"{v:.3f}" for v in by_seed["phi"].mean())
+    chance = ", ".join(f"{v:.3f}" for v in phi["chance_mean"].unique())
     if len(per_seed) < 2:
-        return f"Mean phi over layers {means} (chance {phi['chance_mean'].iloc[0]:.3f}): one seed, no test across seeds."
+        return f"Mean phi over layers {means} (chance {chance}): one seed, no test across seeds."
     t = stats.t_test(per_seed)
     v = stats.verdict(t.p, t.low, t.high, claim_sign=+1)
     return (f"Mean phi over layers per seed: {means}; above chance by {t.estimate:+.3f} {_ci(t.low, t.high, '+.3f')} "

@@ -30,18 +30,16 @@ def loss_window(n_steps: int) -> int:
     return max(1, min(50, n_steps // 15))
 
 
-def eval_half_width(values: pd.Series, headline: str, n_eval: int | None) -> np.ndarray | None:
-    """Half-width of each evaluation's 95% binomial (Wald) interval, 1.96 sqrt(p (1 - p) / n): accuracy on a known
-    eval size only (other metrics have no per-evaluation error here)."""
-    if headline != "accuracy" or not n_eval:
+def _eval_err(ev: pd.DataFrame) -> list[np.ndarray] | None:
+    """Whisker lengths below and above each evaluation from its ``ci_low``/``ci_high`` columns, when present."""
+    if "ci_low" not in ev or not ev["ci_low"].notna().any():
         return None
-    p = values.to_numpy(dtype=float)
-    return 1.96 * np.sqrt(np.clip(p * (1 - p), 0, None) / n_eval)
+    return [(ev["value"] - ev["ci_low"]).fillna(0).to_numpy(), (ev["ci_high"] - ev["value"]).fillna(0).to_numpy()]
 
 
-def training_curves_figure(metrics: dict[str, pd.DataFrame], *, headline: str, n_eval: dict[str, int | None] | None = None) -> Figure:
-    """Left: train loss per step (trailing mean, raw faint). Right: eval ``headline`` at each epoch end, with each
-    evaluation's 95% binomial interval when the metric is accuracy and ``n_eval[label]`` is known."""
+def training_curves_figure(metrics: dict[str, pd.DataFrame], *, headline: str) -> Figure:
+    """Left: train loss per step (trailing mean, raw faint). Right: eval ``headline`` at each epoch end, with whiskers
+    where the eval rows carry ``ci_low``/``ci_high`` (the report adds each accuracy's Wilson interval)."""
     fig = Figure(figsize=(11, 4.0), dpi=120)
     ax_loss, ax_eval = fig.subplots(1, 2)
     for i, (label, m) in enumerate(metrics.items()):
@@ -53,7 +51,7 @@ def training_curves_figure(metrics: dict[str, pd.DataFrame], *, headline: str, n
             ax_loss.plot(loss.step, smooth(loss.value, w), color=color, lw=1.4, label=label)
         ev = m[(m.split == "eval") & (m.name == headline)].sort_values("step")
         if len(ev):
-            err = eval_half_width(ev.value, headline, (n_eval or {}).get(label))
+            err = _eval_err(ev)
             ax_eval.errorbar(ev.step, ev.value, yerr=err, color=color, marker="o", capsize=2 if err is not None else 0, label=label)
     w = loss_window(max((int(((m.split == "train") & (m.name == "loss")).sum()) for m in metrics.values()), default=1))
     ax_loss.set(xlabel="optimizer step", ylabel="train loss (nats)", title=f"Training loss (trailing mean over {w} steps)")
@@ -65,7 +63,7 @@ def training_curves_figure(metrics: dict[str, pd.DataFrame], *, headline: str, n
     return fig
 
 
-def training_curves_plotly(metrics: dict[str, pd.DataFrame], *, headline: str, n_eval: dict[str, int | None] | None = None) -> Any:
+def training_curves_plotly(metrics: dict[str, pd.DataFrame], *, headline: str) -> Any:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -78,17 +76,17 @@ def training_curves_plotly(metrics: dict[str, pd.DataFrame], *, headline: str, n
                                      line={"color": color}), row=1, col=1)
         ev = m[(m.split == "eval") & (m.name == headline)].sort_values("step")
         if len(ev):
-            err = eval_half_width(ev.value, headline, (n_eval or {}).get(label))
+            err = _eval_err(ev)
             fig.add_trace(go.Scatter(x=ev.step, y=ev.value, name=label, legendgroup=label, showlegend=not len(loss),
                                      mode="lines+markers", line={"color": color},
-                                     error_y=None if err is None else {"type": "data", "array": err, "visible": True}), row=1, col=2)
+                                     error_y=None if err is None else {"type": "data", "array": err[1], "arrayminus": err[0],
+                                                                       "symmetric": False, "visible": True}), row=1, col=2)
     fig.update_xaxes(title_text="optimizer step")
     fig.update_yaxes(title_text="train loss (nats)", row=1, col=1)
     evals = pd.concat([m[(m.split == "eval") & (m.name == headline)].value for m in metrics.values()])
     if len(evals):  # plotly pads a lone point to a meaningless range; keep the axis around the values (and their intervals)
-        widest = max((float(np.max(e)) for lab, m in metrics.items()
-                      if (e := eval_half_width(m[(m.split == "eval") & (m.name == headline)].value, headline, (n_eval or {}).get(lab))) is not None
-                      and len(e)), default=0.0)
+        widest = max((float(np.max(e)) for m in metrics.values()
+                      if (e := _eval_err(m[(m.split == "eval") & (m.name == headline)])) is not None and len(e[0])), default=0.0)
         pad = max(0.01, 0.1 * float(evals.max() - evals.min()), widest)
         fig.update_yaxes(range=[float(evals.min()) - pad, float(evals.max()) + pad], row=1, col=2)
     fig.update_yaxes(title_text=f"eval {headline}", row=1, col=2)

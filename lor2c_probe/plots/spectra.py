@@ -65,11 +65,11 @@ def low_rank_layers_figure(layers: pd.DataFrame, *, k: int, title: str) -> Figur
             lo, hi = g[f"{col}_low"].to_numpy(), g[f"{col}_high"].to_numpy()
             has = ~(pd.isna(lo) | pd.isna(hi))
             err = [(g[col] - lo).where(has, 0).to_numpy(), (hi - g[col]).where(has, 0).to_numpy()] if has.any() else None
-            seeds = int(g["seeds"].max())
-            ax.errorbar(g["layer"], g[col], yerr=err, color=color, marker="o", capsize=3,
-                        label=f"{group} ({seeds} seed{'s' if seeds != 1 else ''})")
+            most, least = int(g["seeds"].max()), int(g["seeds"].min())
+            count = f"{most} seed{'s' if most != 1 else ''}" if most == least else f"{least}-{most} seeds"
+            ax.errorbar(g["layer"], g[col], yerr=err, color=color, marker="o", capsize=3, label=f"{group} ({count})")
             ax.plot(g["layer"], g[f"control_{col}"], color=color, ls="--", lw=0.9, label=f"{group}: control")
-    axes[0].set(xlabel="layer", ylabel=f"energy share of the top {k}", title=f"Top-{k} energy per layer", ylim=(0, 1.02))
+    axes[0].set(xlabel="layer", ylabel=f"energy share of the top {k}", title=f"Top-{k} energy per layer")  # no fixed limits: whiskers past 0 or 1 show
     axes[1].set(xlabel="layer", ylabel="effective rank (entropy)", title="Effective rank per layer")
     axes[0].legend(fontsize=7)
     title_and_tighten(fig, title, fontsize=12)

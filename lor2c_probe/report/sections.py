@@ -125,11 +125,19 @@ def training_section(runs: list[RecordedRun], opts: Options | None = None) -> Se
     head = sorted(h for h in heads if h)[0] if any(heads) else "loss"
     if len(heads) > 1:
         s.blocks.append(f"The runs use different headline metrics ({', '.join(sorted(map(str, heads)))}); the eval panel shows {head}.")
-    n_eval = {r.label: r.manifest.get("task", {}).get("n_eval") for r in runs if r.label in metrics}
+    if head == "accuracy":
+        from lor2c_probe.analysis.stats import wilson
+
+        for r in runs:
+            n = r.manifest.get("task", {}).get("n_eval")
+            if r.label in metrics and n:
+                m = metrics[r.label].copy()
+                rows = (m.split == "eval") & (m.name == "accuracy")
+                m.loc[rows, "ci_low"], m.loc[rows, "ci_high"] = wilson(m.loc[rows, "value"].to_numpy(), int(n))
+                metrics[r.label] = m
     s.blocks.append(Fig("training_curves", "Train loss per optimizer step (trailing mean; raw values faint) and the eval metric at each epoch end "
-                        "(accuracy: whiskers give each evaluation's 95% binomial interval on the eval set).",
-                        lambda: training_curves_figure(metrics, headline=head, n_eval=n_eval),
-                        lambda: training_curves_plotly(metrics, headline=head, n_eval=n_eval)))
+                        "(accuracy: whiskers give each evaluation's 95% Wilson interval on the eval set).",
+                        lambda: training_curves_figure(metrics, headline=head), lambda: training_curves_plotly(metrics, headline=head)))
     if head == "accuracy":
         _chance_blocks(s, [r for r in runs if r.label in metrics and r.headline == head])
         _flattening_blocks(s, [r for r in runs if r.label in metrics and r.headline == head])
@@ -307,18 +315,20 @@ def gradients_section(runs: list[RecordedRun], opts: Options) -> Section:
                           "data/gradient_ratio.parquet holds the "
                           "numbers (one row per method, epoch and layer).", data="gradient_ratio", data_frame=surface))
     if not res.trend.empty:
-        cols = ["method", "epoch", "n", "seeds", "rho", "rho_low", "rho_high", "p", "p_holm", "verdict", "rho_without_top",
-                "rho_without_top_low", "rho_without_top_high", "p_without_top_holm", "verdict_without_top"]
-        s.blocks.append(Table(res.trend[cols], "Trend test per epoch: Spearman rho(layer, ratio) over (layer, seed) pairs, permutation p "
-                              "(layers shuffled within seeds), Holm across epochs; claim: rho < 0 (the ratio rises toward lower layers). "
-                              "With one seed p and interval are within-run evidence and the verdict is cannot tell.",
+        cols = ["method", "epoch", "seeds", "rho_seeds", "rho", "rho_low", "rho_high", "p", "p_holm", "verdict", "n", "p_within",
+                "rho_without_top", "rho_without_top_low", "rho_without_top_high", "p_without_top_holm", "verdict_without_top"]
+        s.blocks.append(Table(res.trend[cols], "Trend test per epoch: each seed's Spearman rho(layer, ratio), their mean with a 95% "
+                              "Student-t interval and a one-sample t-test across seeds, Holm across epochs; claim: rho < 0 (the ratio "
+                              "rises toward lower layers). p_within: the pooled permutation p with layers shuffled within seeds over n "
+                              "(layer, seed) pairs, within-run evidence only. One seed: cannot tell.",
                               data="gradient_trend"))
     if res.act_ratio is not None and not res.act_ratio.empty:
-        act = res.act_ratio[res.act_ratio.epoch == res.act_ratio.epoch.max()]
+        act = res.act_ratio[res.act_ratio.epoch == res.act_ratio.groupby("method").epoch.transform("max")]
         act = act.assign(cell=[_with_interval(r, lo, hi) for r, lo, hi in zip(act.ratio, act.ci_low, act.ci_high)])
         s.blocks.append(Table(act.pivot_table(index="layer", columns="method", values="cell", aggfunc="first").reset_index(),
-                              f"Gradient reaching each block input, ||dL/dh_i||, over {den}'s, last epoch: the seeds' geometric mean "
-                              "[95% interval, as for the surface]; layer L is the encoder output.",
+                              f"Gradient reaching each block input, ||dL/dh_i||, over {den}'s, each method's last epoch: the seeds' "
+                              "geometric mean (one seed: its ratio) [95% interval as for the surface; with one seed a block bootstrap "
+                              "over steps, within-run noise only]; layer L is the encoder output.",
                               data="activation_grad_ratio", data_frame=res.act_ratio))
     s.blocks.append(Pre(res.summary))
     return s
@@ -391,12 +401,15 @@ def low_rank_section(runs: list[RecordedRun], opts: Options | None = None) -> Se
                     "only a full-rank residual tests whether the learned map is low rank.")
     s.blocks.append(Fig("low_rank", "Normalised spectra (left, log scale) and cumulative energy (right); dashed: control; dotted line at 8.",
                         lambda: low_rank_figure(res.curves, title=title), lambda: low_rank_plotly(res.curves, title=title)))
-    learned = res.summary_table[~res.summary_table["run"].isin(set(failed))]
-    layers = by_layer(learned, 8) if "top8_energy" in learned and not learned.empty else pd.DataFrame()
+    table = res.summary_table
+    bad = table["run"].isin(set(failed))
+    lost = set(table["group"]) - set(table.loc[~bad, "group"])  # no run of it learned: all of them, as the low-rank test does
+    learned = table[~bad | table["group"].isin(lost)]
+    layers = by_layer(learned, 8) if "top8_energy" in learned else pd.DataFrame()
     if not layers.empty:
         s.blocks.append(Fig("low_rank_layers", "Full-rank maps by layer, last epoch: top-8 energy and effective rank, mean over seeds "
                             "with 95% Student-t whiskers across seeds (none with one seed); dashed: the same-norm Gaussian control. "
-                            "Runs that did not learn their task are left out, as in the low-rank test.",
+                            "As in the low-rank test, runs that did not learn their task are left out unless none of their method did.",
                             lambda: low_rank_layers_figure(layers, k=8, title="Where the learned maps concentrate, by layer")))
     t = res.summary_table
     cols = ["run", "epoch", "layer", "n", "top8_energy", "control_top8_energy", "effective_rank", "control_effective_rank", "stable_rank"]

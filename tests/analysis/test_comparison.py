@@ -81,3 +81,8 @@ def test_summary_names_why_there_is_no_interval():
     assert "[no interval: the seeds' differences are identical]" in text and "nan" not in text.lower()
     one = summarize(paired_by_seed(values([("lora", 1, 0.80), ("lor2c", 1, 0.81)]), "lora"), pd.DataFrame(), metric="accuracy")
     assert "[no interval: one seed]" in one and "exact sign-flip p = " in one and "nan" not in one.lower()
+
+
+def test_no_shared_seed_is_named():
+    text = summarize(paired_by_seed(values([("lora", 1, 0.80), ("lor2c", 2, 0.81)]), "lora"), pd.DataFrame(), metric="accuracy")
+    assert "[no interval: no seed shared with the baseline]" in text and "n = 0 seeds" in text

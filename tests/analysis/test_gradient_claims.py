@@ -59,53 +59,77 @@ def test_one_seed_takes_the_step_interval():
     assert s.ci_high.iloc[0] - s.ci_low.iloc[0] < 0.3  # 10% step noise over 60 steps: a narrow interval
 
 
-def test_trend_holds_when_every_seed_rises_toward_lower_layers():
-    down = [[6.0, 5.0, 4.0, 3.0, 2.0, 1.0]]
-    t = trend_tests(per_seed({1: down, 2: down, 3: down}), perms=2000, reps=300)
-    row = t.iloc[0]
-    # every seed perfectly ordered: rho = -1; a within-seed permutation matches that with probability (1/720)^3
-    assert row.rho == pytest.approx(-1.0) and row.p == pytest.approx(1 / 2001) and row.n == 18 and row.seeds == 3
-    assert row.verdict == "holds" and row.verdict_without_top == "holds"
-    up = trend_tests(per_seed({1: [[1.0, 2, 3, 4, 5, 6]], 2: [[1.0, 2, 3, 4, 5, 6]]}), perms=2000, reps=300)
+def test_trend_is_a_t_test_across_seeds_of_each_seeds_rho():
+    down = {1: [[6.0, 5.0, 4.0, 3.0, 2.0, 1.0]], 2: [[6.0, 5.0, 4.0, 3.0, 1.0, 2.0]], 3: [[5.0, 6.0, 4.0, 3.0, 2.0, 1.0]]}
+    row = trend_tests(per_seed(down), perms=2000).iloc[0]
+    rhos = np.array([sps.spearmanr(range(6), d[0]).statistic for d in down.values()])  # -1, -0.943, -0.943 (scipy)
+    ref = sps.ttest_1samp(rhos, 0)
+    half = sps.t.ppf(0.975, 2) * rhos.std(ddof=1) / np.sqrt(3)
+    assert row.rho == pytest.approx(rhos.mean()) and row.p == pytest.approx(ref.pvalue) and row.seeds == 3 and row.n == 18
+    assert (row.rho_low, row.rho_high) == pytest.approx((max(-1.0, rhos.mean() - half), rhos.mean() + half))
+    assert row.rho_seeds == "-1.00, -0.94, -0.94" and row.verdict == "holds" and row.verdict_without_top == "holds"
+    assert row.p_within == pytest.approx(1 / 2001)  # beside it: every pooled within-seed shuffle is weaker
+    up = trend_tests(per_seed({1: [[1.0, 2, 3, 4, 5, 6]], 2: [[1.0, 2, 3, 4, 6, 5]], 3: [[2.0, 1, 3, 4, 5, 6]]}), perms=2000)
     assert up.verdict.iloc[0] == "does not hold"
+
+
+def test_equal_rho_on_every_seed_has_no_spread_so_no_verdict():
+    same = [[6.0, 5.0, 4.0, 3.0, 2.0, 1.0]]
+    row = trend_tests(per_seed({1: same, 2: same, 3: same}), perms=500).iloc[0]
+    assert row.identical and np.isnan(row.p) and row.verdict == "cannot tell"
 
 
 def test_one_seed_trend_is_within_run_evidence_never_a_verdict():
     down = [[6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.5, 0.25]]
-    row = trend_tests(per_seed({17: down}), perms=2000, reps=300).iloc[0]
+    row = trend_tests(per_seed({17: down}), perms=2000).iloc[0]
     # a perfect order over 8 layers: the within-run permutation p is 1/2001 (8! = 40,320 orders), yet one run says
     # nothing about another seed of the method
-    assert row.rho == pytest.approx(-1.0) and row.p == pytest.approx(1 / 2001) and row.seeds == 1
+    assert row.rho == pytest.approx(-1.0) and row.p_within == pytest.approx(1 / 2001) and row.seeds == 1 and np.isnan(row.p)
     assert row.verdict == "cannot tell" and row.verdict_without_top == "cannot tell"
-    two = trend_tests(per_seed({17: down, 18: down}), perms=2000, reps=300).iloc[0]
-    assert two.verdict == "holds" and two.n_without_top == 14  # 7 layers below the top, 2 seeds
 
 
-def test_summary_states_the_trend_without_the_top_layer_with_interval_and_n():
-    down = [[6.0, 5.0, 4.0, 3.0, 2.0, 1.0]]
-    t = per_seed({1: down, 2: down, 3: down})
-    text = summarize(t, aggregate_seeds(t), numerator="lor2c", denominator="lora", stat="mean_abs", factor="all")
-    tr = trend_tests(t).iloc[0]
-    assert f"without layer 5: rho = -1.00 [{tr.rho_without_top_low:+.2f}, {tr.rho_without_top_high:+.2f}]" in text
-    assert "n = 15 pairs: holds" in text
-    one = summarize(per_seed({1: down}), aggregate_seeds(per_seed({1: down})), numerator="lor2c", denominator="lora",
-                    stat="mean_abs", factor="all")
-    assert "cannot tell at n = 1 seed (p and interval within this run)" in one
+def test_smooth_profiles_without_a_trend_pass_the_within_seed_permutation_not_the_seed_test():
+    # no trend in the method: each seed's ratio over 6 layers is an independent random walk (a smooth seed-specific
+    # profile). Holds should come at most ~2.5% of the time (one-sided claim at alpha = 0.05).
+    rng = np.random.default_rng(11)
+    holds = within = 0
+    trials = 150
+    for _ in range(trials):
+        walks = {s: [list(np.exp(np.cumsum(rng.normal(0, 0.3, 6))))] for s in (1, 2, 3)}
+        row = trend_tests(per_seed(walks), perms=200).iloc[0]
+        holds += row.verdict == "holds"
+        within += row.p_within < 0.05 and row.rho < 0
+    assert holds <= 0.05 * trials  # 2.5% expected; binomial(150, 0.025) exceeds 7 with probability ~0.05
+    assert within >= 3 * max(holds, 1)  # the pooled within-seed permutation is fooled far more often
 
 
 def test_trend_cannot_tell_from_noise_and_holm_spans_epochs():
     rng = np.random.default_rng(4)
-    noise = {s: [list(rng.lognormal(0, 0.3, 6)), [6.0, 5, 4, 3, 2, 1]] for s in (1, 2, 3)}
-    t = trend_tests(per_seed(noise), perms=2000, reps=300).set_index("epoch")
+    falling = {1: [6.0, 5, 4, 3, 2, 1], 2: [6.0, 5, 4, 3, 1, 2], 3: [5.0, 6, 4, 3, 2, 1]}
+    noise = {s: [list(rng.lognormal(0, 0.3, 6)), falling[s]] for s in (1, 2, 3)}
+    t = trend_tests(per_seed(noise), perms=2000).set_index("epoch")
     assert t.loc[0, "verdict"] == "cannot tell" and t.loc[1, "verdict"] == "holds"
     assert t.loc[1, "p_holm"] == pytest.approx(min(1.0, 2 * t.loc[1, "p"]))  # the smaller p of two is doubled (Holm)
 
 
 def test_top_layer_carrying_the_trend_is_seen():
     flat_then_drop = [[3.0, 3.2, 2.9, 3.1, 3.0, 0.5]]
-    t = trend_tests(per_seed({1: flat_then_drop, 2: [[3.1, 2.9, 3.0, 3.2, 3.05, 0.4]], 3: [[2.95, 3.1, 3.2, 2.9, 3.0, 0.6]]}), perms=2000, reps=300)
+    t = trend_tests(per_seed({1: flat_then_drop, 2: [[3.1, 2.9, 3.0, 3.2, 3.05, 0.4]], 3: [[2.95, 3.1, 3.2, 2.9, 3.0, 0.6]]}), perms=2000)
     # the top layer has the lowest ratio (rho < 0 with it); without it the layers carry no order: nothing to claim
     assert t.rho.iloc[0] < 0 and abs(t.rho_without_top.iloc[0]) < 0.5 and t.verdict_without_top.iloc[0] == "cannot tell"
+
+
+def test_summary_states_the_seed_test_and_the_trend_without_the_top_layer():
+    down = {1: [[6.0, 5.0, 4.0, 3.0, 2.0, 1.0]], 2: [[6.0, 5.0, 4.0, 3.0, 1.0, 2.0]], 3: [[5.0, 6.0, 4.0, 3.0, 2.0, 1.0]]}
+    t = per_seed(down)
+    text = summarize(t, aggregate_seeds(t), numerator="lor2c", denominator="lora", stat="mean_abs", factor="all")
+    tr = trend_tests(t).iloc[0]
+    assert "per seed -1.00, -0.94, -0.94: mean -0.96" in text and "t-test across n = 3 seeds" in text
+    assert f"without layer 5: mean rho {tr.rho_without_top:+.2f} [{tr.rho_without_top_low:+.2f}, {tr.rho_without_top_high:+.2f}]" in text
+    assert "n = 3 seeds: holds" in text and "within-run evidence" in text
+    one = per_seed({1: down[1]})
+    text1 = summarize(one, aggregate_seeds(one), numerator="lor2c", denominator="lora", stat="mean_abs", factor="all")
+    assert "(within-run evidence): cannot tell at n = 1 seed" in text1 and "rises toward lower layers: cannot tell at n = 1 seed" in text1
 
 
 def test_above_one_by_hand():
@@ -128,10 +152,12 @@ def test_overall_verdict_needs_every_epoch():
 
 def test_summary_states_test_n_effect_interval_and_verdict():
     down = [[6.0, 5.0, 4.0, 3.0, 2.0, 1.0], [5.0, 4.0, 3.5, 3.0, 2.0, 1.5]]
-    seeded = per_seed({1: down, 2: [[x * 1.1 for x in e] for e in down], 3: [[x * 0.9 for x in e] for e in down]})
+    down2 = [[6.0, 5.0, 4.0, 3.0, 1.0, 2.0], [5.0, 4.0, 3.5, 3.0, 1.5, 2.0]]  # each seed orders its layers a little differently
+    down3 = [[5.0, 6.0, 4.0, 3.0, 2.0, 1.0], [4.0, 5.0, 3.5, 3.0, 2.0, 1.5]]
+    seeded = per_seed({1: down, 2: [[x * 1.1 for x in e] for e in down2], 3: [[x * 0.9 for x in e] for e in down3]})
     text = summarize(seeded, aggregate_seeds(seeded), numerator="lor2c", denominator="lora", stat="mean_abs", factor="all", paper_claim=True)
     assert "3 seed(s) (1, 2, 3); cell intervals: t over seeds (log scale) (95%)" in text
-    assert "permutation p = " in text and "n = 18 (layer, seed) pairs: holds" in text
+    assert "t-test across n = 3 seeds p = " in text and "pooled within-seed permutation p = " in text and "over 18 (layer, seed) pairs" in text
     assert "Paper claim (LoR2C's gradient ratio to LoRA rises toward lower layers): holds (in all 2 epochs)" in text
     assert "Paper claim (LoR2C's modules receive larger gradients than LoRA's): holds" in text and "n = 3 seeds" in text
     assert "nan" not in text.lower()

@@ -146,3 +146,15 @@ def test_by_layer_is_a_t_interval_across_seeds_per_layer_and_skips_rank_k_maps()
     assert t.loc[0, "control_top8_energy"] == pytest.approx(0.1) and t.loc[0, "effective_rank"] == pytest.approx(48.0)
     one = by_layer(summary[summary.seed == 17], 8)
     assert one.top8_energy_low.isna().all() and (one.seeds == 1).all()  # one seed: the value, no interval
+
+
+def test_by_layer_counts_runs_not_modules():
+    from lor2c_probe.analysis.low_rank import by_layer
+
+    # two unplaced modules of one run share layer -1: they are averaged into that run's one value, not two samples
+    rows = [("dense", "dense s1", 1, 1, -1, 64, 0.2, 0.1, 30.0, 50.0), ("dense", "dense s1", 1, 1, -1, 64, 0.4, 0.1, 20.0, 50.0),
+            ("dense", "dense s2", 2, 1, -1, 64, 0.5, 0.1, 10.0, 50.0)]
+    summary = pd.DataFrame(rows, columns=["group", "run", "seed", "epoch", "layer", "n", "top8_energy", "control_top8_energy",
+                                          "effective_rank", "control_effective_rank"])
+    row = by_layer(summary, 8).iloc[0]
+    assert row.seeds == 2 and row.top8_energy == pytest.approx((0.3 + 0.5) / 2) and row.effective_rank == pytest.approx(17.5)

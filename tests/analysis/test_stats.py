@@ -134,3 +134,14 @@ def test_spearman_with_unequal_groups():
 def test_an_interval_alone_never_decides():
     assert stats.verdict(0.2, -0.5, -0.2, claim_sign=+1) == "cannot tell"  # wholly on the other side, but not significant
     assert stats.verdict(0.01, -0.1, 0.4, claim_sign=+1) == "cannot tell"  # significant p, interval straddles 0
+
+
+def test_wilson_interval_by_hand_and_at_the_edges():
+    from scipy.stats import binomtest
+
+    # 320 of 400: scipy's Wilson interval is [0.758030, 0.836263]
+    low, high = stats.wilson(np.array([0.8, 1.0, 0.0]), 400)
+    ref = binomtest(320, 400).proportion_ci(method="wilson")
+    assert (low[0], high[0]) == pytest.approx((ref.low, ref.high), abs=1e-12) and low[0] == pytest.approx(0.758030, abs=1e-6)
+    assert high[1] == pytest.approx(1.0) and 0.98 < low[1] < 1.0  # 100%: still an interval, inside [0, 1]
+    assert low[2] == pytest.approx(0.0, abs=1e-12) and 0.0 < high[2] < 0.02

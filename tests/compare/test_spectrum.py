@@ -29,3 +29,10 @@ def test_phi_effect_at_chance_cannot_tell_and_one_seed_is_not_tested():
     assert _phi_effect(phi_table({17: [0.011, 0.009], 18: [0.012, 0.008], 19: [0.009, 0.010]})).endswith("above chance cannot tell.")
     one = _phi_effect(phi_table({17: [0.2, 0.3]}))
     assert one == "Mean phi over layers 0.250 (chance 0.010): one seed, no test across seeds."
+
+
+def test_phi_effect_subtracts_each_maps_own_chance():
+    t = phi_table({17: [0.2, 0.3], 18: [0.1, 0.2], 19: [0.25, 0.15]})
+    t.loc[t.seed == 19, "chance_mean"] = 0.05  # a pair of maps with another (i, j, d)
+    excess = np.array([0.25 - 0.01, 0.15 - 0.01, 0.20 - 0.05])
+    assert f"above chance by {excess.mean():+.3f}" in _phi_effect(t) and "(chance" not in _phi_effect(t)

@@ -31,26 +31,25 @@ def test_seed_band_is_the_exponentiated_t_interval_of_log_norms():
     assert ys.min() == pytest.approx(low, rel=1e-9) and ys.max() == pytest.approx(high, rel=1e-9) and ys.min() > 0
 
 
-def _metrics(accs: list[float]) -> pd.DataFrame:
+def _metrics(accs: list[float], ci: list[tuple[float, float]] | None = None) -> pd.DataFrame:
     rows = [("train", "loss", s, 0.7 - 0.01 * s) for s in range(1, 5)]
     rows += [("eval", "accuracy", 2 * (i + 1), a) for i, a in enumerate(accs)]
-    return pd.DataFrame(rows, columns=["split", "name", "step", "value"])
+    m = pd.DataFrame(rows, columns=["split", "name", "step", "value"])
+    if ci is not None:
+        ev = m.split == "eval"
+        m.loc[ev, "ci_low"], m.loc[ev, "ci_high"] = [c[0] for c in ci], [c[1] for c in ci]
+    return m
 
 
-def test_eval_points_carry_their_binomial_interval():
+def test_eval_points_carry_the_intervals_they_are_given():
     from lor2c_probe.plots.report import training_curves_figure, training_curves_plotly
 
-    metrics = {"lora": _metrics([0.8, 0.9]), "lor2c": _metrics([0.5, 0.6])}
-    fig = training_curves_figure(metrics, headline="accuracy", n_eval={"lora": 400, "lor2c": None})
-    ax_eval = fig.axes[1]
-    (bars,) = [c for c in ax_eval.containers if c.has_yerr]  # only the run whose eval size is known
+    metrics = {"lora": _metrics([0.8, 0.9], [(0.75, 0.84), (0.86, 0.93)]), "lor2c": _metrics([0.5, 0.6])}
+    fig = training_curves_figure(metrics, headline="accuracy")
+    (bars,) = [c for c in fig.axes[1].containers if c.has_yerr]  # only the run whose rows carry an interval
     segs = bars.lines[2][0].get_segments()
-    # accuracy 0.8 on 400 examples: 1.96 * sqrt(0.8 * 0.2 / 400) = 0.0392 (by hand)
-    assert segs[0][:, 1] == pytest.approx([0.8 - 0.0392, 0.8 + 0.0392])
-    assert segs[1][:, 1] == pytest.approx([0.9 - 1.96 * np.sqrt(0.09 / 400), 0.9 + 1.96 * np.sqrt(0.09 / 400)])
-    ply = training_curves_plotly(metrics, headline="accuracy", n_eval={"lora": 400, "lor2c": None})
+    assert segs[0][:, 1] == pytest.approx([0.75, 0.84]) and segs[1][:, 1] == pytest.approx([0.86, 0.93])  # asymmetric, as given
+    ply = training_curves_plotly(metrics, headline="accuracy")
     ev = {t.name: t for t in ply.data if t.xaxis == "x2"}
-    assert list(ev["lora"].error_y.array) == pytest.approx([0.0392, 1.96 * np.sqrt(0.09 / 400)]) and ev["lor2c"].error_y.array is None
-    from lor2c_probe.plots.report import eval_half_width
-
-    assert eval_half_width(pd.Series([0.5]), "loss", 400) is None and eval_half_width(pd.Series([0.5]), "accuracy", None) is None
+    assert list(ev["lora"].error_y.arrayminus) == pytest.approx([0.05, 0.04]) and list(ev["lora"].error_y.array) == pytest.approx([0.04, 0.03])
+    assert ev["lor2c"].error_y.array is None
