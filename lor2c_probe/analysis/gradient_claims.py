@@ -98,7 +98,7 @@ def _trend(g: pd.DataFrame, perms: int, seed: int) -> dict[str, Any]:
             "p_within": within.p, "rho_seeds": ", ".join(f"{r:+.2f}" for r in rhos)}
 
 
-def trend_tests(per_seed: pd.DataFrame, *, perms: int = 5_000, reps: int = 2_000, seed: int = 0) -> pd.DataFrame:
+def trend_tests(per_seed: pd.DataFrame, *, perms: int = 5_000, seed: int = 0) -> pd.DataFrame:
     """Per epoch, the claim "the ratio rises toward lower layers" (ρ < 0), with and without the highest layer.
 
     The unit is the seed: each seed's Spearman ρ(layer, ratio); their mean with a Student-t interval (clipped to
@@ -106,8 +106,7 @@ def trend_tests(per_seed: pd.DataFrame, *, perms: int = 5_000, reps: int = 2_000
     the pooled permutation p with layers shuffled within each seed. That p treats one run's layers as exchangeable,
     which a seed's smooth layer profile is not: with no trend in the method, random-walk profiles pass it far more
     often than alpha (tests/analysis/test_gradient_claims.py), so it is within-run evidence and never decides. One
-    seed, or seeds whose ρ are all equal (no spread): cannot tell. ``reps`` is unused (kept for callers)."""
-    del reps
+    seed, or seeds whose ρ are all equal (no spread): cannot tell."""
     ok = per_seed[per_seed["status"] == "ok"]
     rows = []
     for epoch, g in ok.groupby("epoch"):
@@ -115,12 +114,11 @@ def trend_tests(per_seed: pd.DataFrame, *, perms: int = 5_000, reps: int = 2_000
         full = _trend(g, perms, seed + int(epoch))
         rest = _trend(g[g["layer"] != top], perms, seed + int(epoch))
         rows.append({"epoch": int(epoch), "layers": int(g["layer"].nunique()), **full,
-                     **{f"{k}_without_top" if k != "rho" else "rho_without_top": v for k, v in rest.items() if k != "rho"},
-                     "rho_without_top": rest["rho"]})
+                     **{k.replace("rho", "rho_without_top") if k.startswith("rho_") or k == "rho" else f"{k}_without_top": v
+                        for k, v in rest.items() if k != "rho_seeds"}, "rho_seeds_without_top": rest["rho_seeds"]})
     t = pd.DataFrame(rows)
     if t.empty:
         return t
-    t = t.rename(columns={"rho_low_without_top": "rho_without_top_low", "rho_high_without_top": "rho_without_top_high"})
     t["p_holm"] = stats.holm(t["p"].to_numpy())
     t["p_without_top_holm"] = stats.holm(t["p_without_top"].to_numpy())
     t["verdict"] = [stats.verdict(p, lo, hi, claim_sign=-1) for p, lo, hi in zip(t.p_holm, t.rho_low, t.rho_high)]
