@@ -209,6 +209,8 @@ RUN_OVERRIDES = ("model", "task", "data_dir", "device", "precision", "epochs", "
 def run_study(
     study: Annotated[Path, typer.Argument(help="A study file, e.g. analyses/fig7-gradient-ratio.toml (or just its name).")],
     seeds: SeedsOpt = None,
+    only: Annotated[Optional[str], typer.Option(help="Comma list of run labels to train now (every seed), e.g. lora,lor2c; the rest wait for a later "
+                                                     "--resume. The report covers the runs that have finished.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder \\[default: runs/<study name>].")] = None,
     overwrite: OverwriteOpt = False,
     resume: Annotated[bool, typer.Option(help="Continue the study in --out: keep its completed runs, resume interrupted ones from their checkpoints, "
@@ -225,11 +227,11 @@ def run_study(
     if status:
         from lor2c_probe.commands.study_status import study_status
 
-        if resume or overwrite:
-            raise UserError(f"--status only reads; drop {'--resume' if resume else '--overwrite'}")
+        if resume or overwrite or only:
+            raise UserError(f"--status only reads; drop {'--resume' if resume else '--overwrite' if overwrite else '--only'}")
         typer.echo(study_status(study, options, out=out, seeds=seeds))
         return
-    run(study, options, out=out, overwrite=overwrite, resume=resume, quiet=quiet, interactive=interactive, seeds=seeds)
+    run(study, options, out=out, overwrite=overwrite, resume=resume, quiet=quiet, interactive=interactive, seeds=seeds, only=only)
 
 
 @app.command()

@@ -2,7 +2,8 @@
 # Regenerate the gallery in figures/: run every study in analyses/ on the embedded default (real MiniLM,
 # real Rotten Tomatoes), then copy each study's static report, figures and data into figures/<study>/.
 # Runs that already completed with the same configuration in runs/gallery/ are kept (--resume), so
-# re-running after a change to the report code only redraws. Usage: bash scripts/gallery.sh [study ...]
+# re-running after a change to the report code only redraws; runs kept in studies/<study>/ (scripts/keep_runs.sh) are
+# copied back first. Usage: bash scripts/gallery.sh [study ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${LOR2C_PROBE:-.venv/bin/lor2c-probe}
@@ -13,7 +14,15 @@ if [ ${#studies[@]} -eq 0 ]; then
 fi
 export HF_HUB_OFFLINE=1
 for s in "${studies[@]}"; do
-  "$BIN" run "analyses/$s.toml" --out "runs/gallery/$s" --resume --static --quiet
+  # runs kept in the repository by scripts/keep_runs.sh (a long study built up on other machines) come back first
+  if [ -d "studies/$s/runs" ]; then
+    mkdir -p "runs/gallery/$s/runs"
+    for r in "studies/$s/runs"/*/; do
+      [ -e "runs/gallery/$s/runs/$(basename "$r")" ] || cp -r "$r" "runs/gallery/$s/runs/"
+    done
+    [ -e "runs/gallery/$s/study.json" ] || cp "studies/$s/study.json" "runs/gallery/$s/study.json"
+  fi
+  "$BIN" run "analyses/$s.toml" --out "runs/gallery/$s" --resume --static --quiet ${ONLY:+--only "$ONLY"}
   rm -rf "figures/$s"
   mkdir -p "figures/$s/figures"
   # PNGs only: the static report.html embeds every figure as SVG already (the gallery stays under 15 MB)

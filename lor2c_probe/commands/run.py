@@ -4,7 +4,9 @@ Output folder (default ``runs/<study name>``): ``runs/<label>[-s<seed>]/`` (reco
 (report.html, figures/, data/) and ``study.json``: the resolved study, overrides, each run's state and wall
 time. The marker is written before the first run and updated after each, so an interrupted study can be
 ``--resume``d: completed runs are kept, interrupted ones continue from their checkpoints, and a run whose
-configuration changed is refused (or, with ``--overwrite``, moved aside and retrained).
+configuration changed is refused (or, with ``--overwrite``, moved aside and retrained). ``--only lora,lor2c`` trains
+just those labels (every seed) and leaves the others for a later sitting; the report then covers the study's runs
+that have finished, and the marker's status says the study is partial.
 """
 
 from __future__ import annotations
@@ -33,17 +35,20 @@ class Planned:
 
 
 def run_study(path: Path, overrides: dict[str, Any], *, out: Path | None, overwrite: bool, resume: bool, quiet: bool,
-              interactive: bool, seeds: str | None = None) -> Path:
+              interactive: bool, seeds: str | None = None, only: str | None = None) -> Path:
     from lor2c_probe.record.outputs import check_output, only_transient, writing
 
     study, out, planned = plan(path, overrides, out=out, seeds=seeds)
+    chosen = parse_only(only, study)
     rep = check_study_out(out, study) if resume else check_output(out, "study", overwrite)
     fates = {p.run_dir: _state(p, overwrite) if resume else "train" for p in planned}  # a changed configuration is refused up front
-    preflight([p for p in planned if fates[p.run_dir] not in ("keep", "keep-diverged")], quiet=quiet)
+    fates = {p.run_dir: "skip" if p.label not in chosen and fates[p.run_dir] not in ("keep", "keep-diverged") else fates[p.run_dir]
+             for p in planned}
+    preflight([p for p in planned if fates[p.run_dir] not in ("keep", "keep-diverged", "skip")], quiet=quiet)
     created = not out.exists() or only_transient(out)
     with writing(out, rep, "study output", fresh=not resume):
         try:
-            return _run(study, planned, out, {}, resume=resume, overwrite=overwrite, quiet=quiet, interactive=interactive)
+            return _run(study, planned, out, {}, resume=resume, overwrite=overwrite, quiet=quiet, interactive=interactive, only=chosen)
         except UserError:
             # e.g. a model or data set that is not available: the first run failed before writing anything. Under the
             # lock, the marker goes, and `writing` removes the folder it created once nothing else is left in it.
@@ -65,6 +70,19 @@ def plan(path: Path, overrides: dict[str, Any], *, out: Path | None, seeds: str 
         cfg, sources = config_from_options(opts)
         planned.append(Planned(label, seed, cfg, sources, out / "runs" / study.run_dir_name(label, seed)))
     return study, out, planned
+
+
+def parse_only(text: str | None, study: Study) -> set[str]:
+    """``--only lora,lor2c`` -> the run labels to train (all of the study's when not given)."""
+    labels = [r.label for r in study.runs]
+    if text is None:
+        return set(labels)
+    chosen = [x.strip() for x in text.split(",") if x.strip()]
+    unknown = [x for x in chosen if x not in labels]
+    if not chosen or unknown:
+        got = f"no run labelled {unknown[0]!r}" if unknown else f"no label in {text!r}"
+        raise UserError(f"--only: {got}; study {study.name} has: {', '.join(labels)}")
+    return set(chosen)
 
 
 def preflight(planned: list[Planned], *, quiet: bool = True) -> None:
@@ -159,7 +177,7 @@ def _json(v: Any) -> Any:
 
 
 def _run(study: Study, planned: list[Planned], out: Path, marker: dict[str, Any], *, resume: bool, overwrite: bool, quiet: bool,
-         interactive: bool) -> Path:
+         interactive: bool, only: set[str] | None = None) -> Path:
     from lor2c_probe.notices import notice
     from lor2c_probe.record.atomic import write_json_atomic
     from lor2c_probe.record.outputs import mark
@@ -175,6 +193,7 @@ def _run(study: Study, planned: list[Planned], out: Path, marker: dict[str, Any]
     walls: dict[str, float] = {}
     kept: list[str] = []
     diverged: list[str] = []
+    skipped: list[str] = []
     start = time.perf_counter()
     for p in planned:
         what = _state(p, overwrite) if resume else "train"
@@ -186,6 +205,10 @@ def _run(study: Study, planned: list[Planned], out: Path, marker: dict[str, Any]
             marker["runs"][name] = "kept (diverged)" if what == "keep-diverged" else "kept"
             if not quiet:
                 typer.echo(f"{name}: {'diverged' if what == 'keep-diverged' else 'completed'} earlier with the same configuration; kept")
+            continue
+        if only is not None and p.label not in only:
+            skipped.append(name)
+            marker["runs"][name] = "left for later (not in --only)"
             continue
         if not quiet:
             verb = {"train": "training", "resume": "resuming", "restart": "retraining"}[what]
@@ -219,19 +242,23 @@ def _run(study: Study, planned: list[Planned], out: Path, marker: dict[str, Any]
         save()
     train_wall = time.perf_counter() - start
     t0 = time.perf_counter()
-    groups = {p.run_dir: p.label for p in planned}
+    done = [p for p in planned if p.run_dir.name not in skipped]  # a partial study reports the runs it has
+    groups = {p.run_dir: p.label for p in done}
     intro = " ".join(x for x in (f"Reproduces: {study.paper}." if study.paper else "", f"Claim under test: {study.claim}" if study.claim else "") if x)
-    res = build_report([p.run_dir for p in planned], out / "report", title=study.title, intro=intro or None,
+    res = build_report([p.run_dir for p in done], out / "report", title=study.title, intro=intro or None,
                        options=Options(baseline=study.baseline), interactive=interactive, groups=groups, overwrite=True)
     report_wall = time.perf_counter() - t0
     results, seconds, cpu = {}, {}, {}
-    for p in planned:
+    for p in done:
         r = read_manifest(p.run_dir).get("results") or {}
         results[p.run_dir.name] = {"final_eval": r.get("final_eval"), "headline_metric": r.get("headline_metric"),
                                    "folded_eval": r.get("folded_eval")}
         seconds[p.run_dir.name] = r.get("wall_seconds", r.get("wall_seconds_this_session"))  # older manifests: one session's
         cpu[p.run_dir.name] = r.get("cpu_seconds")
-    marker.update({"status": "completed with diverged runs" if diverged else "completed",
+    status = "completed with diverged runs" if diverged else "completed"
+    if skipped:
+        status = f"partial: {len(done)} of {len(planned)} runs ({len(skipped)} left for a later sitting)" + (", with diverged runs" if diverged else "")
+    marker.update({"status": status, "runs_left": skipped,
                    "run_train_seconds": seconds,  # per run, from its manifest: training + per-epoch evals, kept runs included
                    "run_cpu_seconds": cpu,  # None for a run trained before runs counted CPU time, or resumed from then
                    "train_cpu_seconds": round(sum(cpu.values()), 1) if all(v is not None for v in cpu.values()) else None,
@@ -242,7 +269,8 @@ def _run(study: Study, planned: list[Planned], out: Path, marker: dict[str, Any]
     for a in study.analyses:
         if res.sections.get(a):
             typer.echo(f"warning: analysis {a!r} of this study was not drawn: {res.sections[a]}", err=True)
-    typer.echo(f"study {study.name}: {len(planned)} run(s), training {train_wall:.0f} s, report {report_wall:.1f} s")
+    left = f"; {len(skipped)} left for later (--resume without --only trains them)" if skipped else ""
+    typer.echo(f"study {study.name}: {len(done)} run(s){left}, training {train_wall:.0f} s, report {report_wall:.1f} s")
     typer.echo(f"report: {res.html}")
     if diverged:
         raise RunDiverged(f"study {study.name}: run(s) {', '.join(diverged)} diverged; the report marks them", 3)

@@ -99,6 +99,29 @@ def test_seed_override_trains_one_folder_per_seed(tiny_models, tiny_data, tmp_pa
     assert "mean over 2 seed(s)" in html
 
 
+def test_only_trains_the_named_labels_and_a_later_resume_the_rest(tiny_models, tiny_data, tmp_path):
+    path, out = tmp_path / "s.toml", tmp_path / "o"
+    path.write_text(study_text(tiny_models["bert"], tiny_data).replace('analyses = ["training", "gradients", "activations", "comparison"]',
+                                                                      'analyses = ["comparison"]'))
+    assert_user_error(runner.invoke(app, ["run", str(path), "--out", str(out), "--only", "lora,nope"]),
+                      "--only: no run labelled 'nope'; study tiny-fig7 has: lor2c, lora")
+    assert not out.exists()
+    res = runner.invoke(app, ["run", str(path), "--out", str(out), "--only", "lora", "--quiet", "--static"])
+    assert res.exit_code == 0, res.output
+    assert "1 run(s); 1 left for later" in res.output
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["lora"]
+    meta = json.loads((out / "study.json").read_text())
+    assert meta["status"] == "partial: 1 of 2 runs (1 left for a later sitting)" and meta["runs_left"] == ["lor2c"]
+    assert meta["runs"] == {"lor2c": "left for later (not in --only)", "lora": "completed"} and set(meta["results"]) == {"lora"}
+    finished = read_manifest(out / "runs" / "lora")["finished"]
+    res = runner.invoke(app, ["run", str(path), "--out", str(out), "--resume", "--quiet", "--static"])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((out / "study.json").read_text())
+    assert meta["status"] == "completed" and meta["runs_left"] == [] and meta["runs"] == {"lor2c": "completed", "lora": "kept"}
+    assert read_manifest(out / "runs" / "lora")["finished"] == finished
+    assert_user_error(runner.invoke(app, ["run", str(path), "--out", str(out), "--status", "--only", "lora"]), "--status only reads; drop --only")
+
+
 def test_bad_input(study_run, tmp_path):
     path, out, _ = study_run
     assert_user_error(runner.invoke(app, ["run", str(tmp_path / "nope.toml")]), "not found")
