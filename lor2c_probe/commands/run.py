@@ -40,10 +40,14 @@ def run_study(path: Path, overrides: dict[str, Any], *, out: Path | None, overwr
 
     study, out, planned = plan(path, overrides, out=out, seeds=seeds)
     chosen = parse_only(only, study)
-    rep = check_study_out(out, study) if resume else check_output(out, "study", overwrite)
-    fates = {p.run_dir: _state(p, overwrite) if resume else "train" for p in planned}  # a changed configuration is refused up front
-    fates = {p.run_dir: "skip" if p.label not in chosen and fates[p.run_dir] not in ("keep", "keep-diverged") else fates[p.run_dir]
+    rep = check_study_out(out, study) if resume else check_output(out, "study", overwrite, resume_hint=" or --resume to continue it")
+    # a changed configuration is refused up front; a run left out by --only is only looked at to see whether it finished
+    fates = {p.run_dir: (_state(p, overwrite) if p.label in chosen else _finished(p)) if resume else "train" if p.label in chosen else "skip"
              for p in planned}
+    missing = [p.run_dir.name for p in planned if p.label == study.baseline and fates[p.run_dir] == "skip"]
+    if missing:
+        raise UserError(f"--only leaves out the baseline {study.baseline!r}, and its run {missing[0]} has not finished: the report's ratios "
+                        f"would have no denominator; add {study.baseline} to --only")
     preflight([p for p in planned if fates[p.run_dir] not in ("keep", "keep-diverged", "skip")], quiet=quiet)
     created = not out.exists() or only_transient(out)
     with writing(out, rep, "study output", fresh=not resume):
@@ -162,6 +166,15 @@ def _state(p: Planned, overwrite: bool) -> str:
     return "resume" if newest_intact(p.run_dir).path is not None else "restart"
 
 
+def _finished(p: Planned) -> str:
+    """"keep" / "keep-diverged" for a run that finished with this configuration, else "skip" (never raises)."""
+    try:
+        what = _state(p, overwrite=False)
+    except UserError:
+        return "skip"
+    return what if what in ("keep", "keep-diverged") else "skip"
+
+
 def config_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
     """The first field that differs (fields added since, absent from ``old``, do not count). ``old`` comes from JSON,
     so a tuple of ``new`` is compared as the list JSON made of it."""
@@ -196,7 +209,8 @@ def _run(study: Study, planned: list[Planned], out: Path, marker: dict[str, Any]
     skipped: list[str] = []
     start = time.perf_counter()
     for p in planned:
-        what = _state(p, overwrite) if resume else "train"
+        left_out = only is not None and p.label not in only
+        what = (_finished(p) if left_out else _state(p, overwrite)) if resume else "train"
         name = p.run_dir.name
         if what in ("keep", "keep-diverged"):
             kept.append(name)
@@ -206,7 +220,7 @@ def _run(study: Study, planned: list[Planned], out: Path, marker: dict[str, Any]
             if not quiet:
                 typer.echo(f"{name}: {'diverged' if what == 'keep-diverged' else 'completed'} earlier with the same configuration; kept")
             continue
-        if only is not None and p.label not in only:
+        if left_out:
             skipped.append(name)
             marker["runs"][name] = "left for later (not in --only)"
             continue

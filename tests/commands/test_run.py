@@ -105,6 +105,8 @@ def test_only_trains_the_named_labels_and_a_later_resume_the_rest(tiny_models, t
                                                                       'analyses = ["comparison"]'))
     assert_user_error(runner.invoke(app, ["run", str(path), "--out", str(out), "--only", "lora,nope"]),
                       "--only: no run labelled 'nope'; study tiny-fig7 has: lor2c, lora")
+    assert_user_error(runner.invoke(app, ["run", str(path), "--out", str(out), "--only", "lor2c"]),
+                      "--only leaves out the baseline 'lora', and its run lora has not finished")
     assert not out.exists()
     res = runner.invoke(app, ["run", str(path), "--out", str(out), "--only", "lora", "--quiet", "--static"])
     assert res.exit_code == 0, res.output
@@ -114,11 +116,22 @@ def test_only_trains_the_named_labels_and_a_later_resume_the_rest(tiny_models, t
     assert meta["status"] == "partial: 1 of 2 runs (1 left for a later sitting)" and meta["runs_left"] == ["lor2c"]
     assert meta["runs"] == {"lor2c": "left for later (not in --only)", "lora": "completed"} and set(meta["results"]) == {"lora"}
     finished = read_manifest(out / "runs" / "lora")["finished"]
-    res = runner.invoke(app, ["run", str(path), "--out", str(out), "--resume", "--quiet", "--static"])
+    # without --resume an existing study folder is refused, and the message names --resume, not only --overwrite
+    assert_user_error(runner.invoke(app, ["run", str(path), "--out", str(out), "--only", "lor2c"]), "or --resume to continue it")
+    # lor2c alone is fine once the baseline has finished, which is kept
+    res = runner.invoke(app, ["run", str(path), "--out", str(out), "--resume", "--only", "lor2c", "--quiet", "--static"])
     assert res.exit_code == 0, res.output
     meta = json.loads((out / "study.json").read_text())
     assert meta["status"] == "completed" and meta["runs_left"] == [] and meta["runs"] == {"lor2c": "completed", "lora": "kept"}
     assert read_manifest(out / "runs" / "lora")["finished"] == finished
+    # a run left out whose configuration changed is left alone; without --only it is refused as before
+    m = read_manifest(out / "runs" / "lor2c")
+    m["config"]["train"]["lr"] = 0.5
+    (out / "runs" / "lor2c" / "manifest.json").write_text(json.dumps(m))
+    res = runner.invoke(app, ["run", str(path), "--out", str(out), "--resume", "--only", "lora", "--quiet", "--static"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "study.json").read_text())["runs_left"] == ["lor2c"]
+    assert_user_error(runner.invoke(app, ["run", str(path), "--out", str(out), "--resume"]), "was trained with another configuration (train.lr")
     assert_user_error(runner.invoke(app, ["run", str(path), "--out", str(out), "--status", "--only", "lora"]), "--status only reads; drop --only")
 
 
