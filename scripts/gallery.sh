@@ -30,7 +30,7 @@ for s in "${studies[@]}"; do
       fi
       [ -e "$here" ] || cp -r "$r" "$here"
     done
-    [ -e "runs/gallery/$s/study.json" ] || cp "studies/$s/study.json" "runs/gallery/$s/study.json"
+    if [ -f "studies/$s/study.json" ] && [ ! -e "runs/gallery/$s/study.json" ]; then cp "studies/$s/study.json" "runs/gallery/$s/"; fi
   fi
   "$BIN" run "analyses/$s.toml" --out "runs/gallery/$s" --resume --static --quiet ${ONLY:+--only "$ONLY"}
   rm -rf "figures/$s"
