@@ -37,15 +37,13 @@ def _ratios(df: pd.DataFrame | None, epoch: int | None, title: str) -> list[str]
 
 
 def run_times(runs: Path) -> str:
+    from lor2c_probe.record.runs import completed_run_dirs
     from lor2c_probe.record.store import read_manifest
 
     rows = []
-    for m in sorted(runs.glob("*/manifest.json")):
-        man = read_manifest(m.parent)
-        if ".replaced-" in m.parent.name or man.get("status") != "completed":
-            continue
-        t = man.get("results") or {}
-        rows.append((m.parent.name, float(t.get("wall_seconds") or 0), float(t.get("cpu_seconds") or 0)))
+    for d in completed_run_dirs([runs.parent]):
+        t = read_manifest(d).get("results") or {}
+        rows.append((d.name, float(t.get("wall_seconds") or 0), float(t.get("cpu_seconds") or 0)))
     lines = [f"{n}: {w:,.0f} s wall, {c:,.0f} s CPU" for n, w, c in rows]
     if rows:
         lines.append(f"total {len(rows)} runs: {sum(r[1] for r in rows):,.0f} s wall, {sum(r[2] for r in rows):,.0f} s CPU; "

@@ -12,25 +12,14 @@ import sys
 from pathlib import Path
 
 from lor2c_probe.compare.claims import claims_markdown, paper_claims
-from lor2c_probe.record.runs import load_runs
-from lor2c_probe.record.store import read_manifest
-
-
-def completed_runs(folders: list[Path]) -> list[Path]:
-    out = []
-    for f in folders:
-        for m in sorted((f / "runs").glob("*/manifest.json")):
-            # a run moved aside by --overwrite or a restart (<run>.replaced-<time>) is not part of the study any more
-            if ".replaced-" not in m.parent.name and read_manifest(m.parent).get("status") == "completed":
-                out.append(m.parent)
-    return out
+from lor2c_probe.record.runs import completed_run_dirs, load_runs
 
 
 def main(args: list[str]) -> None:
     columns, counts = {}, {}
     for arg in args:
         name, _, paths = arg.partition("=")
-        runs = completed_runs([Path(p) for p in paths.split(",") if p])
+        runs = completed_run_dirs([Path(p) for p in paths.split(",") if p])
         counts[name] = len(runs)
         columns[name] = paper_claims(load_runs(runs)) if runs else paper_claims([])
     print(claims_markdown(columns))

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from lor2c_probe.errors import UserError
+from lor2c_probe.record.outputs import is_aside
 from lor2c_probe.record.store import read_manifest, read_table, shard_paths
 
 
@@ -114,3 +115,10 @@ def recorded_runs(paths: list[Path], table: str, probe: str) -> list[RecordedRun
             names = [r.label for r in runs]
         runs = [RecordedRun(n, r.path, r.manifest, n) for n, r in zip(names, runs)]
     return runs
+
+
+def completed_run_dirs(folders: list[Path]) -> list[Path]:
+    """The completed runs of study folders (``<folder>/runs/<run>``), sorted per folder. A run moved aside by
+    ``--overwrite`` or a restart (``<run>.replaced-<time>``) is not part of its study any more."""
+    return [m.parent for f in folders for m in sorted((Path(f) / "runs").glob("*/manifest.json"))
+            if not is_aside(m.parent) and read_manifest(m.parent).get("status") == "completed"]
