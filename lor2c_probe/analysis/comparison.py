@@ -6,6 +6,8 @@
 - Two claims per method, each with its verdict at alpha = 0.05:
   ``better``: the difference is above 0 (t-test); ``parity``: the 95% interval lies within +-``margin`` (an
   equivalence reading: holds inside, does not hold when the interval lies wholly below -margin, else cannot tell).
+  Where parity cannot be told, ``parity_seeds`` says how many seeds would decide it (the interval inside +-margin, or
+  clear of it) if the differences' mean and SD stayed as observed: a planning estimate, not a test.
 - Per example: on the shared eval set, exact McNemar per seed (examples right under one method and wrong under the
   other), with a paired-proportion interval; Holm across a method's seeds.
 Each method against the baseline is its own claim (one row of the paper's Table I), so nothing is corrected across
@@ -32,9 +34,12 @@ def paired_by_seed(values: pd.DataFrame, baseline: str, *, margin: float = PARIT
         d = (g.loc[seeds] - base.loc[seeds]).to_numpy(dtype=float)
         t = stats.t_test(d)  # identical differences over seeds: no interval, p NaN (cannot tell)
         flip = stats.paired_permutation(g.loc[seeds].to_numpy(dtype=float), base.loc[seeds].to_numpy(dtype=float)) if seeds else None
+        par = parity(t.low, t.high, margin)
+        sd = float(d.std(ddof=1)) if len(d) >= 2 else np.nan
+        need = stats.seeds_for_halfwidth(sd, abs(margin - abs(t.estimate))) if par == "cannot tell" and np.isfinite(t.low) else np.nan
         rows.append({"group": group, "baseline": baseline, "seeds": t.n, "identical": t.identical, "difference": t.estimate, "low": t.low, "high": t.high,
                      "p": t.p, "p_sign_flip": flip.p if flip else np.nan, "better": stats.verdict(t.p, t.low, t.high, claim_sign=+1),
-                     "parity": parity(t.low, t.high, margin), "margin": margin})
+                     "parity": par, "margin": margin, "sd": sd, "parity_seeds": need})
     return pd.DataFrame(rows)
 
 
@@ -80,6 +85,12 @@ def _pt(x: float) -> str:
     return f"{100 * x:+.2f}" if np.isfinite(x) else "undefined"
 
 
+def _seeds_note(parity_seeds: float) -> str:
+    if not np.isfinite(parity_seeds):
+        return ""
+    return f" (about {int(parity_seeds)} seeds would decide it if the differences' mean and SD stayed as observed)"
+
+
 def summarize(paired: pd.DataFrame, mcnemar: pd.DataFrame, *, metric: str) -> str:
     """Sentences with test, n, effect, interval and verdict (differences in points of ``metric`` x 100)."""
     lines = []
@@ -90,7 +101,7 @@ def summarize(paired: pd.DataFrame, mcnemar: pd.DataFrame, *, metric: str) -> st
         flip = f"{r.p_sign_flip:.2g}" if np.isfinite(r.p_sign_flip) else "undefined"
         lines.append(f"{r.group} - {r.baseline}: final {metric} difference {_pt(r.difference)} points {ci} (95%, paired t across "
                      f"n = {r.seeds} seeds, p = {p}; exact sign-flip p = {flip}). "
-                     f"Better than {r.baseline}: {r.better}. Parity within +-{100 * r.margin:g} point(s): {r.parity}.")
+                     f"Better than {r.baseline}: {r.better}. Parity within +-{100 * r.margin:g} point(s): {r.parity}{_seeds_note(r.parity_seeds)}.")
     for group, g in (mcnemar.groupby("group", sort=False) if not mcnemar.empty else []):
         parts = [f"seed {int(x.seed)}: {x.only_group} vs {x.only_baseline} discordant, {_pt(x.difference)} points [{_pt(x.low)}, {_pt(x.high)}], "
                  f"p = {x.p:.2g} (Holm {x.p_holm:.2g})" for x in g.itertuples(index=False)]

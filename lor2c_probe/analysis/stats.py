@@ -158,6 +158,17 @@ def t_test(values: np.ndarray, *, null: float = 0.0, level: float = 0.95) -> Mea
     return MeanTest(est, est - t * se, est + t * se, p, n)
 
 
+def seeds_for_halfwidth(sd: float, halfwidth: float, *, level: float = 0.95, most: int = 10_000) -> float:
+    """Smallest n >= 2 at which a Student-t interval of n values with standard deviation ``sd`` is at most
+    ``halfwidth`` wide on each side (t_{n-1} sd / sqrt(n) <= halfwidth): a planning estimate that takes the observed
+    spread as the truth. NaN when ``sd`` or ``halfwidth`` is not positive and finite, or no n up to ``most`` suffices."""
+    if not (np.isfinite(sd) and np.isfinite(halfwidth) and sd > 0 and halfwidth > 0):
+        return float("nan")
+    n = np.arange(2, most + 1)
+    ok = np.flatnonzero(sps.t.ppf(1 - (1 - level) / 2, n - 1) * sd / np.sqrt(n) <= halfwidth)
+    return float(n[ok[0]]) if len(ok) else float("nan")
+
+
 def geometric_t(values: np.ndarray, *, level: float = 0.95) -> MeanTest:
     """Geometric mean of positive values (ratios, norms) with the Student-t interval of their logs, exponentiated:
     positive, and symmetric on a log axis. ``p`` tests log mean == 0 (a ratio of 1)."""

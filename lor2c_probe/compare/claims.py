@@ -217,8 +217,9 @@ def _parity_claim(runs: list[RecordedRun], method: str, claim: str) -> Claim:
     interval = f"[{100 * r.low:+.2f}, {100 * r.high:+.2f}] pt" if np.isfinite(r.low) else "—"
     pv = f", p = {r.p:.2g}" if np.isfinite(r.p) else ""
     verdict = r.parity if np.isfinite(r.low) else "cannot tell"
+    need = f"; about {int(r.parity_seeds)} seeds would decide it at the observed mean and SD" if np.isfinite(r.parity_seeds) else ""
     return Claim(claim, f"{100 * r.difference:+.2f} pt accuracy at {share:.0%} of LoRA's parameters", interval,
-                 f"paired t across seeds{pv}; parity = interval within ±1 pt", f"{int(r.seeds)} seed(s)", verdict, source)
+                 f"paired t across seeds{pv}; parity = interval within ±1 pt{need}", f"{int(r.seeds)} seed(s)", verdict, source)
 
 
 def claims_markdown(columns: dict[str, list[Claim]]) -> str:

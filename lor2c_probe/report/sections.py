@@ -255,7 +255,9 @@ def _paired_blocks(s: Section, runs: list[RecordedRun], points: pd.DataFrame, me
         mcn = pd.DataFrame()
         s.blocks.append(f"No per-example test: {e}.")
     s.blocks.append(Table(paired, f"Each method minus {base}, paired by seed: mean difference of the final {metric} with a 95% Student-t "
-                          "interval and p; the exact sign-flip p beside it; verdicts at alpha = 0.05 (parity: the interval within +-margin).",
+                          "interval and p; the exact sign-flip p beside it; verdicts at alpha = 0.05 (parity: the interval within +-margin); "
+                          "sd: of the seeds' differences; parity_seeds: where parity cannot be told, the seeds that would decide it "
+                          "if that mean and sd stayed as observed (a planning estimate).",
                           data="comparison_paired"))
     if not mcn.empty:
         s.blocks.append(Table(mcn, f"Per example, against {base} at the same seed: exact McNemar on the shared eval set (discordant examples, "

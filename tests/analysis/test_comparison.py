@@ -32,6 +32,27 @@ def test_paired_by_seed_by_hand():
     assert np.isnan(same.p) and same.better == "cannot tell" and same.parity == "cannot tell"
 
 
+def test_parity_seeds_when_parity_cannot_be_told():
+    # minilm-full's final accuracies, seeds 17-21 (figures/minilm-full/data/comparison.parquet): LoR2C - LoRA differences
+    # +1.33, -1.02, -0.63, +0.24, -2.12 points, mean -0.44, SD 1.30: an interval ±0.56 wide (24 seeds) would fit in ±1
+    lora = [0.82118, 0.82824, 0.82902, 0.82588, 0.84078]
+    lor2c = [0.83451, 0.81804, 0.82275, 0.82824, 0.81961]
+    v = values([("lora", s, a) for s, a in zip(range(17, 22), lora)] + [("lor2c", s, a) for s, a in zip(range(17, 22), lor2c)])
+    r = paired_by_seed(v, "lora").iloc[0]
+    d = np.subtract(lor2c, lora)
+    assert r.parity == "cannot tell" and r.sd == pytest.approx(d.std(ddof=1)) and r.parity_seeds == 24
+    assert "about 24 seeds would decide it" in summarize(paired_by_seed(v, "lora"), pd.DataFrame(), metric="accuracy")
+    # mean beyond the margin (-2 points): more seeds would show "does not hold" once the interval clears -1 point
+    far = values([("lora", s, 0.8) for s in range(3)] + [("im", s, 0.8 + x) for s, x in enumerate([-0.005, -0.02, -0.035])])
+    r = paired_by_seed(far, "lora").iloc[0]
+    # SD 1.5 points, half-width 2 - 1 = 1: t_10 1.5 / sqrt(11) = 1.008 > 1, t_11 1.5 / sqrt(12) = 0.953
+    assert r.parity == "cannot tell" and r.parity_seeds == 12
+    # decided either way, or no interval: no estimate
+    t = paired_by_seed(values([("lora", 1, 0.80), ("lora", 2, 0.82), ("lora", 3, 0.81), ("a", 1, 0.83), ("a", 2, 0.852), ("a", 3, 0.844),
+                               ("b", 1, 0.802), ("b", 2, 0.819), ("b", 3, 0.811), ("c", 1, 0.9)]), "lora").set_index("group")
+    assert t.parity_seeds.isna().all()
+
+
 def test_parity_rules():
     assert parity(-0.005, 0.008, 0.01) == "holds"
     assert parity(-0.05, -0.02, 0.01) == "does not hold"

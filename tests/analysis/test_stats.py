@@ -145,3 +145,23 @@ def test_wilson_interval_by_hand_and_at_the_edges():
     assert (low[0], high[0]) == pytest.approx((ref.low, ref.high), abs=1e-12) and low[0] == pytest.approx(0.758030, abs=1e-6)
     assert high[1] == pytest.approx(1.0) and 0.98 < low[1] < 1.0  # 100%: still an interval, inside [0, 1]
     assert low[2] == pytest.approx(0.0, abs=1e-12) and 0.0 < high[2] < 0.02
+
+
+def test_seeds_for_halfwidth_against_a_loop_by_hand():
+    from scipy import stats as sps
+
+    def by_hand(sd, hw):
+        n = 2
+        while sps.t.ppf(0.975, n - 1) * sd / np.sqrt(n) > hw:
+            n += 1
+        return n
+
+    for sd, hw in [(1.303, 0.561), (1.303, 1.0), (0.5, 0.2), (2.0, 3.0)]:
+        assert stats.seeds_for_halfwidth(sd, hw) == by_hand(sd, hw)
+    # t_{n-1} * 2 / sqrt(n): 17.97, 4.97, 3.18 at n = 2, 3, 4, then 2.48 at n = 5, the first <= 3
+    assert stats.seeds_for_halfwidth(2.0, 3.0) == 5
+    # the gallery's depth-6 LoR2C - LoRA differences (SD 1.303 points, mean -0.44): 23 seeds give 0.563, 24 give 0.550
+    assert stats.seeds_for_halfwidth(1.303, 1 - 0.439) == 24
+    for sd, hw in [(0.0, 1.0), (1.0, 0.0), (np.nan, 1.0), (1.0, -0.5)]:
+        assert np.isnan(stats.seeds_for_halfwidth(sd, hw))
+    assert np.isnan(stats.seeds_for_halfwidth(100.0, 0.01, most=50))  # not reachable within `most`
