@@ -56,20 +56,11 @@ if [ "$SMOKE" = 1 ] && [ -x .venv/bin/python ]; then STEPS=${STEPS/install/}; fi
 step install 600 bash scripts/install.sh
 
 step env 60 "$PY" - "$OUT_DIR/env.json" <<'PY'
-import json, subprocess, sys, torch
-info = {"torch": torch.__version__, "cuda": torch.version.cuda, "cuda_available": torch.cuda.is_available()}
-if torch.cuda.is_available():
-    info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    info["bf16"] = torch.cuda.is_bf16_supported()
-try:
-    info["nvidia_smi"] = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-                                        capture_output=True, text=True, timeout=30).stdout.strip()
-except (OSError, subprocess.SubprocessError) as e:
-    info["nvidia_smi"] = f"unavailable: {e}"
-try:
-    info["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or None
-except OSError:
-    info["commit"] = None
+# the environment every bench JSON records (GPU, driver, torch, CUDA, commit), here before any step can fail
+import json, sys, torch
+from lor2c_probe.bench.env import environment
+info = environment(torch.device("cuda" if torch.cuda.is_available() else "cpu"), "auto")
+info["cuda_available"] = torch.cuda.is_available()
 json.dump(info, open(sys.argv[1], "w"), indent=1)
 print(json.dumps(info))
 PY

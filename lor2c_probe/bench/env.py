@@ -40,6 +40,17 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def nvidia_driver() -> str | None:
+    """The NVIDIA driver version `nvidia-smi` reports (e.g. "580.159.03"), or None where it cannot be asked."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = out.stdout.strip().splitlines() if out.returncode == 0 else []
+    return lines[0].strip() if lines else None
+
+
 def environment(device: torch.device, precision: str) -> dict[str, Any]:
     env: dict[str, Any] = {
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -55,5 +66,6 @@ def environment(device: torch.device, precision: str) -> dict[str, Any]:
     }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        env |= {"cuda": torch.version.cuda, "gpu_memory_bytes": props.total_memory, "gpu_count": torch.cuda.device_count()}
+        env |= {"cuda": torch.version.cuda, "gpu_memory_bytes": props.total_memory, "gpu_count": torch.cuda.device_count(),
+                "nvidia_driver": nvidia_driver()}
     return env

@@ -31,8 +31,9 @@ def test_env_step_records_the_machine(tmp_path: Path) -> None:
     info = json.loads((tmp_path / "env.json").read_text())
     import torch
 
-    assert info["torch"] == torch.__version__ and info["cuda_available"] == torch.cuda.is_available()
-    assert len(info["commit"] or "") in (0, 40)
+    assert info["versions"]["torch"] == torch.__version__
+    assert info["cuda_available"] == torch.cuda.is_available()
+    assert len(info["git_commit"] or "") in (0, 40)  # bench.env.environment: the same record every bench JSON carries
 
 
 def test_random_model_folder_loads_as_the_shape(tmp_path: Path) -> None:
